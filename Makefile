@@ -1,0 +1,28 @@
+# Two entry points: `make run` (the whole CPU-default loop) and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint bench venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first, by exact version, so pip takes the local CPU build and no CUDA wheels
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -c requirements.lock -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/looptool run
+
+test: $(STAMP)
+	$(VENV)/bin/pytest -q -x -p no:cacheprovider tests
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check looptool stages tests bench
+
+bench: $(STAMP)
+	$(PY) -m bench

@@ -1,0 +1,34 @@
+"""`looptool` command line. Subcommands live next to the code they drive and are
+imported only when invoked, so `looptool --help` stays fast (no torch import)."""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# name -> "module:attribute" of a click command or group
+COMMANDS: dict[str, str] = {
+    "eval": "looptool.eval.cli_bfcl:eval_group",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(COMMANDS))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in COMMANDS:
+            module, attr = COMMANDS[name].split(":")
+            return getattr(importlib.import_module(module), attr)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="looptool")
+def main() -> None:
+    """LoopTool: the closed data-training loop for tool-calling LLMs, as a DVC pipeline."""
+
+
+if __name__ == "__main__":
+    main()

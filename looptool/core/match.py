@@ -1,0 +1,128 @@
+"""ToolMatch: the one decision of "is this tool call right?" (DESIGN §4).
+
+``strict`` mode (training reward, probing, verification) lives here; ``bfcl`` mode
+(possible-answer lists) lives in :mod:`looptool.core.match_bfcl` and shares the
+result type. Both return a :class:`MatchResult` with a machine-readable reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from looptool.core.codec import ParsedOutput, parse_completion
+from looptool.core.types import Label, ToolCall
+
+
+@dataclass(frozen=True)
+class MatchResult:
+    ok: bool
+    reason: str  # "match" or a rule name, e.g. "call_count", "value_mismatch", "parse_error"
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+def values_equal(a: Any, b: Any) -> bool:
+    """JSON-type-aware equality: 1 == 1.0, but "1" != 1, true != 1; lists ordered."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return a == b
+    if isinstance(a, str) or isinstance(b, str):
+        return isinstance(a, str) and isinstance(b, str) and a == b
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(values_equal(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(values_equal(a[k], b[k]) for k in a)
+    return a is None and b is None
+
+
+def call_diff(pred: ToolCall, gold: ToolCall) -> dict[str, Any] | None:
+    """None when the calls are equal, else the first difference as a reason dict."""
+    if pred.name != gold.name:
+        return {"rule": "name_mismatch", "expected": gold.name, "got": pred.name}
+    missing = sorted(gold.arguments.keys() - pred.arguments.keys())
+    if missing:
+        return {"rule": "missing_arg", "name": gold.name, "params": missing}
+    extra = sorted(pred.arguments.keys() - gold.arguments.keys())
+    if extra:
+        return {"rule": "extra_arg", "name": gold.name, "params": extra}
+    for key in sorted(gold.arguments):
+        if not values_equal(pred.arguments[key], gold.arguments[key]):
+            return {
+                "rule": "value_mismatch",
+                "name": gold.name,
+                "param": key,
+                "expected": gold.arguments[key],
+                "got": pred.arguments[key],
+            }
+    return None
+
+
+def max_bipartite_matching(adj: list[list[int]], n_right: int) -> list[int]:
+    """Kuhn's augmenting paths; returns match_of_left (-1 when unmatched)."""
+    match_right = [-1] * n_right
+
+    def augment(u: int, seen: list[bool]) -> bool:
+        for v in adj[u]:
+            if not seen[v]:
+                seen[v] = True
+                if match_right[v] < 0 or augment(match_right[v], seen):
+                    match_right[v] = u
+                    return True
+        return False
+
+    for u in range(len(adj)):
+        augment(u, [False] * n_right)
+    match_left = [-1] * len(adj)
+    for v, u in enumerate(match_right):
+        if u >= 0:
+            match_left[u] = v
+    return match_left
+
+
+def match_calls(pred: list[ToolCall], gold: list[ToolCall]) -> MatchResult:
+    """Order-free one-to-one equality of two call lists (duplicates counted)."""
+    if len(pred) != len(gold):
+        return MatchResult(False, "call_count", {"expected": len(gold), "got": len(pred)})
+    adj = [[j for j, p in enumerate(pred) if call_diff(p, g) is None] for g in gold]
+    match = max_bipartite_matching(adj, len(pred))
+    unmatched = [i for i, m in enumerate(match) if m < 0]
+    if not unmatched:
+        return MatchResult(True, "match")
+    i = unmatched[0]
+    g = gold[i]
+    # Report the difference against the closest candidate: same name first.
+    used = set(match)
+    candidates = [j for j in range(len(pred)) if j not in used] or list(range(len(pred)))
+    same = [j for j in candidates if pred[j].name == g.name]
+    j = (same or candidates)[0]
+    diff = call_diff(pred[j], g) or {"rule": "duplicate_call", "name": g.name}
+    return MatchResult(False, diff["rule"], {"label_call": i, "pred_call": j, **diff})
+
+
+def match_strict(pred: ParsedOutput | Label | str, label: Label) -> MatchResult:
+    """Strict ToolMatch of a prediction (text, parsed output or label) against a label.
+
+    A no-call label matches only a prediction with no call; a parse failure scores 0
+    with reason ``parse_error``; never raises.
+    """
+    if isinstance(pred, str):
+        pred = parse_completion(pred)
+    if isinstance(pred, ParsedOutput):
+        if pred.error is not None:
+            return MatchResult(
+                False, "parse_error", {"kind": pred.error.kind, "message": pred.error.message}
+            )
+        calls = pred.calls
+    else:
+        calls = pred.calls
+    if label.is_no_call:
+        if calls:
+            return MatchResult(False, "unexpected_call", {"got": len(calls)})
+        return MatchResult(True, "match")
+    if not calls:
+        return MatchResult(False, "missing_calls", {"expected": len(label.calls)})
+    return match_calls(calls, label.calls)

@@ -1,0 +1,103 @@
+"""params.yaml `engines:` section (one EngineSpec per role) and the `tiny_model:` section."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Backend = Literal["hf", "vllm", "openai", "template"]
+
+
+class EngineSpec(BaseModel):
+    """Which backend serves a role, and its knobs. Unused knobs are ignored per backend."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    backend: Backend
+    # hf/vllm: a local checkpoint directory (never a hub id). openai: the served model name.
+    model: str | None = None
+    tokenizer: str | None = None  # hf/vllm: defaults to `model`
+    batch_size: int = Field(8, ge=1)  # requests per backend call (and per cache commit)
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # hf only
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = (
+        "auto"  # auto: bf16 on GPU, fp32 on CPU
+    )
+    max_model_len: int | None = Field(None, ge=16)  # prompt + completion token limit
+    seed: int = 0  # vllm engine seed; sampling seeds come from SamplingParams
+    # hf choice: how option log-probs are compared ("sum" = sequence likelihood incl. EOS)
+    choice_score: Literal["sum", "mean"] = "sum"
+    # vllm
+    tensor_parallel_size: int = Field(1, ge=1)
+    data_parallel_size: int = Field(1, ge=1)  # offline vLLM 0.31 accepts only 1 (see DESIGN §7)
+    gpu_memory_utilization: float = Field(0.9, gt=0.0, le=1.0)
+    enable_prefix_caching: bool = True
+    enforce_eager: bool = False
+    # openai-compatible endpoint
+    base_url: str | None = None  # e.g. http://127.0.0.1:8000/v1
+    api_key_env: str | None = None  # name of the env var holding the key (never the key)
+    concurrency: int = Field(8, ge=1)
+    timeout_s: float = Field(120.0, gt=0)
+    max_retries: int = Field(5, ge=0)
+    # template: programmatic generator, nothing to configure beyond the seed in requests
+
+    @model_validator(mode="after")
+    def _backend_fields(self) -> EngineSpec:
+        if self.backend in ("hf", "vllm") and not self.model:
+            raise ValueError(
+                f"backend {self.backend!r} needs `model`: a local checkpoint directory"
+            )
+        if self.backend == "openai":
+            if not self.base_url:
+                raise ValueError(
+                    "backend 'openai' needs `base_url` (e.g. http://127.0.0.1:8000/v1)"
+                )
+            if not self.model:
+                raise ValueError("backend 'openai' needs `model`: the served model name")
+        if self.data_parallel_size > 1 and self.backend == "vllm":
+            raise ValueError(
+                "vllm data_parallel_size > 1 is not supported by offline vllm.LLM 0.31; "
+                "run one process per replica (split the input) instead"
+            )
+        return self
+
+
+class EnginesParams(BaseModel):
+    """The `engines:` section: one spec per role, plus the request cache location."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    policy: EngineSpec = EngineSpec(backend="hf", model="data/models/tiny", batch_size=16)
+    judge: EngineSpec = EngineSpec(backend="hf", model="data/models/tiny", batch_size=16)
+    generator: EngineSpec = EngineSpec(backend="template", batch_size=1024)
+    # Cache directory; relative paths are under the repo root. Env LOOPTOOL_CACHE_DIR wins.
+    cache_dir: str = ".cache/looptool"
+    use_cache: bool = True
+
+    def role(self, name: str) -> EngineSpec:
+        if name not in ("policy", "judge", "generator"):
+            raise KeyError(f"unknown engine role {name!r} (policy, judge, generator)")
+        return getattr(self, name)
+
+
+class TinyModelParams(BaseModel):
+    """The `tiny_model:` section: the locally built random Qwen3 for tests and the CPU default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    out: str = "data/models/tiny"
+    seed: int = 0
+    vocab_size: int = Field(3072, ge=512, le=32768)
+    hidden_size: int = Field(128, ge=16)
+    num_layers: int = Field(2, ge=1)
+    num_heads: int = Field(4, ge=1)
+    num_kv_heads: int = Field(2, ge=1)
+    intermediate_size: int = Field(384, ge=16)
+    max_position_embeddings: int = Field(8192, ge=256)
+    corpus_samples: int = Field(3000, ge=100)  # generated chats the tokenizer is trained on
+
+    @model_validator(mode="after")
+    def _heads(self) -> TinyModelParams:
+        if self.hidden_size % self.num_heads or self.num_heads % self.num_kv_heads:
+            raise ValueError("hidden_size % num_heads and num_heads % num_kv_heads must be 0")
+        return self

@@ -1,0 +1,77 @@
+"""Atomic file writers and table readers.
+
+Every output goes to a temp file in the target directory and is renamed into place,
+so a killed stage never leaves a half-written file behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temp path beside ``path``; rename it onto ``path`` only on success."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> None:
+    write_text_atomic(
+        path, json.dumps(obj, indent=indent, sort_keys=True, ensure_ascii=False) + "\n"
+    )
+
+
+def write_parquet_atomic(path: str | os.PathLike, table: pa.Table | Any) -> None:
+    """Write a pyarrow Table (or a polars DataFrame) as parquet, atomically.
+
+    Written without timestamps/creator metadata that change between runs, so reruns
+    with the same inputs give byte-identical files.
+    """
+    if not isinstance(table, pa.Table):
+        table = table.to_arrow()
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd", store_schema=True)
+
+
+def read_parquet(path: str | os.PathLike) -> pa.Table:
+    """Read a parquet table; a missing file raises FileNotFoundError naming it."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"table not found: {p}")
+    return pq.read_table(p)
+
+
+def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any, str | None]]:
+    """Yield (line_number, parsed_or_None, error_or_None) for each non-empty line."""
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                yield lineno, json.loads(line), None
+            except json.JSONDecodeError as exc:
+                yield lineno, None, f"{path}:{lineno}: invalid JSON: {exc.msg}"
