@@ -37,6 +37,27 @@ class Params(BaseModel):
                 return item
         raise ParamsError(f"params: no iteration j={j} in `iterations`")
 
+    def for_iteration(self, j: int) -> Params:
+        """These params with iteration ``j``'s ``overrides`` applied (validated again)."""
+        overrides = self.iteration(j).overrides
+        if not overrides:
+            return self
+        raw = self.model_dump()
+        for dotted, value in overrides.items():
+            node = raw
+            *parents, leaf = dotted.split(".")
+            for key in parents:
+                if not isinstance(node, dict) or key not in node:
+                    raise ParamsError(f"iterations[j={j}].overrides: unknown key {dotted!r}")
+                node = node[key]
+            if not isinstance(node, dict) or leaf not in node:
+                raise ParamsError(f"iterations[j={j}].overrides: unknown key {dotted!r}")
+            node[leaf] = value
+        try:
+            return Params.model_validate(raw)
+        except ValidationError as exc:
+            raise ParamsError(f"iterations[j={j}].overrides: {_format(exc)}") from None
+
 
 def load_params(path: str | Path = "params.yaml") -> Params:
     """Load and validate params.yaml; errors name the file and the offending key."""
@@ -48,7 +69,14 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     except yaml.YAMLError as exc:
         raise ParamsError(f"{p}: invalid YAML: {exc}") from None
     try:
-        return Params.model_validate(raw)
+        params = Params.model_validate(raw)
     except ValidationError as exc:
-        lines = [f"  {'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors()]
-        raise ParamsError(f"{p}: invalid params\n" + "\n".join(lines)) from None
+        raise ParamsError(f"{p}: invalid params\n{_format(exc)}") from None
+    js = [it.j for it in params.iterations]
+    if js != list(range(1, len(js) + 1)):
+        raise ParamsError(f"{p}: iterations must be j = 1..J in order, got {js}")
+    return params
+
+
+def _format(exc: ValidationError) -> str:
+    return "\n".join(f"  {'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())

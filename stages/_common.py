@@ -1,0 +1,35 @@
+"""Shared helpers for the thin DVC stage entry points."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from looptool.params import Params, ParamsError, load_params
+
+
+def iteration_params(argv: list[str] | None = None) -> tuple[Params, int]:
+    """Parse ``--j J`` (DVC passes the whole foreach item: --j --prev --next --overrides.*)
+    and return (params with iteration J's overrides applied, J)."""
+    parser = argparse.ArgumentParser(add_help=True)
+    parser.add_argument("--j", type=int, required=True)
+    parser.add_argument("--params", default="params.yaml")
+    # --prev/--next/--overrides.* are on the command line so DVC sees item changes;
+    # their values are read (validated) from params.yaml instead.
+    args, _ = parser.parse_known_args(argv)
+    try:
+        params = load_params(args.params)
+        return params.for_iteration(args.j), args.j
+    except ParamsError as exc:
+        sys.exit(f"error: {exc}")
+
+
+def stage_params(argv: list[str] | None = None) -> Params:
+    """Params for a stage outside the iteration loop."""
+    parser = argparse.ArgumentParser(add_help=True)
+    parser.add_argument("--params", default="params.yaml")
+    args, _ = parser.parse_known_args(argv)
+    try:
+        return load_params(args.params)
+    except ParamsError as exc:
+        sys.exit(f"error: {exc}")
