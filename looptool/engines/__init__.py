@@ -14,7 +14,7 @@ from looptool.engines.base import (
     Score,
     ScoreRequest,
 )
-from looptool.engines.cache import CachedEngine, RequestCache, default_cache_dir
+from looptool.engines.cache import CachedEngine, RequestCache, cache_stats, default_cache_dir
 from looptool.engines.factory import (
     check_model_dir,
     engine_for_role,
@@ -33,6 +33,7 @@ __all__ = [
     "SamplingParams",
     "Score",
     "ScoreRequest",
+    "cache_stats",
     "check_model_dir",
     "default_cache_dir",
     "engine_for_role",

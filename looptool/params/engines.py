@@ -1,4 +1,4 @@
-"""params.yaml `engines:` section (one EngineSpec per role) and the `tiny_model:` section."""
+"""params.yaml `engines:` section: one EngineSpec per role, cache switch, tiny-model recipe."""
 
 from __future__ import annotations
 
@@ -20,6 +20,9 @@ class EngineSpec(BaseModel):
     tokenizer: str | None = None  # hf/vllm: defaults to `model`
     batch_size: int = Field(8, ge=1)  # requests per backend call (and per cache commit)
     device: Literal["auto", "cpu", "cuda"] = "auto"  # hf only
+    # hf on CPU: torch.set_num_threads (process-wide); null keeps torch's default. Small
+    # models run fastest with 1 thread, and far faster than default on a busy box.
+    cpu_threads: int | None = Field(None, ge=1)
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = (
         "auto"  # auto: bf16 on GPU, fp32 on CPU
     )
@@ -39,6 +42,7 @@ class EngineSpec(BaseModel):
     concurrency: int = Field(8, ge=1)
     timeout_s: float = Field(120.0, gt=0)
     max_retries: int = Field(5, ge=0)
+    retry_wait_s: float = Field(1.0, gt=0)  # first backoff; doubles per retry (jittered, max 30 s)
     # template: programmatic generator, nothing to configure beyond the seed in requests
 
     @model_validator(mode="after")
@@ -62,30 +66,12 @@ class EngineSpec(BaseModel):
         return self
 
 
-class EnginesParams(BaseModel):
-    """The `engines:` section: one spec per role, plus the request cache location."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    policy: EngineSpec = EngineSpec(backend="hf", model="data/models/tiny", batch_size=16)
-    judge: EngineSpec = EngineSpec(backend="hf", model="data/models/tiny", batch_size=16)
-    generator: EngineSpec = EngineSpec(backend="template", batch_size=1024)
-    # Cache directory; relative paths are under the repo root. Env LOOPTOOL_CACHE_DIR wins.
-    cache_dir: str = ".cache/looptool"
-    use_cache: bool = True
-
-    def role(self, name: str) -> EngineSpec:
-        if name not in ("policy", "judge", "generator"):
-            raise KeyError(f"unknown engine role {name!r} (policy, judge, generator)")
-        return getattr(self, name)
-
-
 class TinyModelParams(BaseModel):
-    """The `tiny_model:` section: the locally built random Qwen3 for tests and the CPU default."""
+    """`engines.tiny_model`: the locally built random Qwen3 for tests and the CPU default."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    out: str = "data/models/tiny"
+    out: str = "data/tiny_model"
     seed: int = 0
     vocab_size: int = Field(3072, ge=512, le=32768)
     hidden_size: int = Field(128, ge=16)
@@ -101,3 +87,21 @@ class TinyModelParams(BaseModel):
         if self.hidden_size % self.num_heads or self.num_heads % self.num_kv_heads:
             raise ValueError("hidden_size % num_heads and num_heads % num_kv_heads must be 0")
         return self
+
+
+class EnginesParams(BaseModel):
+    """The `engines:` section: one spec per role, the cache switch, the tiny model recipe."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    policy: EngineSpec = EngineSpec(backend="hf", model="data/tiny_model", batch_size=16)
+    judge: EngineSpec = EngineSpec(backend="hf", model="data/tiny_model", batch_size=16)
+    generator: EngineSpec = EngineSpec(backend="template", batch_size=1024)
+    # Route LLM requests through the request cache (its directory is project.cache_dir).
+    use_cache: bool = True
+    tiny_model: TinyModelParams = TinyModelParams()
+
+    def role(self, name: str) -> EngineSpec:
+        if name not in ("policy", "judge", "generator"):
+            raise KeyError(f"unknown engine role {name!r} (policy, judge, generator)")
+        return getattr(self, name)

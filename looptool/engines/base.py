@@ -1,0 +1,197 @@
+"""The one engine protocol every model role (policy, judge, generator) is called through.
+
+Three request kinds, each batched:
+- ``generate``: chat generation (messages + optional tools rendered by the model's chat
+  template), greedy when ``temperature == 0``; ``n`` generations per request.
+- ``score``: teacher-forced per-token log-probs of a given assistant completion
+  (perplexity for HPPL selection).
+- ``choose``: constrained choice among fixed options; always returns one of them.
+
+Messages use the OpenAI chat format: ``role``, ``content``, ``tool_calls``
+(``[{"type": "function", "function": {"name": ..., "arguments": {...}}}]``, arguments a
+dict) and ``name`` on tool-result messages. Tools use the OpenAI form
+``{"type": "function", "function": {...}}``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+
+class EngineError(RuntimeError):
+    """A backend failure with a message a user can act on (bad path, endpoint down, ...)."""
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Decoding knobs. ``temperature == 0`` means greedy; ``seed`` makes sampling repeatable."""
+
+    max_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    n: int = 1
+    stop: tuple[str, ...] = ()
+    seed: int = 0
+    logprobs: bool = False
+
+    def __post_init__(self) -> None:
+        if self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.n < 1:
+            raise ValueError(f"n must be >= 1, got {self.n}")
+        if isinstance(self.stop, str) or isinstance(self.stop, list):
+            # accept a bare string or list for convenience, store a tuple (hashable)
+            object.__setattr__(
+                self, "stop", (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
+            )
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """One chat generation request."""
+
+    messages: list[dict]
+    tools: list[dict] | None = None
+    params: SamplingParams = SamplingParams()
+    chat_template_kwargs: dict | None = None  # e.g. {"enable_thinking": False}
+    task: str | None = None  # routes the request to a programmatic task (template backend)
+    payload: dict | None = None  # structured input for the template backend; LLMs ignore it
+
+
+@dataclass
+class Generation:
+    """One generated completion. ``logprobs`` are the sampled tokens' log-probs."""
+
+    text: str
+    token_ids: list[int] | None = None
+    logprobs: list[float] | None = None
+    finish_reason: str = "stop"  # "stop" (EOS or stop string) | "length"
+
+
+@dataclass(frozen=True)
+class ScoreRequest:
+    """Score ``completion`` as the assistant turn that follows ``messages``."""
+
+    messages: list[dict]
+    completion: str
+    tools: list[dict] | None = None
+    chat_template_kwargs: dict | None = None
+
+
+@dataclass
+class Score:
+    """Per-token log-probs of a scored completion."""
+
+    token_logprobs: list[float]
+    token_ids: list[int] | None = None
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.token_logprobs)
+
+    @property
+    def mean_logprob(self) -> float:
+        """Mean log-prob; NaN for an empty completion (no tokens, nothing to average)."""
+        if not self.token_logprobs:
+            return math.nan
+        return math.fsum(self.token_logprobs) / len(self.token_logprobs)
+
+    @property
+    def ppl(self) -> float:
+        """Perplexity exp(-mean logprob): NaN for 0 tokens, inf on overflow."""
+        mean = self.mean_logprob
+        if math.isnan(mean):
+            return math.nan
+        try:
+            return math.exp(-mean)
+        except OverflowError:
+            return math.inf
+
+
+@dataclass(frozen=True)
+class ChoiceRequest:
+    """Pick one of ``options`` as the assistant's reply to ``messages``."""
+
+    messages: list[dict]
+    options: tuple[str, ...]
+    tools: list[dict] | None = None
+    chat_template_kwargs: dict | None = None
+    task: str | None = None  # template backend only: routes to a programmatic chooser
+    payload: dict | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.options, list):
+            object.__setattr__(self, "options", tuple(self.options))
+        if not self.options:
+            raise ValueError("ChoiceRequest needs at least one option")
+        if len(set(self.options)) != len(self.options):
+            raise ValueError(f"ChoiceRequest options must be distinct: {self.options}")
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """What every backend (and the caching wrapper) implements."""
+
+    backend: str  # "hf" | "vllm" | "openai" | "template"
+    model_id: str  # identity used in cache keys: path + content fingerprint (or endpoint model)
+    batch_size: int  # how many requests the backend takes per call (cache commits per batch)
+
+    def generate(self, requests: Sequence[ChatRequest]) -> list[list[Generation]]:
+        """``params.n`` generations per request, in request order."""
+        ...
+
+    def score(self, requests: Sequence[ScoreRequest]) -> list[Score]: ...
+
+    def choose(self, requests: Sequence[ChoiceRequest]) -> list[str]:
+        """One of ``request.options`` per request."""
+        ...
+
+
+def request_to_json(request: ChatRequest | ScoreRequest | ChoiceRequest) -> dict[str, Any]:
+    """Plain-JSON view of a request (all fields, nested params included) for hashing/logs."""
+    out = dataclasses.asdict(request)
+    if "options" in out:
+        out["options"] = list(out["options"])
+    if "params" in out:
+        out["params"]["stop"] = list(out["params"]["stop"])
+    return out
+
+
+def batched(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    """Split ``items`` into consecutive chunks of at most ``size``."""
+    size = max(1, int(size))
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def first_stop(text: str, stops: Sequence[str]) -> int | None:
+    """Index where the earliest stop string starts in ``text`` (None if none occurs)."""
+    hits = [i for i in (text.find(s) for s in stops if s) if i >= 0]
+    return min(hits) if hits else None
+
+
+def best_option(option_logprobs: Sequence[Sequence[float]], method: str = "sum") -> int:
+    """Index of the most likely option given each option's token log-probs: by ``sum``
+    (sequence likelihood) or ``mean`` (length-normalized). Ties go to the earlier option."""
+    best, best_val = 0, -math.inf
+    for k, lp in enumerate(option_logprobs):
+        if method == "sum":
+            val = math.fsum(lp)
+        elif method == "mean":
+            val = math.fsum(lp) / len(lp) if lp else -math.inf
+        else:
+            raise ValueError(f"unknown choice score {method!r} (sum, mean)")
+        if val > best_val:
+            best, best_val = k, val
+    return best

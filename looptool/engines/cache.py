@@ -1,0 +1,299 @@
+"""Content-addressed request cache (SQLite, WAL) and the engine wrapper that uses it.
+
+Key = sha256 of the canonical JSON of (key version, backend, model identity, request kind,
+every request field incl. task/payload and sampling params). The cache lives outside DVC
+outputs (default ``<repo>/.cache/looptool/requests.sqlite``, env ``LOOPTOOL_CACHE_DIR``
+wins) so `dvc repro` never tracks it. :class:`CachedEngine` commits after every backend
+batch: a stage killed with SIGKILL loses at most the batch in flight, and a rerun sends
+only the requests that never finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from looptool.core.types import canonical_json
+from looptool.engines.base import (
+    ChatRequest,
+    ChoiceRequest,
+    Engine,
+    EngineError,
+    Generation,
+    Score,
+    ScoreRequest,
+    request_to_json,
+)
+
+# Bump when a backend's output semantics change, so stale entries stop matching.
+KEY_VERSION = 1
+CACHE_FILE = "requests.sqlite"
+_LOOKUP_CHUNK = 500  # keys per SELECT ... IN (...), below SQLite's variable limit
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS requests (
+    key TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    model_id TEXT NOT NULL,
+    response TEXT NOT NULL,
+    created REAL NOT NULL
+) WITHOUT ROWID
+"""
+
+
+def find_repo_root(start: str | os.PathLike | None = None) -> Path:
+    """Nearest ancestor holding dvc.yaml, .dvc or .git; the start dir if there is none."""
+    here = Path(start or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        if (d / "dvc.yaml").exists() or (d / ".dvc").is_dir() or (d / ".git").exists():
+            return d
+    return here
+
+
+def default_cache_dir(cache_dir: str | os.PathLike | None = None, root: str | None = None) -> Path:
+    """Resolve the cache directory: env LOOPTOOL_CACHE_DIR, else ``cache_dir`` (params),
+    else ``.cache/looptool``; relative paths are taken under the repo root."""
+    chosen = os.environ.get("LOOPTOOL_CACHE_DIR") or cache_dir or ".cache/looptool"
+    p = Path(chosen).expanduser()
+    return p if p.is_absolute() else find_repo_root(root) / p
+
+
+class RequestCache:
+    """Persistent key -> JSON response table. Safe for one writer plus readers."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._conn = sqlite3.connect(self.path, timeout=60.0, check_same_thread=False)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode: a commit survives a process kill (not a power loss).
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute(_SCHEMA)
+            self._conn.commit()
+        except sqlite3.DatabaseError as exc:
+            raise EngineError(
+                f"request cache {self.path}: cannot open ({exc}); "
+                "remove it with `looptool cache clear` or delete the file"
+            ) from None
+
+    @classmethod
+    def open(cls, cache_dir: str | os.PathLike | None = None) -> RequestCache:
+        """Open ``<cache_dir>/requests.sqlite`` (see :func:`default_cache_dir`)."""
+        return cls(default_cache_dir(cache_dir) / CACHE_FILE)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> RequestCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @staticmethod
+    def make_key(backend: str, model_id: str, kind: str, request: dict[str, Any] | str) -> str:
+        """sha256 over (key version, backend, model, kind, canonical request JSON)."""
+        req = request if isinstance(request, str) else canonical_json(request)
+        blob = f"{KEY_VERSION}\0{backend}\0{model_id}\0{kind}\0{req}"
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, Any]:
+        """Decoded responses for the keys present."""
+        out: dict[str, Any] = {}
+        uniq = list(dict.fromkeys(keys))
+        for i in range(0, len(uniq), _LOOKUP_CHUNK):
+            chunk = uniq[i : i + _LOOKUP_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            rows = self._conn.execute(
+                f"SELECT key, response FROM requests WHERE key IN ({marks})", chunk
+            ).fetchall()
+            for key, response in rows:
+                out[key] = json.loads(response)
+        return out
+
+    def put_many(self, rows: Sequence[tuple[str, str, str, str, Any]]) -> None:
+        """Insert (key, kind, backend, model_id, response) rows in one committed transaction."""
+        now = time.time()
+        with self._conn:
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO requests VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (k, kind, b, m, json.dumps(v, ensure_ascii=False), now)
+                    for k, kind, b, m, v in rows
+                ],
+            )
+
+    def info(self) -> dict[str, Any]:
+        """Size on disk and row counts per (backend, model_id, kind)."""
+        n = self._conn.execute("SELECT count(*) FROM requests").fetchone()[0]
+        groups = self._conn.execute(
+            "SELECT backend, model_id, kind, count(*), sum(length(response)) FROM requests "
+            "GROUP BY backend, model_id, kind ORDER BY backend, model_id, kind"
+        ).fetchall()
+        size = sum(
+            p.stat().st_size
+            for p in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm"))
+            if p.exists()
+        )
+        return {
+            "path": str(self.path),
+            "entries": int(n),
+            "bytes_on_disk": int(size),
+            "groups": [
+                {
+                    "backend": b,
+                    "model_id": m,
+                    "kind": k,
+                    "entries": int(c),
+                    "response_bytes": int(s or 0),
+                }
+                for b, m, k, c, s in groups
+            ],
+        }
+
+    def clear(self, backend: str | None = None, model_id: str | None = None) -> int:
+        """Delete entries (all, or those of one backend / model); return how many."""
+        where, args = [], []
+        if backend:
+            where.append("backend = ?")
+            args.append(backend)
+        if model_id:
+            where.append("model_id = ?")
+            args.append(model_id)
+        sql = "DELETE FROM requests" + (" WHERE " + " AND ".join(where) if where else "")
+        with self._conn:
+            n = self._conn.execute(sql, args).rowcount
+        self._conn.execute("VACUUM")
+        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return int(n)
+
+
+def _decode_generations(value: list[dict]) -> list[Generation]:
+    return [Generation(**g) for g in value]
+
+
+def _decode_score(value: dict) -> Score:
+    return Score(**value)
+
+
+class CachedEngine:
+    """Engine wrapper: answers from the cache, sends only misses to the backend.
+
+    Misses are deduplicated, ordered by request size (less padding per batch), sent in
+    batches of the backend's ``batch_size``, and committed after each batch.
+    """
+
+    def __init__(self, engine: Engine, cache: RequestCache, progress: bool = True):
+        self.inner = engine
+        self.cache = cache
+        self.backend = engine.backend
+        self.model_id = engine.model_id
+        self.batch_size = engine.batch_size
+        self.progress = progress
+        self.reset_stats()
+
+    def __getattr__(self, name: str) -> Any:
+        # Backend extras (e.g. the hf tokenizer) stay reachable through the wrapper.
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def reset_stats(self) -> None:
+        self._stats = {
+            "cache_hits": 0,
+            "cache_misses": 0,
+            "backend_requests": 0,
+            "backend_batches": 0,
+        }
+
+    def stats(self) -> dict[str, int]:
+        """Counters since construction / reset: hits, misses, requests and batches sent."""
+        return dict(self._stats)
+
+    def _run(
+        self,
+        kind: str,
+        requests: Sequence[Any],
+        call: Callable[[list[Any]], list[Any]],
+        encode: Callable[[Any], Any],
+        decode: Callable[[Any], Any],
+    ) -> list[Any]:
+        blobs = [canonical_json(request_to_json(r)) for r in requests]
+        keys = [self.cache.make_key(self.backend, self.model_id, kind, b) for b in blobs]
+        found = self.cache.get_many(keys)
+        results: list[Any] = [None] * len(requests)
+        pending: dict[str, list[int]] = {}
+        for i, key in enumerate(keys):
+            if key in found:
+                results[i] = decode(found[key])
+            else:
+                pending.setdefault(key, []).append(i)
+        n_hits = len(requests) - sum(len(v) for v in pending.values())
+        self._stats["cache_hits"] += n_hits
+        self._stats["cache_misses"] += len(requests) - n_hits
+        order = sorted(pending, key=lambda k: len(blobs[pending[k][0]]))
+        bar = tqdm(
+            total=len(order),
+            desc=f"{self.backend} {kind}",
+            unit="req",
+            disable=not self.progress or len(order) <= self.batch_size,
+        )
+        try:
+            for start in range(0, len(order), self.batch_size):
+                batch_keys = order[start : start + self.batch_size]
+                batch = [requests[pending[k][0]] for k in batch_keys]
+                outs = call(batch)
+                if len(outs) != len(batch):
+                    raise EngineError(
+                        f"{self.backend} {kind}: backend returned {len(outs)} results for {len(batch)} requests"
+                    )
+                self.cache.put_many(
+                    [
+                        (k, kind, self.backend, self.model_id, encode(o))
+                        for k, o in zip(batch_keys, outs, strict=True)
+                    ]
+                )
+                self._stats["backend_requests"] += len(batch)
+                self._stats["backend_batches"] += 1
+                for k, o in zip(batch_keys, outs, strict=True):
+                    # decode(encode(.)) gives every caller its own copy, same as a hit would
+                    for i in pending[k]:
+                        results[i] = decode(encode(o))
+                bar.update(len(batch))
+        finally:
+            bar.close()
+        return results
+
+    def generate(self, requests: Sequence[ChatRequest]) -> list[list[Generation]]:
+        return self._run(
+            "generate",
+            requests,
+            self.inner.generate,
+            lambda gens: [asdict(g) for g in gens],
+            _decode_generations,
+        )
+
+    def score(self, requests: Sequence[ScoreRequest]) -> list[Score]:
+        return self._run("score", requests, self.inner.score, asdict, _decode_score)
+
+    def choose(self, requests: Sequence[ChoiceRequest]) -> list[str]:
+        return self._run("choose", requests, self.inner.choose, lambda s: s, lambda s: s)
+
+
+def cache_stats(engine: object) -> dict[str, int]:
+    """Cache counters for stage metrics; zeros for an engine without the cache (e.g. the
+    template backend, which is never cached)."""
+    if isinstance(engine, CachedEngine):
+        return engine.stats()
+    return {"cache_hits": 0, "cache_misses": 0, "backend_requests": 0, "backend_batches": 0}

@@ -1,0 +1,270 @@
+"""Request cache: keys, hit/miss accounting, per-batch commits, SIGKILL resume, CLI."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from looptool.engines.base import (
+    ChatRequest,
+    ChoiceRequest,
+    Generation,
+    SamplingParams,
+    Score,
+    ScoreRequest,
+)
+from looptool.engines.cache import CachedEngine, RequestCache, cache_stats, default_cache_dir
+from looptool.engines.cli import cache_group
+
+
+class Counting:
+    """A fake backend recording every request it is sent."""
+
+    backend, model_id = "fake", "fake@0"
+
+    def __init__(self, batch_size: int = 3):
+        self.batch_size = batch_size
+        self.sent: list[object] = []
+        self.batches: list[int] = []
+
+    def _log(self, reqs):
+        self.sent.extend(reqs)
+        self.batches.append(len(reqs))
+
+    def generate(self, reqs):
+        self._log(reqs)
+        return [
+            [
+                Generation(
+                    text=r.messages[-1]["content"][::-1], token_ids=[1, 2], logprobs=[-0.5, -1.0]
+                )
+                for _ in range(r.params.n)
+            ]
+            for r in reqs
+        ]
+
+    def score(self, reqs):
+        self._log(reqs)
+        return [Score(token_logprobs=[-float(len(r.completion))], token_ids=[7]) for r in reqs]
+
+    def choose(self, reqs):
+        self._log(reqs)
+        return [r.options[-1] for r in reqs]
+
+
+def _req(text: str, **kw) -> ChatRequest:
+    return ChatRequest(messages=[{"role": "user", "content": text}], **kw)
+
+
+@pytest.fixture
+def cache(tmp_path):
+    with RequestCache(tmp_path / "requests.sqlite") as c:
+        yield c
+
+
+def test_key_covers_every_request_field():
+    k = RequestCache.make_key
+    from looptool.engines.base import request_to_json as j
+
+    base = _req("hi")
+    keys = {
+        k("hf", "m", "generate", j(base)),
+        k("vllm", "m", "generate", j(base)),
+        k("hf", "m2", "generate", j(base)),
+        k("hf", "m", "generate", j(replace(base, params=SamplingParams(max_tokens=9)))),
+        k("hf", "m", "generate", j(replace(base, params=SamplingParams(stop=("x",))))),
+        k(
+            "hf",
+            "m",
+            "generate",
+            j(replace(base, tools=[{"type": "function", "function": {"name": "f"}}])),
+        ),
+        k("hf", "m", "generate", j(replace(base, chat_template_kwargs={"enable_thinking": False}))),
+        k("hf", "m", "generate", j(replace(base, task="t"))),
+        k("hf", "m", "generate", j(replace(base, payload={"a": 1}))),
+        k("hf", "m", "score", j(ScoreRequest(messages=base.messages, completion="c"))),
+    }
+    assert len(keys) == 10
+    # key order inside dicts does not matter (canonical JSON)
+    a = _req("hi", payload={"a": 1, "b": 2})
+    b = _req("hi", payload={"b": 2, "a": 1})
+    assert k("hf", "m", "generate", j(a)) == k("hf", "m", "generate", j(b))
+
+
+def test_hits_misses_dedup_and_batches(cache):
+    fake = Counting(batch_size=3)
+    eng = CachedEngine(fake, cache, progress=False)
+    reqs = [_req(f"q{i % 5}") for i in range(7)]  # 5 distinct
+    first = eng.generate(reqs)
+    assert [g[0].text for g in first] == [f"{i % 5}q" for i in range(7)]
+    assert len(fake.sent) == 5 and fake.batches == [3, 2]
+    assert eng.stats() == {
+        "cache_hits": 0,
+        "cache_misses": 7,
+        "backend_requests": 5,
+        "backend_batches": 2,
+    }
+    second = eng.generate(reqs + [_req("new")])
+    assert second[:7] == first and second[7][0].text == "wen"
+    assert len(fake.sent) == 6
+    assert eng.stats()["cache_hits"] == 7
+    # each kind is cached separately and round-trips its type
+    s1 = eng.score([ScoreRequest(messages=[], completion="abc")])
+    s2 = eng.score([ScoreRequest(messages=[], completion="abc")])
+    assert s1 == s2 and isinstance(s2[0], Score) and s2[0].token_logprobs == [-3.0]
+    c = [ChoiceRequest(messages=[], options=("a", "b"))]
+    assert eng.choose(c) == eng.choose(c) == ["b"]
+    assert len(fake.sent) == 8
+    assert eng.backend == "fake" and eng.batch_size == 3
+
+
+def test_template_engines_are_never_cached_and_report_zero_stats(cache):
+    from looptool.engines import make_engine
+    from looptool.engines.template import TemplateEngine
+    from looptool.params.engines import EngineSpec
+
+    eng = make_engine(EngineSpec(backend="template"), "generator", cache)
+    assert isinstance(eng, TemplateEngine)
+    assert cache_stats(eng) == {
+        "cache_hits": 0,
+        "cache_misses": 0,
+        "backend_requests": 0,
+        "backend_batches": 0,
+    }
+    cached = CachedEngine(Counting(), cache, progress=False)
+    cached.generate([_req("a"), _req("a")])
+    assert cache_stats(cached)["backend_requests"] == 1
+
+
+def test_results_are_copies(cache):
+    eng = CachedEngine(Counting(), cache, progress=False)
+    a = eng.generate([_req("x"), _req("x")])
+    a[0][0].token_ids.append(99)
+    assert a[1][0].token_ids == [1, 2]
+    assert eng.generate([_req("x")])[0][0].token_ids == [1, 2]
+
+
+def test_cache_dir_resolution(tmp_path, monkeypatch):
+    monkeypatch.delenv("LOOPTOOL_CACHE_DIR", raising=False)
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    (tmp_path / "sub").mkdir()
+    assert default_cache_dir(None, root=str(tmp_path / "sub")) == tmp_path / ".cache/looptool"
+    assert default_cache_dir("elsewhere", root=str(tmp_path)) == tmp_path / "elsewhere"
+    monkeypatch.setenv("LOOPTOOL_CACHE_DIR", str(tmp_path / "env"))
+    assert default_cache_dir("elsewhere", root=str(tmp_path)) == tmp_path / "env"
+
+
+def test_cli_info_and_clear(tmp_path, cache):
+    eng = CachedEngine(Counting(), cache, progress=False)
+    eng.generate([_req("a"), _req("b")])
+    eng.choose([ChoiceRequest(messages=[], options=("x", "y"))])
+    runner = CliRunner()
+    res = runner.invoke(cache_group, ["info", "--cache-dir", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert "entries: 3" in res.output and "generate" in res.output and "fake@0" in res.output
+    res = runner.invoke(
+        cache_group, ["clear", "--cache-dir", str(tmp_path), "--backend", "other", "--yes"]
+    )
+    assert "deleted 0 entries" in res.output
+    res = runner.invoke(cache_group, ["clear", "--cache-dir", str(tmp_path), "--yes"])
+    assert "deleted 3 entries" in res.output
+    assert cache.info()["entries"] == 0
+
+
+CHILD = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from looptool.engines import CachedEngine, ChatRequest, RequestCache, SamplingParams
+    from looptool.engines.hf import HFEngine
+    from looptool.params.engines import EngineSpec
+
+    model_dir, db, marker, block_at = sys.argv[1], sys.argv[2], Path(sys.argv[3]), int(sys.argv[4])
+
+    class Counting:
+        def __init__(self, inner):
+            self.inner, self.calls, self.batches = inner, 0, 0
+            self.backend, self.model_id, self.batch_size = inner.backend, inner.model_id, inner.batch_size
+        def generate(self, reqs):
+            if self.batches == block_at:  # the stage is "killed" while this batch is in flight
+                marker.write_text("in flight")
+                time.sleep(600)
+            self.batches += 1
+            self.calls += len(reqs)
+            return self.inner.generate(reqs)
+
+    spec = EngineSpec(backend="hf", model=model_dir, batch_size=4, device="cpu", cpu_threads=1)
+    backend = Counting(HFEngine(model_dir, spec, progress=False))
+    engine = CachedEngine(backend, RequestCache(db), progress=False)
+    reqs = [ChatRequest(messages=[{"role": "user", "content": f"request {i} " * (1 + i % 3)}],
+                        params=SamplingParams(max_tokens=6)) for i in range(N)]
+    out = engine.generate(reqs)
+    print("CALLS", backend.calls, "HITS", engine.stats()["cache_hits"])
+    print("TEXTS", [g[0].text for g in out])
+    """
+)
+N_REQ = 14
+
+
+def _run_child(script: Path, args: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    return subprocess.Popen(
+        [sys.executable, str(script), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def test_sigkill_then_rerun_sends_only_unfinished_requests(tiny_model_dir, tmp_path):
+    script = tmp_path / "stage.py"
+    script.write_text(CHILD.replace("range(N)", f"range({N_REQ})"))
+    db, marker = tmp_path / "requests.sqlite", tmp_path / "marker"
+    # Run 1: two batches (8 requests) finish, the third is in flight when SIGKILL lands.
+    proc = _run_child(script, [str(tiny_model_dir), str(db), str(marker), "2"])
+    deadline = time.time() + 60
+    while not marker.exists():
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.time() < deadline, "child never reached the third batch"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    with sqlite3.connect(db) as con:
+        committed = con.execute("SELECT count(*) FROM requests").fetchone()[0]
+    assert committed == 8
+    # Run 2: only the unfinished requests reach the backend.
+    proc = _run_child(script, [str(tiny_model_dir), str(db), str(marker.with_name("m2")), "-1"])
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    calls_line = next(line for line in out.splitlines() if line.startswith("CALLS"))
+    assert calls_line == f"CALLS {N_REQ - committed} HITS {committed}"
+    # In-process: everything is cached now; zero backend calls, same texts as run 2.
+    from looptool.engines.hf import HFEngine
+    from looptool.params.engines import EngineSpec
+
+    spec = EngineSpec(backend="hf", model=str(tiny_model_dir), batch_size=4, device="cpu")
+    hf = HFEngine(tiny_model_dir, spec, progress=False)
+    calls = []
+    hf_generate = hf.generate
+    hf.generate = lambda reqs: calls.append(len(reqs)) or hf_generate(reqs)
+    with RequestCache(db) as cache:
+        eng = CachedEngine(hf, cache, progress=False)
+        reqs = [
+            _req(f"request {i} " * (1 + i % 3), params=SamplingParams(max_tokens=6))
+            for i in range(N_REQ)
+        ]
+        texts = [g[0].text for g in eng.generate(reqs)]
+    assert calls == [] and eng.stats()["cache_hits"] == N_REQ
+    assert f"TEXTS {texts}" in out.splitlines()
