@@ -14,6 +14,12 @@ COMMANDS: dict[str, str] = {
     "cache": "looptool.engines.cli:cache_group",
     "build-tiny-model": "looptool.engines.cli:build_tiny_model_cmd",
     "engines": "looptool.engines.cli:engines_group",
+    # version tools (looptool/store/cli.py)
+    "status": "looptool.store.cli:status",
+    "diff": "looptool.store.cli:diff",
+    "sql": "looptool.store.cli:sql",
+    "lineage": "looptool.store.cli:lineage",
+    "export": "looptool.store.cli:export",
 }
 
 

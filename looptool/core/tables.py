@@ -34,8 +34,18 @@ SAMPLES = pa.schema(SAMPLE_FIELDS)
 DATASET = pa.schema(
     SAMPLE_FIELDS
     + [
-        pa.field("split", pa.string(), nullable=False),  # ES | EE | HPPL | SEED_NEW | SEED
+        # ES | EE | HPPL | SEED_NEW | SEED (D_1) | MASTERED (ablation no_hppl)
+        pa.field("split", pa.string(), nullable=False),
         pa.field("iter", pa.int32(), nullable=False),
+        pa.field("copy", pa.int32()),  # 0 = first occurrence; >0 = deliberate repeat (es_repeat, fill)
+    ]
+)
+
+# Cumulative set of seed samples used in training so far (data/iter_j/seed_used.parquet).
+SEED_USED = pa.schema(
+    [
+        pa.field("sample_id", pa.string(), nullable=False),
+        pa.field("used_iter", pa.int32(), nullable=False),  # the D_j that first used it
     ]
 )
 
@@ -71,6 +81,8 @@ VERDICTS = pa.schema(
         pa.field("raw_judge", pa.string()),
         pa.field("label_before", pa.string(), nullable=False),
         pa.field("label_after", pa.string()),  # set when LABEL_WRONG replaced the label
+        pa.field("label_hash_after", pa.string()),
+        pa.field("ppl", pa.float64()),  # the probe's PPL (decides BOTH_CORRECT -> HPPL)
         pa.field("outcome", pa.string(), nullable=False),  # MR | LR | HPPL | KEPT_OUT | DROPPED
     ]
 )
@@ -80,9 +92,63 @@ EXPANSIONS = pa.schema(
     + [
         pa.field("iter", pa.int32(), nullable=False),
         pa.field("scenario", pa.string(), nullable=False),
+        pa.field("child_index", pa.int32(), nullable=False),
         pa.field("accepted", pa.bool_(), nullable=False),
-        pa.field("reject_tier", pa.string()),
+        pa.field("reject_tier", pa.string()),  # parse | rules | dedup | llm
         pa.field("reject_reason", pa.string()),
+        pa.field("raw_text", pa.string()),  # the generator's output, for inspection
+    ]
+)
+
+# Seed construction (looptool.seed): the API pool and simulated / verified dialogues.
+# Samples point back here through `dialogue_id`; `provenance` names each tool's tree paths.
+APIS = pa.schema(
+    [
+        pa.field("api_id", pa.string(), nullable=False),  # content hash of the spec
+        pa.field("name", pa.string(), nullable=False),
+        pa.field("spec", pa.string(), nullable=False),  # canonical JSON ToolSpec
+        pa.field("returns", pa.string()),  # JSON schema of results, when known
+        pa.field("hints", pa.string()),  # JSON: tree vocabulary for templated values/phrasing
+        pa.field("domain", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),  # synth | import
+        pa.field("context_path", pa.string()),  # domain/category/leaf (synth)
+        pa.field("constraint_path", pa.string()),  # constraint-tree path (synth)
+        pa.field("constraints", pa.string()),  # JSON of the merged path constraints
+        pa.field("draw", pa.int32()),  # synthesis draw index (synth)
+        pa.field("origin_ref", pa.string()),  # file#entry (import)
+    ]
+)
+
+DIALOGUES = pa.schema(
+    [
+        pa.field("dialogue_id", pa.string(), nullable=False),
+        pa.field("index", pa.int32(), nullable=False),
+        pa.field("domain", pa.string(), nullable=False),
+        pa.field("tools", pa.string(), nullable=False),  # canonical JSON list of tool specs
+        pa.field("provenance", pa.string(), nullable=False),  # JSON: per tool api_id + tree paths
+        pa.field("turn_kinds", pa.string(), nullable=False),  # JSON list drawn before planning
+        pa.field("plan", pa.string(), nullable=False),  # JSON plan
+        pa.field("messages", pa.string(), nullable=False),  # JSON list of messages
+        pa.field("acts", pa.string(), nullable=False),  # JSON: per message, the assistant act
+        pa.field("n_messages", pa.int32(), nullable=False),
+        pa.field("n_calls", pa.int32(), nullable=False),
+        pa.field("agents", pa.string(), nullable=False),  # JSON: agent -> backend/model
+        pa.field("verification", pa.string()),  # JSON tier results (verified dialogues)
+    ]
+)
+
+# Label noise injected into D_seed (seed.label_noise): the clean label is kept here.
+LABEL_NOISE = pa.schema(
+    [
+        pa.field("sample_id", pa.string(), nullable=False),
+        pa.field("noise_kind", pa.string(), nullable=False),
+        pa.field("schema_valid", pa.bool_(), nullable=False),  # noisy label passes the rules
+        pa.field("clean_label", pa.string(), nullable=False),
+        pa.field("noisy_label", pa.string(), nullable=False),
+        pa.field("clean_label_hash", pa.string(), nullable=False),
+        pa.field("noisy_label_hash", pa.string(), nullable=False),
+        pa.field("dialogue_id", pa.string()),
+        pa.field("step", pa.int32()),
     ]
 )
 
@@ -93,6 +159,19 @@ REJECTS = pa.schema(
         pa.field("tier", pa.string(), nullable=False),  # parse | rules | llm | dedup | ...
         pa.field("reason", pa.string(), nullable=False),
         pa.field("payload", pa.string()),  # the rejected item as JSON, for inspection
+    ]
+)
+
+# eval@j, one row per evaluated item (held-out sample or BFCL entry).
+EVAL_ITEMS = pa.schema(
+    [
+        pa.field("iter", pa.int32(), nullable=False),
+        pa.field("suite", pa.string(), nullable=False),  # heldout | bfcl
+        pa.field("item_id", pa.string(), nullable=False),  # sample_id or BFCL id
+        pa.field("category", pa.string(), nullable=False),  # sample kind or BFCL category
+        pa.field("ok", pa.bool_(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),  # "match"/"valid" or the failure rule
+        pa.field("raw_text", pa.string()),  # the completion (or the error for engine_error/bad_*)
     ]
 )
 

@@ -4,14 +4,33 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class EvalParams(BaseModel):
+    """eval@j: the iteration's policy on the held-out split (strict ToolMatch) and on
+    BFCL's single-turn categories (BFCL-mode ToolMatch)."""
+
     model_config = ConfigDict(extra="forbid")
 
-    bfcl_dir: str = "data/bfcl"
+    # The paper's "w/o iterations" baseline: when true, compose@j builds every D_{j+1}
+    # from the seed pool only (split SEED, |D| = loop.dataset_size, unused seed samples
+    # first), ignoring probe/verdicts/expansions, so the same pipeline trains on D_seed
+    # every iteration. Run it as a DVC experiment (`dvc exp run -S eval.static_baseline=true`)
+    # and compare curves with `dvc plots diff`. eval.json records the flag.
     static_baseline: bool = False
+    max_tokens: int = Field(256, ge=1)  # generation budget per answer
+    thinking: bool = False  # enable_thinking for the chat template (as in probing)
+    heldout_limit: int | None = Field(None, ge=1)  # first N held-out samples; null = all
+    bfcl: bool = True  # false skips BFCL (held-out only)
+    bfcl_dir: str = "data/bfcl"
+    # null = every single-turn category present in bfcl_dir
+    bfcl_categories: list[str] | None = None
+    # Entries per category (seeded sample, the same set every iteration); null = all.
+    bfcl_per_category: int | None = Field(20, ge=1)
+    bfcl_seed: int = 0
+    # BFCL names may contain '.', which some function-calling APIs reject ('.' -> '_').
+    bfcl_dot_to_underscore: bool = False
 
 
 class IterationItem(BaseModel):

@@ -1,0 +1,95 @@
+"""Held-out evaluation: the policy on data/seed/heldout.parquet, strict ToolMatch.
+
+Prompts are the training prompts (looptool.loop.prompting), decoding is greedy, and a
+completion scores 1 only if strict ToolMatch accepts it (DESIGN §4), so held-out
+accuracy is the number the loop optimizes, measured on dialogues it never trained on.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+import pyarrow as pa
+
+from looptool.core.match import match_strict
+from looptool.core.tables import EVAL_ITEMS, label_from_json, rows_to_table, sample_from_row
+from looptool.engines.base import ChatRequest, Engine, SamplingParams
+from looptool.eval.policy import generate_answers
+from looptool.loop.prompting import policy_messages, policy_tools
+
+# Reasons that are not the model's answer being wrong but it not being scorable at all.
+NOT_SCORED = ("bad_sample",)
+
+
+def evaluate_heldout(
+    engine: Engine,
+    heldout: pa.Table,
+    *,
+    iteration: int,
+    date: str,
+    max_tokens: int = 256,
+    thinking: bool = False,
+    limit: int | None = None,
+) -> pa.Table:
+    """Decode every held-out sample greedily and score it; returns EVAL_ITEMS rows.
+
+    A row that does not rebuild into a sample is kept with reason ``bad_sample`` (and
+    left out of accuracy), never dropped.
+    """
+    rows = heldout.to_pylist()[:limit] if limit else heldout.to_pylist()
+    items: list[dict] = []
+    todo: list[tuple[int, object]] = []  # (item index, sample)
+    for row in rows:
+        base = {"iter": iteration, "suite": "heldout", "item_id": row.get("sample_id") or "?",
+                "category": row.get("kind") or "?"}  # fmt: skip
+        try:
+            sample = sample_from_row(row)
+            label_from_json(row["label"])
+        except (ValueError, KeyError, TypeError) as exc:
+            items.append({**base, "ok": False, "reason": "bad_sample", "raw_text": str(exc)[:500]})
+            continue
+        todo.append((len(items), sample))
+        items.append(base)
+    sampling = SamplingParams(max_tokens=max_tokens, temperature=0.0)
+    requests = [
+        ChatRequest(
+            messages=policy_messages(s, date),
+            tools=policy_tools(s),
+            params=sampling,
+            chat_template_kwargs={"enable_thinking": thinking},
+        )
+        for _, s in todo
+    ]
+    answers = generate_answers(engine, requests)
+    for (i, sample), (text, error) in zip(todo, answers, strict=True):
+        if text is None:
+            items[i].update(ok=False, reason="engine_error", raw_text=error)
+            continue
+        res = match_strict(text, sample.label)
+        items[i].update(ok=res.ok, reason=res.reason, raw_text=text)
+    return rows_to_table(items, EVAL_ITEMS)
+
+
+def heldout_metrics(items: pa.Table | pl.DataFrame) -> dict:
+    """accuracy, n, parse_rate, per-kind accuracy and failure reasons of held-out items."""
+    df = items if isinstance(items, pl.DataFrame) else pl.from_arrow(items)
+    assert isinstance(df, pl.DataFrame)
+    df = df.filter(pl.col("suite") == "heldout")
+    scored = df.filter(~pl.col("reason").is_in(NOT_SCORED))
+    n = scored.height
+    by_kind = (
+        scored.group_by("category")
+        .agg(n=pl.len().cast(pl.Int64), accuracy=pl.col("ok").mean())
+        .sort("category")
+    )
+    reasons = df.group_by("reason").agg(n=pl.len().cast(pl.Int64)).sort("reason")
+    parsed = scored.filter(~pl.col("reason").is_in(["parse_error", "engine_error"])).height
+    return {
+        "accuracy": float(scored["ok"].mean()) if n else None,
+        "n": n,
+        "parse_rate": parsed / n if n else None,
+        "not_scored": df.height - n,
+        "by_kind": {
+            r["category"]: {"accuracy": r["accuracy"], "n": r["n"]} for r in by_kind.to_dicts()
+        },
+        "reasons": {r["reason"]: r["n"] for r in reasons.to_dicts()},
+    }

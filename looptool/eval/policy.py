@@ -1,0 +1,43 @@
+"""The evaluated policy: its engine for one checkpoint, and generation that survives
+single bad requests (an over-long BFCL prompt fails that item, not the whole eval)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from looptool.engines.base import ChatRequest, Engine, EngineError
+from looptool.params.engines import EngineSpec
+
+
+def policy_spec(spec: EngineSpec, model_dir: str | Path) -> EngineSpec:
+    """``engines.policy`` pointed at ``model_dir`` (hf/vllm load checkpoints from disk;
+    an openai endpoint serves whatever the user deployed, so it is left as is)."""
+    if spec.backend in ("hf", "vllm"):
+        return spec.model_copy(update={"model": str(model_dir)})
+    return spec
+
+
+def generate_answers(
+    engine: Engine, requests: Sequence[ChatRequest], chunk: int | None = None
+) -> list[tuple[str | None, str | None]]:
+    """(text, None) or (None, error message) per request, in order.
+
+    Requests go in chunks; a chunk the engine rejects is retried one request at a time
+    so only the offending requests are recorded as errors.
+    """
+    chunk = chunk or max(1, engine.batch_size) * 4
+    out: list[tuple[str | None, str | None]] = []
+    for start in range(0, len(requests), chunk):
+        part = list(requests[start : start + chunk])
+        try:
+            out += [(gens[0].text, None) for gens in engine.generate(part)]
+            continue
+        except EngineError:
+            pass
+        for req in part:
+            try:
+                out.append((engine.generate([req])[0][0].text, None))
+            except EngineError as exc:
+                out.append((None, f"engine_error: {exc}"))
+    return out

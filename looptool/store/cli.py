@@ -1,0 +1,209 @@
+"""Version tools on the command line: status, diff, sql, lineage, export.
+
+Each command reads the pipeline's parquet tables under ``--root`` (default: the current
+directory) and never writes into data/.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+ROOT_OPTION = click.option(
+    "--root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=".",
+    show_default=True,
+    help="Project root (the directory holding data/, params.yaml, dvc.yaml).",
+)
+
+
+def _fail(exc: Exception) -> click.ClickException:
+    return click.ClickException(str(exc))
+
+
+def _json(obj: object) -> str:
+    return json.dumps(obj, indent=2, ensure_ascii=False, default=str)
+
+
+@click.command("status", short_help="Iterations built, dataset sizes per split, stale stages.")
+@ROOT_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@click.option("--no-dvc", is_flag=True, help="Skip `dvc status` (staleness) and report files only.")
+def status(root: Path, as_json: bool, no_dvc: bool) -> None:
+    """Iterations built, dataset sizes per split, eval headline, and stale DVC stages.
+
+    Columns train..eval say whether each stage's output of iteration j exists
+    (compose@j writes D_{j+1}). Staleness comes from `dvc status`; outside a DVC
+    repository it is reported as unknown.
+    """
+    from looptool.store.status import collect_status, format_status
+
+    try:
+        st = collect_status(root, check_dvc=not no_dvc)
+    except Exception as exc:  # duckdb/arrow read errors name the file
+        raise _fail(exc) from None
+    click.echo(_json(st.to_json()) if as_json else format_status(st))
+
+
+@click.command("diff", short_help="Sample-level diff between two dataset versions.")
+@click.argument("a")
+@click.argument("b")
+@ROOT_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print the diff as JSON.")
+@click.option("--examples", "-n", default=5, show_default=True, type=click.IntRange(min=0),
+              help="Example rows per category (added, removed, relabeled, split_moved).")  # fmt: skip
+def diff(a: str, b: str, root: Path, as_json: bool, examples: int) -> None:
+    """Sample-level diff between dataset versions A and B.
+
+    A and B are `seed` (data/seed/samples.parquet), `heldout`, `D<j>`
+    (data/iter_<j>/dataset.parquet) or a parquet path. Reports samples added, removed,
+    relabeled (same sample_id, new label_hash; old -> new label in the examples) and
+    split moves (e.g. HPPL -> ES), with counts and examples. A sample can be both
+    relabeled and moved; `unchanged` counts samples with neither.
+
+    Example: looptool diff D2 D3 --examples 3
+    """
+    from looptool.store.diff import diff_versions, format_diff
+
+    try:
+        d = diff_versions(a, b, root=root, examples=examples)
+    except (ValueError, OSError) as exc:
+        raise _fail(exc) from None
+    click.echo(_json(d.to_json()) if as_json else format_diff(d))
+
+
+@click.command("sql", short_help="DuckDB SQL over every iteration's tables.")
+@click.argument("query", required=False)
+@ROOT_OPTION
+@click.option("--csv", "csv_out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the full result to this CSV file.")  # fmt: skip
+@click.option("--parquet", "parquet_out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the full result to this parquet file.")  # fmt: skip
+@click.option("--max-rows", default=40, show_default=True, type=click.IntRange(min=1),
+              help="Rows printed to the terminal.")  # fmt: skip
+def sql(
+    query: str | None, root: Path, csv_out: Path | None, parquet_out: Path | None, max_rows: int
+) -> None:
+    """Run a DuckDB query over all iterations' tables; without QUERY, list the views.
+
+    \b
+    Views (every one has an `iter` column):
+      samples     every sample version: seed pool, heldout and each D_j (`version`)
+      datasets    D_j rows with `split` (ES | EE | HPPL | SEED_NEW | SEED)
+      probe       probe@j: prediction, match, ppl, hppl
+      verdicts    judge@j: verdict, tier, outcome, label_before/after
+      expansions  expand@j: EDDE children, scenario, accepted, reject reason
+      eval_items  eval@j: per held-out sample / BFCL entry: ok, reason, raw_text
+      metrics     every metrics json flattened: iter, stage, key, value, text
+
+    \b
+    Examples:
+      looptool sql "SELECT iter, split, count(*) n FROM datasets GROUP BY ALL ORDER BY ALL"
+      looptool sql "SELECT iter, verdict, count(*) n FROM verdicts GROUP BY ALL ORDER BY ALL"
+      looptool sql "SELECT * FROM metrics WHERE stage = 'eval'" --csv eval.csv
+    """
+    import duckdb
+
+    from looptool.store.io import atomic_path, write_parquet_atomic
+    from looptool.store.views import connect, describe_views
+
+    con = connect(root)
+    if not query:
+        for view, cols in describe_views(con).items():
+            click.echo(f"{view}: " + ", ".join(f"{c} {t}" for c, t in cols))
+        return
+    try:
+        rel = con.sql(query)
+        if rel is None:  # a statement without a result (SET, CREATE, COPY ...)
+            click.echo("ok")
+            return
+        if csv_out or parquet_out:
+            import pyarrow.csv as pacsv
+
+            table = rel.to_arrow_table()
+            if parquet_out:
+                write_parquet_atomic(parquet_out, table)
+            if csv_out:
+                with atomic_path(csv_out) as tmp:
+                    pacsv.write_csv(table, tmp)
+            click.echo(
+                f"{table.num_rows:,} rows written to "
+                + ", ".join(str(p) for p in (csv_out, parquet_out) if p)
+            )
+            return
+        df = rel.limit(max_rows + 1).pl()
+    except duckdb.Error as exc:
+        raise click.ClickException(f"query failed: {exc}") from None
+    click.echo(format_frame(df.head(max_rows)))
+    if df.height > max_rows:
+        click.echo(f"(first {max_rows} rows shown; use --max-rows, --csv or --parquet for more)")
+
+
+def format_frame(df) -> str:
+    import polars as pl
+
+    with pl.Config(tbl_hide_dataframe_shape=True, tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=60,
+                   tbl_width_chars=max(100, _term_width())):  # fmt: skip
+        return str(df)
+
+
+def _term_width() -> int:
+    import shutil
+
+    return shutil.get_terminal_size((160, 40)).columns if sys.stdout.isatty() else 200
+
+
+@click.command("lineage", short_help="One sample's history across iterations.")
+@click.argument("sample_id")
+@ROOT_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+def lineage(sample_id: str, root: Path, as_json: bool) -> None:
+    """History of one sample across iterations (a unique id prefix is enough).
+
+    Shows where it came from (seed dialogue or EDDE parent), its split in each D_j,
+    probe results, judge verdicts and outcome, label revisions, and its EDDE children
+    (accepted or rejected with the reason) and further descendants.
+    """
+    from looptool.store.lineage import LineageError, format_lineage
+    from looptool.store.lineage import lineage as get_lineage
+
+    try:
+        lin = get_lineage(sample_id, root=root)
+    except LineageError as exc:
+        raise _fail(exc) from None
+    click.echo(_json(lin.to_json()) if as_json else format_lineage(lin))
+
+
+@click.command("export", short_help="Export a dataset version: openai | sharegpt | parquet.")
+@click.argument("version")
+@ROOT_OPTION
+@click.option("--format", "fmt", type=click.Choice(["openai", "sharegpt", "parquet"]), required=True,
+              help="openai: JSONL chat fine-tuning records; sharegpt: LLaMA-Factory JSONL; "
+                   "parquet: rows + messages/completion columns.")  # fmt: skip
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Output file (written atomically).")  # fmt: skip
+@click.option(
+    "--date", default=None, help="Date in the system prompt (default: params.yaml project.date)."
+)
+@click.option("--arguments", type=click.Choice(["string", "object"]), default="string", show_default=True,
+              help="openai format: call arguments as JSON strings (OpenAI spec) or objects.")  # fmt: skip
+def export(version: str, root: Path, fmt: str, out: Path, date: str | None, arguments: str) -> None:
+    """Export a dataset version (seed, heldout, D<j> or a parquet file) for training elsewhere.
+
+    Prompts use the policy's system prompt and tool list exactly as training does;
+    the label becomes the assistant turn (tool_calls, or text for a no-call label).
+
+    Example: looptool export D3 --format openai --out d3.jsonl
+    """
+    from looptool.params import ParamsError
+    from looptool.store.export import export_version
+
+    try:
+        n = export_version(version, fmt, out, root=root, date=date, arguments=arguments)
+    except (ValueError, OSError, ParamsError) as exc:
+        raise _fail(exc) from None
+    click.echo(f"{n:,} records written to {out} ({fmt})")

@@ -1,0 +1,262 @@
+"""Where the pipeline's tables live (docs: notes/layout) and DuckDB views over all of them.
+
+Views (each with an ``iter`` column; files of iterations not built yet are simply absent):
+
+- ``samples``: every stored sample version: the seed pool (``version`` 'seed', iter 0),
+  the held-out split ('heldout', iter 0) and each D_j ('D<j>', iter j, with ``split``).
+- ``datasets``: D_j rows (DATASET schema), iter j.
+- ``probe``, ``verdicts``, ``expansions``: per-iteration tables of probe@j, judge@j, expand@j.
+- ``eval_items``: eval@j per-item results (held-out samples and BFCL entries).
+- ``metrics``: every ``*metrics.json`` (data/seed and data/iter_j) and ``eval.json``
+  flattened to (iter, stage, file, key, value, text); iter is null for seed stages.
+
+Relative paths in queries resolve against the project root (DuckDB ``file_search_path``),
+so ``SELECT * FROM 'data/seed/label_noise.parquet'`` works too.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from looptool.core.tables import DATASET, EVAL_ITEMS, EXPANSIONS, PROBE, VERDICTS
+
+_ITER_DIR = re.compile(r"^iter_(\d+)$")
+_VERSION = re.compile(r"^[Dd](\d+)$")
+
+# view name -> (file name inside data/iter_j/, Arrow schema used when no file exists yet)
+ITER_TABLES: dict[str, tuple[str, pa.Schema]] = {
+    "datasets": ("dataset.parquet", DATASET),
+    "probe": ("probe.parquet", PROBE),
+    "verdicts": ("verdicts.parquet", VERDICTS),
+    "expansions": ("expansions.parquet", EXPANSIONS),
+    "eval_items": ("eval_items.parquet", EVAL_ITEMS),
+}
+VIEW_NAMES = ("samples", "datasets", "probe", "verdicts", "expansions", "eval_items", "metrics")
+
+
+class VersionError(ValueError):
+    """A dataset version name that does not resolve to a built table."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Paths of the pipeline's outputs under a project root (the shared layout contract)."""
+
+    root: Path
+
+    @classmethod
+    def at(cls, root: str | Path = ".") -> Layout:
+        return cls(Path(root).resolve())
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def seed_dir(self) -> Path:
+        return self.data / "seed"
+
+    @property
+    def seed_samples(self) -> Path:
+        return self.seed_dir / "samples.parquet"
+
+    @property
+    def heldout(self) -> Path:
+        return self.seed_dir / "heldout.parquet"
+
+    def iter_dir(self, j: int) -> Path:
+        return self.data / f"iter_{j}"
+
+    def dataset(self, j: int) -> Path:
+        return self.iter_dir(j) / "dataset.parquet"
+
+    def table(self, view: str, j: int) -> Path:
+        return self.iter_dir(j) / ITER_TABLES[view][0]
+
+    def model_dir(self, j: int) -> Path:
+        return self.iter_dir(j) / "model"
+
+    def eval_json(self, j: int) -> Path:
+        return self.iter_dir(j) / "eval.json"
+
+    def iterations(self) -> list[int]:
+        """Indices j of the existing data/iter_j directories, ascending."""
+        if not self.data.is_dir():
+            return []
+        found = (_ITER_DIR.match(p.name) for p in self.data.iterdir() if p.is_dir())
+        return sorted(int(m.group(1)) for m in found if m)
+
+    def table_files(self, view: str) -> list[tuple[int, Path]]:
+        """(j, path) of every built file of a per-iteration table, ascending j."""
+        return [
+            (j, self.table(view, j)) for j in self.iterations() if self.table(view, j).is_file()
+        ]
+
+    def versions(self) -> list[str]:
+        """Names of the built dataset versions: seed, heldout, D1, D2, ..."""
+        out = [
+            n for n, p in (("seed", self.seed_samples), ("heldout", self.heldout)) if p.is_file()
+        ]
+        return out + [f"D{j}" for j, _ in self.table_files("datasets")]
+
+
+@dataclass(frozen=True)
+class Version:
+    """A resolved dataset version: its display name, file and iteration (None for files)."""
+
+    name: str
+    path: Path
+    iter: int | None
+
+
+def resolve_version(layout: Layout, spec: str) -> Version:
+    """``seed`` | ``heldout`` | ``D<j>`` | a parquet path -> Version; VersionError if not built."""
+    s = spec.strip()
+    if s.lower() in ("seed", "heldout"):
+        v = Version(s.lower(), layout.seed_samples if s.lower() == "seed" else layout.heldout, 0)
+    elif m := _VERSION.match(s):
+        j = int(m.group(1))
+        v = Version(f"D{j}", layout.dataset(j), j)
+    elif s.endswith(".parquet"):
+        p = Path(s) if Path(s).is_absolute() else layout.root / s
+        v = Version(s, p, None)
+    else:
+        raise VersionError(
+            f"unknown version {spec!r}: use seed, heldout, D1, D2, ... or a .parquet file"
+        )
+    if not v.path.is_file():
+        built = ", ".join(layout.versions()) or "none"
+        raise VersionError(f"{v.name}: {v.path} does not exist (built versions: {built})")
+    return v
+
+
+def sql_literal(path: Path | str) -> str:
+    """A path (or any text) as a quoted SQL string literal."""
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def _iter_union(files: list[tuple[int, Path]]) -> str:
+    """One SELECT per file with a constant ``iter`` (the directory's j), unioned by name.
+
+    A constant per file (rather than parsing ``filename``) keeps projection pushdown and
+    costs nothing per row; UNION BY NAME tolerates files written with extra columns.
+    """
+    parts = [
+        f"SELECT {j}::INTEGER AS iter, COLUMNS(lambda c: c != 'iter') "
+        f"FROM read_parquet({sql_literal(p)})"
+        for j, p in files
+    ]
+    return "\nUNION ALL BY NAME\n".join(parts)
+
+
+# Arrow -> DuckDB type names for the schemas in looptool.core.tables.
+_SQL_TYPES = {
+    pa.string(): "VARCHAR",
+    pa.int32(): "INTEGER",
+    pa.int64(): "BIGINT",
+    pa.float64(): "DOUBLE",
+    pa.bool_(): "BOOLEAN",
+}
+
+
+def _empty(schema: pa.Schema) -> str:
+    """A typed zero-row SELECT, so a view exists before anything is built.
+
+    Plain SQL rather than a registered Arrow table: registering makes DuckDB import
+    pandas, which would double the start-up time of every `looptool sql`.
+    """
+    cols = [f"NULL::{_SQL_TYPES[f.type]} AS \"{f.name}\"" for f in schema if f.name != "iter"]
+    return f"SELECT NULL::INTEGER AS iter, {', '.join(cols)} WHERE false"
+
+
+def _flatten(obj: object, prefix: str = "") -> list[tuple[str, float | None, str | None]]:
+    """Nested JSON -> (dotted key, numeric value, text value) leaves."""
+    if isinstance(obj, dict):
+        out: list[tuple[str, float | None, str | None]] = []
+        for k, v in obj.items():
+            out += _flatten(v, f"{prefix}.{k}" if prefix else str(k))
+        return out
+    if isinstance(obj, list):
+        return [(prefix, None, json.dumps(obj, sort_keys=True))]
+    if isinstance(obj, bool):
+        return [(prefix, float(obj), None)]
+    if isinstance(obj, int | float):
+        return [(prefix, float(obj), None)]
+    return [(prefix, None, None if obj is None else str(obj))]
+
+
+METRICS_COLUMNS = (
+    "iter INTEGER, stage VARCHAR, file VARCHAR, key VARCHAR, value DOUBLE, text VARCHAR"
+)
+
+
+def metrics_rows(layout: Layout) -> list[tuple]:
+    """All metrics files flattened: (iter (null for seed), stage, file, key, value, text)."""
+    files: list[tuple[int | None, Path]] = (
+        [(None, p) for p in sorted(layout.seed_dir.glob("*metrics.json"))]
+        if layout.seed_dir.is_dir()
+        else []
+    )
+    for j in layout.iterations():
+        d = layout.iter_dir(j)
+        files += [(j, p) for p in sorted(d.glob("*metrics.json"))] + [(j, d / "eval.json")]
+    rows: list[tuple] = []
+    for j, path in files:
+        if not path.is_file():
+            continue
+        try:
+            obj = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            leaves = [("_error", None, f"unreadable: {exc}")]
+        else:
+            leaves = _flatten(obj)
+        stage = path.stem.removesuffix("_metrics")
+        if j is None:  # data/seed/metrics.json -> seed, data/seed/apis_metrics.json -> seed_apis
+            stage = "seed" if stage == "metrics" else f"seed_{stage}"
+        rel = str(path.relative_to(layout.root))
+        rows += [(j, stage, rel, key, value, text) for key, value, text in leaves]
+    return rows
+
+
+def create_views(con: duckdb.DuckDBPyConnection, layout: Layout) -> None:
+    """(Re)create every view on ``con`` from the files that exist now."""
+    con.execute(f"SET file_search_path = {sql_literal(layout.root)}")
+    for view, (_, schema) in ITER_TABLES.items():
+        files = layout.table_files(view)
+        body = _iter_union(files) if files else _empty(schema)
+        con.execute(f"CREATE OR REPLACE VIEW {view} AS {body}")
+    parts = [
+        f"SELECT '{name}' AS version, 0::INTEGER AS iter, NULL::VARCHAR AS split, * "
+        f"FROM read_parquet({sql_literal(path)})"
+        for name, path in (("seed", layout.seed_samples), ("heldout", layout.heldout))
+        if path.is_file()
+    ]
+    parts.append("SELECT 'D' || CAST(iter AS VARCHAR) AS version, * FROM datasets")
+    con.execute("CREATE OR REPLACE VIEW samples AS " + "\nUNION ALL BY NAME\n".join(parts))
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _metrics ({METRICS_COLUMNS})")
+    rows = metrics_rows(layout)
+    if rows:
+        con.executemany("INSERT INTO _metrics VALUES (?, ?, ?, ?, ?, ?)", rows)
+    con.execute("CREATE OR REPLACE VIEW metrics AS SELECT * FROM _metrics")
+
+
+def connect(root: str | Path = ".", threads: int | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with the views over the project at ``root``."""
+    con = duckdb.connect(config={"threads": threads} if threads else {})
+    create_views(con, Layout.at(root))
+    return con
+
+
+def describe_views(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[str, str]]]:
+    """view -> [(column, type)] for the views this module creates."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    for view in VIEW_NAMES:
+        rows = con.execute(f"DESCRIBE {view}").fetchall()
+        out[view] = [(r[0], r[1]) for r in rows]
+    return out

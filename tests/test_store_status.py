@@ -1,0 +1,88 @@
+"""`looptool status`: built outputs, split sizes and DVC staleness."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+from click.testing import CliRunner
+from store_synth import build
+
+from looptool.cli import main
+from looptool.store.status import collect_status, format_status
+
+
+@pytest.fixture()
+def project(tmp_path: Path) -> Path:
+    build(tmp_path, iters=2)
+    return tmp_path
+
+
+def test_sizes_and_built_flags_without_dvc(project: Path) -> None:
+    st = collect_status(project)
+    assert not st.dvc.available and "not a DVC repository" in st.dvc.message
+    assert st.seed == {
+        "samples": pl.read_parquet(project / "data/seed/samples.parquet").height,
+        "heldout": pl.read_parquet(project / "data/seed/heldout.parquet").height,
+    }
+    rows = {r["iter"]: r for r in st.iterations.to_dicts()}
+    assert sorted(rows) == [1, 2, 3]
+    for j in (1, 2, 3):
+        counts = (
+            pl.read_parquet(project / f"data/iter_{j}/dataset.parquet")
+            .group_by("split")
+            .len()
+            .rows()
+        )
+        assert rows[j]["dataset"] == sum(n for _, n in counts)
+        for split, n in counts:
+            assert rows[j][split] == n
+    assert rows[2]["probe"] and rows[2]["judge"] and rows[2]["expand"] and rows[2]["compose"]
+    assert not rows[3]["probe"] and not rows[3]["eval"] and not rows[3]["compose"]
+    assert rows[2]["heldout_acc"] == pytest.approx(0.5)
+    text = format_status(st)
+    assert "staleness unknown" in text and "SEED_NEW" in text
+
+
+def test_declared_iterations_from_params(project: Path) -> None:
+    items = [{"j": j, "prev": j - 1, "next": j + 1} for j in (1, 2, 3, 4)]
+    (project / "params.yaml").write_text(yaml.safe_dump({"iterations": items}))
+    st = collect_status(project, check_dvc=False)
+    rows = {r["iter"]: r for r in st.iterations.to_dicts()}
+    assert sorted(rows) == [1, 2, 3, 4]
+    assert rows[4]["declared"] and rows[4]["dataset"] is None
+    assert st.dvc.message.startswith("not checked")
+
+
+def test_dvc_staleness_is_reported(project: Path) -> None:
+    subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=project, check=True)
+    stages = {
+        "stages": {
+            "count": {
+                "cmd": "python -c \"print('x')\" > data/count.txt",
+                "deps": ["data/seed/samples.parquet"],
+                "outs": ["data/count.txt"],
+            }
+        }
+    }
+    (project / "dvc.yaml").write_text(yaml.safe_dump(stages))
+    st = collect_status(project)
+    assert st.dvc.available, st.dvc.message
+    assert "count" in st.dvc.stale
+    assert any("data/count.txt" in r for r in st.dvc.stale["count"])
+    res = CliRunner().invoke(main, ["status", "--json", "--root", str(project)])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["dvc"]["stale"]["count"] == st.dvc.stale["count"]
+    assert [r["iter"] for r in out["iterations"]] == [1, 2, 3]
+
+
+def test_empty_dir(tmp_path: Path) -> None:
+    res = CliRunner().invoke(main, ["status", "--no-dvc", "--root", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert "no iterations declared or built" in res.output and "not built" in res.output
