@@ -1,0 +1,440 @@
+"""The seed stages, library side: each reads its inputs, runs, writes outputs atomically.
+
+    seed_apis      trees (+ imported tool files) -> apis.parquet, api_rejects.parquet
+    seed_dialogues apis -> simulated.parquet, simulation_rejects.parquet
+    seed_verify    simulated -> dialogues.parquet (verified), dialogue_rejects.parquet
+                   (simulation rejects carried over + both verification tiers)
+    seed_samples   dialogues -> samples.parquet (D_seed train), heldout.parquet,
+                   label_noise.parquet, sample_rejects.parquet, metrics.json
+
+Every stage also writes ``<name>_metrics.json`` (``metrics.json`` for samples). Metrics
+hold counts only (no wall-clock times) so a rerun reproduces them byte for byte; with
+LLM backends the request-cache hit/miss counters are reported under ``engines``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from looptool.core.tables import (
+    APIS,
+    DIALOGUES,
+    LABEL_NOISE,
+    REJECTS,
+    SAMPLES,
+    rows_to_table,
+)
+from looptool.core.types import Message, ToolSpec, canonical_json
+from looptool.engines import EngineError, RequestCache, make_engine
+from looptool.engines.base import Engine, SamplingParams
+from looptool.engines.template import TemplateEngine
+from looptool.params import Params, ParamsError, load_params
+from looptool.seed.agents import AGENTS, AgentSet, SimConfig, draw_dialogues, plan_json, simulate
+from looptool.seed.apis import api_request, build_pool, draw_apis
+from looptool.seed.imports import ToolImportError, import_tools
+from looptool.seed.noise import NoiseError, inject_noise
+from looptool.seed.samples import build_samples
+from looptool.seed.trees import TreeError, load_trees
+from looptool.seed.verify import judge_steps, rule_problems, steps_to_check
+from looptool.store.io import read_parquet, write_json_atomic, write_parquet_atomic
+
+KNOWN_ERRORS = (TreeError, ToolImportError, ParamsError, EngineError, NoiseError, FileNotFoundError)
+
+
+class Engines:
+    """Engines by reference ("template" or an `engines:` role), built once, one cache."""
+
+    def __init__(self, params: Params):
+        self.params = params
+        self._engines: dict[str, Engine] = {}
+        self._cache: RequestCache | None = None
+
+    def get(self, ref: str) -> Engine:
+        if ref not in self._engines:
+            if ref == "template":
+                self._engines[ref] = TemplateEngine()
+            else:
+                spec = self.params.engines.role(ref)
+                cache = None
+                if spec.backend != "template" and self.params.engines.use_cache:
+                    if self._cache is None:
+                        self._cache = RequestCache.open(self.params.project.cache_dir)
+                    cache = self._cache
+                self._engines[ref] = make_engine(spec, ref, cache)
+        return self._engines[ref]
+
+    def describe(self, ref: str) -> str:
+        e = self.get(ref)
+        return f"{e.backend}:{e.model_id}"
+
+    def stats(self) -> dict[str, Any]:
+        out = {}
+        for ref, e in sorted(self._engines.items()):
+            entry: dict[str, Any] = {"backend": e.backend, "model": e.model_id}
+            if hasattr(e, "stats"):
+                entry.update(e.stats())
+            out[ref] = entry
+        return out
+
+    def close(self) -> None:
+        if self._cache is not None:
+            self._cache.close()
+
+
+def _rows(path: Path) -> list[dict]:
+    return read_parquet(path).to_pylist()
+
+
+def _reject_counts(rejects: list[dict]) -> dict[str, int]:
+    return dict(sorted(Counter(r["tier"] for r in rejects).items()))
+
+
+def _top_reasons(rejects: list[dict], n: int = 8) -> dict[str, int]:
+    """Most frequent reasons with numbers and quoted values stripped (reason classes)."""
+
+    def cls(reason: str) -> str:
+        first = reason.split("; ")[0]
+        first = re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", first)
+        return re.sub(r"\d+", "N", first)[:120]
+
+    counts = Counter(cls(r["reason"]) for r in rejects)
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n])
+
+
+# --- seed_apis ---------------------------------------------------------------------------
+
+
+def run_apis(params: Params, out_dir: Path) -> dict:
+    """Draw from both trees, synthesize + validate APIs, import tool files -> the API pool."""
+    sp = params.seed
+    trees = load_trees(sp.trees.context, sp.trees.constraint)
+    engines = Engines(params)
+    try:
+        gen = engines.get("generator")
+        draws = draw_apis(trees, sp.apis.n_draws, params.project.seed)
+        sampling = SamplingParams(
+            max_tokens=sp.apis.max_tokens,
+            temperature=0.0 if gen.backend == "template" else sp.apis.temperature,
+            seed=params.project.seed,
+        )
+        import looptool.seed.templates  # noqa: F401  (registers the template tasks)
+
+        requests = [api_request(d, trees, gen.backend == "template", sampling) for d in draws]
+        texts = [g[0].text for g in gen.generate(requests)] if requests else []
+        taken: set[str] = set()
+        rows, rejects = build_pool(draws, texts, trees, taken)
+        n_synth = len(rows)
+        for imp in sp.apis.imports:
+            r, rj = import_tools(imp.path, imp.format, imp.domain, taken, imp.limit)
+            rows += r
+            rejects += rj
+        write_parquet_atomic(out_dir / "apis.parquet", rows_to_table(rows, APIS))
+        write_parquet_atomic(out_dir / "api_rejects.parquet", rows_to_table(rejects, REJECTS))
+        metrics = {
+            "draws": len(draws),
+            "context_leaves": len(trees.context_leaves),
+            "constraint_paths": len(trees.constraint_leaves),
+            "apis": len(rows),
+            "synthesized": n_synth,
+            "imported": len(rows) - n_synth,
+            "rejected": len(rejects),
+            "rejected_by_tier": _reject_counts(rejects),
+            "top_reject_reasons": _top_reasons(rejects),
+            "apis_by_domain": dict(sorted(Counter(r["domain"] for r in rows).items())),
+            "engines": engines.stats(),
+        }
+        write_json_atomic(out_dir / "apis_metrics.json", metrics)
+        return metrics
+    finally:
+        engines.close()
+
+
+# --- seed_dialogues ------------------------------------------------------------------------
+
+
+def run_dialogues(params: Params, out_dir: Path) -> dict:
+    """Simulate planner/user/assistant/tool dialogues over seeded tool subsets of the pool."""
+    sp = params.seed.dialogues
+    apis = _rows(out_dir / "apis.parquet")
+    engines = Engines(params)
+    try:
+        agent_engines = {a: engines.get(getattr(sp.agents, a)) for a in AGENTS}
+        cfg = SimConfig(
+            tool_error_rate=sp.tool_error_rate,
+            slip_rate=sp.template_slip_rate,
+            max_messages=sp.max_messages,
+            max_tokens={a: getattr(sp.max_tokens, a) for a in AGENTS},
+            temperature=sp.temperature,
+            chat_template_kwargs={"enable_thinking": sp.enable_thinking},
+        )
+        specs = draw_dialogues(
+            apis,
+            sp.n_dialogues,
+            params.project.seed,
+            tuple(sp.tools_per_dialogue),
+            tuple(sp.turns),
+            dict(sp.turn_mix),
+            sp.distractor_rate,
+            sp.chain_rate,
+        )
+        results = simulate(specs, AgentSet(agent_engines, cfg))
+        agents_json = canonical_json({a: engines.describe(getattr(sp.agents, a)) for a in AGENTS})
+        rows, rejects = [], []
+        for d, res in zip(specs, results, strict=True):
+            provenance = [
+                {
+                    "name": a["name"],
+                    "api_id": a["api_id"],
+                    "source": a["source"],
+                    "context_path": a.get("context_path"),
+                    "constraint_path": a.get("constraint_path"),
+                    "origin_ref": a.get("origin_ref"),
+                    "returns": json.loads(a["returns"]) if a.get("returns") else None,
+                }
+                for a in d.apis
+            ]
+            tools_json = canonical_json([t.to_json() for t in d.tools])
+            if "reject" in res:
+                tier, reason, payload = res["reject"]
+                rejects.append(
+                    {
+                        "stage": "seed_dialogues",
+                        "item_id": d.dialogue_id,
+                        "tier": tier,
+                        "reason": reason,
+                        "payload": canonical_json(
+                            {"tools": json.loads(tools_json), "kinds": d.kinds, **payload}
+                        ),
+                    }
+                )
+                continue
+            msgs: list[Message] = res["messages"]
+            rows.append(
+                {
+                    "dialogue_id": d.dialogue_id,
+                    "index": d.index,
+                    "domain": d.domain,
+                    "tools": tools_json,
+                    "provenance": canonical_json(provenance),
+                    "turn_kinds": canonical_json(d.kinds),
+                    "plan": plan_json(res["plan"]),
+                    "messages": canonical_json([m.to_json() for m in msgs]),
+                    "acts": canonical_json(res["acts"]),
+                    "n_messages": len(msgs),
+                    "n_calls": sum(len(m.tool_calls) for m in msgs),
+                    "agents": agents_json,
+                    "verification": None,
+                }
+            )
+        write_parquet_atomic(out_dir / "simulated.parquet", rows_to_table(rows, DIALOGUES))
+        write_parquet_atomic(
+            out_dir / "simulation_rejects.parquet", rows_to_table(rejects, REJECTS)
+        )
+        kinds = Counter(k for d in specs for k in d.kinds)
+        metrics = {
+            "dialogues_planned": len(specs),
+            "simulated": len(rows),
+            "rejected": len(rejects),
+            "rejected_by_tier": _reject_counts(rejects),
+            "top_reject_reasons": _top_reasons(rejects),
+            "turn_kinds": dict(sorted(kinds.items())),
+            "messages": sum(r["n_messages"] for r in rows),
+            "calls": sum(r["n_calls"] for r in rows),
+            "engines": engines.stats(),
+        }
+        write_json_atomic(out_dir / "simulation_metrics.json", metrics)
+        return metrics
+    finally:
+        engines.close()
+
+
+# --- seed_verify ---------------------------------------------------------------------------
+
+
+def run_verify(params: Params, out_dir: Path) -> dict:
+    """Rule tier, then the intent tier (LLM judge or template check) -> verified dialogues."""
+    sp = params.seed
+    sim = _rows(out_dir / "simulated.parquet")
+    carried = _rows(out_dir / "simulation_rejects.parquet")
+    rejects: list[dict] = []
+    passed: list[dict] = []
+    parsed: dict[str, tuple[list[ToolSpec], list[Message], list]] = {}
+    for d in sim:
+        tools = [ToolSpec.model_validate(t) for t in json.loads(d["tools"])]
+        messages = [Message.model_validate(m) for m in json.loads(d["messages"])]
+        acts = json.loads(d["acts"])
+        returns = {p["name"]: p.get("returns") for p in json.loads(d["provenance"])}
+        problems = rule_problems(tools, messages, acts, returns)
+        if problems:
+            rejects.append(
+                {
+                    "stage": "seed_verify",
+                    "item_id": d["dialogue_id"],
+                    "tier": "rules",
+                    "reason": "; ".join(problems[:5]),
+                    "payload": None,
+                }
+            )
+            continue
+        passed.append(d)
+        parsed[d["dialogue_id"]] = (tools, messages, acts)
+    tier = sp.verify.llm_tier
+    engines = Engines(params)
+    verdict_counts: Counter[str] = Counter()
+    try:
+        checked = {"call", "clarify", "irrelevant", *sp.no_call_acts}
+        steps = []
+        if tier != "off":
+            for d in passed:
+                tools, messages, acts = parsed[d["dialogue_id"]]
+                steps += steps_to_check(
+                    d["dialogue_id"], json.loads(d["plan"]), messages, acts, checked
+                )
+        impl = tier_name = "off"
+        results: list[tuple[str, str]] = []
+        if tier != "off":
+            engine = engines.get(tier)
+            impl = (
+                "template-intent-check"
+                if engine.backend == "template"
+                else f"judge:{engines.describe(tier)}"
+            )
+            tier_name = "intent" if engine.backend == "template" else "llm"
+            tools_by = {k: v[0] for k, v in parsed.items()}
+            results = judge_steps(steps, engine, tools_by, sp.verify.reasons, sp.verify.max_tokens)
+        fails: dict[str, list[str]] = {}
+        n_steps: Counter[str] = Counter()
+        for step, (verdict, reason) in zip(steps, results, strict=True):
+            verdict_counts[verdict] += 1
+            n_steps[step.dialogue_id] += 1
+            if verdict == "FAIL":
+                fails.setdefault(step.dialogue_id, []).append(
+                    f"message {step.message_index} ({step.payload['act']}): {reason}"
+                )
+        verified = []
+        for d in passed:
+            if d["dialogue_id"] in fails:
+                rejects.append(
+                    {
+                        "stage": "seed_verify",
+                        "item_id": d["dialogue_id"],
+                        "tier": tier_name,
+                        "reason": "; ".join(fails[d["dialogue_id"]][:3]),
+                        "payload": None,
+                    }
+                )
+                continue
+            info = {
+                "rules": "pass",
+                "second_tier": impl,
+                "steps_checked": n_steps[d["dialogue_id"]],
+            }
+            verified.append(dict(d, verification=canonical_json(info)))
+        all_rejects = carried + sorted(rejects, key=lambda r: r["item_id"])
+        write_parquet_atomic(out_dir / "dialogues.parquet", rows_to_table(verified, DIALOGUES))
+        write_parquet_atomic(
+            out_dir / "dialogue_rejects.parquet", rows_to_table(all_rejects, REJECTS)
+        )
+        metrics = {
+            "simulated": len(sim),
+            "verified": len(verified),
+            "rejected_rules": sum(r["tier"] == "rules" for r in rejects),
+            "rejected_second_tier": sum(r["tier"] != "rules" for r in rejects),
+            "rejected_in_simulation": len(carried),
+            "second_tier": impl,
+            "steps_checked": len(steps),
+            "verdicts": dict(sorted(verdict_counts.items())),
+            "top_reject_reasons": _top_reasons(rejects),
+            "engines": engines.stats(),
+        }
+        write_json_atomic(out_dir / "verify_metrics.json", metrics)
+        return metrics
+    finally:
+        engines.close()
+
+
+# --- seed_samples ----------------------------------------------------------------------------
+
+
+def _kind_counts(rows: list[dict]) -> dict[str, int]:
+    if not rows:
+        return {}
+    df = pl.DataFrame({"kind": [r["kind"] for r in rows]})
+    counts = df.group_by("kind").len().sort("kind")
+    return {k: int(n) for k, n in counts.iter_rows()}
+
+
+def run_samples(params: Params, out_dir: Path) -> dict:
+    """Verified dialogues -> D_seed train / held-out samples (+ optional label noise)."""
+    sp = params.seed
+    dialogues = _rows(out_dir / "dialogues.parquet")
+    train, heldout, rejects, acts = build_samples(
+        dialogues, sp.heldout_fraction, params.project.seed, set(sp.no_call_acts)
+    )
+    clean_kinds = _kind_counts(train)
+    train, noise = inject_noise(train, sp.label_noise, dict(sp.noise.kinds), params.project.seed)
+    write_parquet_atomic(out_dir / "samples.parquet", rows_to_table(train, SAMPLES))
+    write_parquet_atomic(out_dir / "heldout.parquet", rows_to_table(heldout, SAMPLES))
+    write_parquet_atomic(out_dir / "label_noise.parquet", rows_to_table(noise, LABEL_NOISE))
+    write_parquet_atomic(out_dir / "sample_rejects.parquet", rows_to_table(rejects, REJECTS))
+    both = train + heldout
+    after_error = sum(
+        any(m["role"] == "tool" and '"error"' in m["content"] for m in json.loads(r["context"]))
+        for r in both
+    )
+    metrics = {
+        "dialogues": len(dialogues),
+        "train_dialogues": len({r["dialogue_id"] for r in train}),
+        "heldout_dialogues": len({r["dialogue_id"] for r in heldout}),
+        "samples": len(both),
+        "train_samples": len(train),
+        "heldout_samples": len(heldout),
+        "kinds": _kind_counts(both),
+        "train_kinds_clean": clean_kinds,
+        "heldout_kinds": _kind_counts(heldout),
+        "samples_by_act": acts,
+        "samples_after_error_result": after_error,
+        "rejected": len(rejects),
+        "rejected_by_tier": _reject_counts(rejects),
+        "label_noise": {
+            "requested_fraction": sp.label_noise,
+            "noisy": len(noise),
+            "fraction": round(len(noise) / len(train), 6) if train else 0.0,
+            "by_kind": dict(sorted(Counter(r["noise_kind"] for r in noise).items())),
+            "schema_valid": sum(r["schema_valid"] for r in noise),
+            "schema_invalid": sum(not r["schema_valid"] for r in noise),
+        },
+    }
+    write_json_atomic(out_dir / "metrics.json", metrics)
+    return metrics
+
+
+# --- stage entry helper ----------------------------------------------------------------------
+
+
+def stage_main(name: str, fn: Callable[[Params, Path], dict], argv: list[str] | None = None) -> int:
+    """Shared CLI of the stages/seed_*.py entries: --params, --out; clear errors, exit 2."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog=f"python -m stages.{name}", description=fn.__doc__)
+    ap.add_argument("--params", default="params.yaml", help="params file (default params.yaml)")
+    ap.add_argument("--out", default="data/seed", help="seed data directory (default data/seed)")
+    args = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    try:
+        metrics = fn(load_params(args.params), Path(args.out))
+    except KNOWN_ERRORS as exc:
+        print(f"{name}: error: {exc}", file=sys.stderr)
+        return 2
+    brief = {k: v for k, v in metrics.items() if isinstance(v, int | float | str)}
+    print(f"{name}: {json.dumps(brief)} ({time.perf_counter() - t0:.1f}s)")
+    return 0

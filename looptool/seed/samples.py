@@ -1,0 +1,94 @@
+"""Verified dialogues -> samples (D_seed), split into train / held-out by dialogue.
+
+One sample per assistant step: a tool-call step (parallel calls kept together) or a
+no-call step of a sampled act (clarification, out-of-scope refusal; final answers only
+if configured). T = the dialogue's tools, c_t = every message before the step, label =
+the step. Steps after tool results that mention an error are kept like any other.
+Each row keeps ``dialogue_id`` and ``step`` (the assistant message's index in the
+dialogue, = len(context)); tree provenance is in dialogues.parquet's ``provenance``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+
+from looptool.core.rules import check_calls
+from looptool.core.tables import sample_to_row
+from looptool.core.types import Label, Message, Sample, ToolSpec, canonical_json
+
+
+def dialogue_samples(row: dict, no_call_acts: set[str]) -> list[tuple[Sample, int, str]]:
+    """(sample, message index, act) for each sampled assistant step of one dialogue."""
+    tools = [ToolSpec.model_validate(t) for t in json.loads(row["tools"])]
+    messages = [Message.model_validate(m) for m in json.loads(row["messages"])]
+    out = []
+    for i, act in enumerate(json.loads(row["acts"])):
+        if not act:
+            continue
+        kind = act["act"]
+        if kind == "call":
+            label = Label(calls=list(messages[i].tool_calls))
+        elif kind in no_call_acts:
+            label = Label(text=messages[i].content)
+        else:
+            continue
+        out.append((Sample(tools=tools, context=messages[:i], label=label), i, kind))
+    return out
+
+
+def heldout_dialogues(dialogue_ids: list[str], fraction: float, seed: int) -> set[str]:
+    """A seeded, exact-size held-out set of dialogues (round(fraction * n))."""
+    ids = sorted(dialogue_ids)
+    random.Random(f"seed-split:{seed}").shuffle(ids)
+    return set(ids[: round(fraction * len(ids))])
+
+
+def build_samples(
+    dialogues: list[dict], heldout_fraction: float, seed: int, no_call_acts: set[str]
+) -> tuple[list[dict], list[dict], list[dict], dict[str, int]]:
+    """(train rows, held-out rows, reject rows, kept samples per act); SAMPLES rows in
+    dialogue order."""
+    held = heldout_dialogues([d["dialogue_id"] for d in dialogues], heldout_fraction, seed)
+    train: list[dict] = []
+    heldout: list[dict] = []
+    rejects: list[dict] = []
+    seen: dict[str, str] = {}
+    acts: Counter[str] = Counter()
+    for d in sorted(dialogues, key=lambda r: r["index"]):
+        for sample, step, act in dialogue_samples(d, no_call_acts):
+            item = f"{d['dialogue_id']}@{step}"
+            sid = sample.sample_id
+            if sample.label.calls:
+                violations = check_calls(sample.label.calls, sample.tools)
+                if violations:
+                    rejects.append(
+                        _reject(item, "rules", "; ".join(v.message for v in violations), sample)
+                    )
+                    continue
+            if sid in seen:
+                rejects.append(
+                    _reject(item, "dedup", f"same tools and context as {seen[sid]}", sample)
+                )
+                continue
+            seen[sid] = item
+            acts[act] += 1
+            row = sample_to_row(sample, dialogue_id=d["dialogue_id"], step=step)
+            (heldout if d["dialogue_id"] in held else train).append(row)
+    return train, heldout, rejects, dict(sorted(acts.items()))
+
+
+def _reject(item: str, tier: str, reason: str, sample: Sample) -> dict:
+    payload = {
+        "tools": sample.tools_json(),
+        "context": sample.context_json(),
+        "label": sample.label.to_json(),
+    }
+    return {
+        "stage": "seed_samples",
+        "item_id": item,
+        "tier": tier,
+        "reason": reason,
+        "payload": canonical_json(payload),
+    }

@@ -1,0 +1,314 @@
+"""Two-tier verification of simulated dialogues.
+
+Tier 1, rules (:func:`rule_problems`): the assistant calls exactly where the plan has
+calls (no text in place of a planned call, no call where the plan expects a
+clarification, a refusal or an answer); every assistant call parses and round-trips
+through the codec, names a tool of the dialogue, passes the schema rules
+(:func:`looptool.core.rules.check_calls`: required params, types, enums, unknown
+params); every call gets exactly one tool result, in order, with the same name; results
+are JSON and conform to the API's result schema (or are an ``{"error": ...}`` result).
+
+Tier 2, intent: each assistant step that becomes a sample is checked for fit with the
+user's intent. With an LLM judge (hf / vllm / openai) it is a constrained PASS/FAIL
+choice on a prompt (``seed_verify.txt``) plus an optional one-sentence reason. With the
+template backend it is :func:`intent_problems`, a programmatic check that is honest
+about what it is: the chosen tool is the one the plan intended, every argument value
+appears in the conversation before the step (user turns or earlier tool results;
+booleans are exempt), no planned value that the conversation states is replaced or left
+out, and no-call steps happen where the plan has them. Tier name in rejects: ``llm`` for a model judge, ``intent`` for the
+template check.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import jsonschema
+
+from looptool.core.codec import parse_completion, render_calls
+from looptool.core.rules import check_calls
+from looptool.core.types import Message, ToolSpec, canonical_json
+from looptool.engines.base import ChatRequest, ChoiceRequest, Engine, SamplingParams
+from looptool.prompts import load_prompt
+from looptool.seed.values import appears_in, scalar_leaves
+
+VERIFY_CHOICE_TASK = "seed.verify_intent"
+VERIFY_REASON_TASK = "seed.verify_reason"
+OPTIONS = ("PASS", "FAIL")
+
+
+def rule_problems(
+    tools: list[ToolSpec],
+    messages: list[Message],
+    acts: list[dict | None],
+    returns: dict[str, dict | None],
+) -> list[str]:
+    """Tier-1 problems of one dialogue (empty: passes)."""
+    by_name = {t.name: t for t in tools}
+    problems: list[str] = []
+    if not messages or messages[0].role != "user":
+        problems.append("dialogue does not start with a user message")
+    i = 0
+    while i < len(messages):
+        m, act = messages[i], acts[i] or {}
+        if m.role == "tool":
+            problems.append(f"message {i}: tool result without a preceding call")
+        if m.role == "user" and not m.content.strip():
+            problems.append(f"message {i}: empty user message")
+        if m.role != "assistant":
+            i += 1
+            continue
+        if act.get("act") == "invalid":
+            problems.append(f"message {i}: unparseable tool call ({act.get('error')})")
+        # plan conformance: whether a step calls at all is fixed by the plan
+        if act.get("act") == "text":
+            problems.append(
+                f"message {i}: the plan calls tools here, the assistant replied without a call"
+            )
+        if act.get("act") == "call" and act.get("expect") != "call":
+            problems.append(
+                f"message {i}: the plan expects no call here ({act.get('expect')}), "
+                f"the assistant called {[c.name for c in m.tool_calls]}"
+            )
+        if not m.tool_calls:
+            if not m.content.strip():
+                problems.append(f"message {i}: empty assistant message")
+            i += 1
+            continue
+        round_trip = parse_completion(render_calls(m.tool_calls))
+        if not round_trip.ok or [c.to_json() for c in round_trip.calls] != [
+            c.to_json() for c in m.tool_calls
+        ]:
+            problems.append(f"message {i}: calls do not survive the tool-call codec")
+        for v in check_calls(m.tool_calls, by_name):
+            problems.append(f"message {i}: call {v.call_index} to {v.name}: {v.rule}: {v.message}")
+        results = messages[i + 1 : i + 1 + len(m.tool_calls)]
+        if len(results) < len(m.tool_calls) or any(r.role != "tool" for r in results):
+            problems.append(f"message {i}: {len(m.tool_calls)} calls but fewer tool results follow")
+        for j, (call, res) in enumerate(zip(m.tool_calls, results, strict=False)):
+            if res.role != "tool":
+                break
+            if res.name != call.name:
+                problems.append(
+                    f"message {i + 1 + j}: result of {res.name!r} answers a call to {call.name!r}"
+                )
+                continue
+            problems.extend(
+                _result_problems(i + 1 + j, call.name, res.content, returns.get(call.name))
+            )
+        i += 1 + sum(1 for r in results if r.role == "tool")
+    return problems
+
+
+def _result_problems(idx: int, name: str, content: str, schema: dict | None) -> list[str]:
+    try:
+        value = json.loads(content)
+    except json.JSONDecodeError:
+        return [f"message {idx}: result of {name} is not JSON"]
+    if isinstance(value, dict) and set(value) == {"error"} and isinstance(value["error"], str):
+        return []  # an error result is a legitimate outcome, kept (never dropped)
+    if schema is None:
+        return []
+    err = jsonschema.exceptions.best_match(
+        jsonschema.Draft202012Validator(schema).iter_errors(value)
+    )
+    if err is not None:
+        path = ".".join(str(p) for p in err.absolute_path) or "<root>"
+        return [
+            f"message {idx}: result of {name} does not match its result schema at {path}: {err.message}"
+        ]
+    return []
+
+
+# --- tier 2 ------------------------------------------------------------------------------
+
+
+@dataclass
+class Step:
+    """One assistant step to check: where it is and what the plan meant there."""
+
+    dialogue_id: str
+    message_index: int
+    payload: dict  # conversation, message, act, plan turn/step (JSON-ready)
+
+
+def steps_to_check(
+    dialogue_id: str,
+    plan: dict,
+    messages: list[Message],
+    acts: list[dict | None],
+    acts_checked: set[str],
+) -> list[Step]:
+    out = []
+    for i, act in enumerate(acts):
+        if not act or act.get("act") not in acts_checked:
+            continue
+        turn = plan["turns"][act["turn"]]
+        out.append(
+            Step(
+                dialogue_id,
+                i,
+                {
+                    "act": act["act"],
+                    "step": act.get("step"),
+                    "turn": turn,
+                    "context": [m.to_json() for m in messages[:i]],
+                    "message": messages[i].to_json(),
+                },
+            )
+        )
+    return out
+
+
+def _context_text(context: list[dict]) -> str:
+    return "\n".join(m.get("content", "") for m in context if m.get("role") in ("user", "tool"))
+
+
+def _planned_for(turn: dict, step: int | None) -> list[dict]:
+    steps = turn.get("steps") or []
+    return steps[step] if step is not None and step < len(steps) else []
+
+
+def intent_problems(p: dict[str, Any]) -> list[str]:
+    """The template intent check of one step (see module doc); empty list = PASS."""
+    act, turn = p["act"], p["turn"]
+    text = _context_text(p["context"])
+    if act == "irrelevant":
+        if turn["kind"] != "irrelevant":
+            return ["the assistant declined although the tools fit the request"]
+        return []
+    if act == "clarify":
+        if turn["kind"] != "clarify":
+            return ["the assistant asked a question the plan did not call for"]
+        omitted = turn["steps"][0][0]["arguments"].get(turn.get("omit"))
+        if omitted is not None and all(appears_in(v, text) for v in scalar_leaves(omitted)):
+            return [f"the assistant asked for {turn['omit']} although the user already gave it"]
+        return []
+    if act != "call":
+        return []
+    calls = p["message"].get("tool_calls", [])
+    if turn["kind"] == "irrelevant":
+        return [
+            f"the request is out of scope, yet the assistant called {[c['name'] for c in calls]}"
+        ]
+    planned = list(_planned_for(turn, p.get("step")))
+    if not planned:
+        return ["the assistant made calls where the plan has none"]
+    problems = []
+    if len(calls) < len(planned):
+        problems.append(f"made {len(calls)} of the {len(planned)} planned calls")
+    for c in calls:
+        same = [q for q in planned if q["name"] == c["name"]]
+        if not same:
+            problems.append(
+                f"called {c['name']} but the plan intended {sorted({q['name'] for q in planned})}"
+            )
+            continue
+        best = max(
+            same, key=lambda q: sum(q["arguments"].get(k) == v for k, v in c["arguments"].items())
+        )
+        planned.remove(best)
+        for k, v in c["arguments"].items():
+            missing = [x for x in scalar_leaves(v) if not appears_in(x, text)]
+            if missing:
+                problems.append(
+                    f"{c['name']}.{k}={canonical_json(v)} does not appear in the conversation"
+                )
+        for k, v in c["arguments"].items():
+            want = best["arguments"].get(k)
+            if (
+                k in best["arguments"]
+                and canonical_json(want) != canonical_json(v)
+                and all(appears_in(x, text) for x in scalar_leaves(want))
+            ):
+                problems.append(
+                    f"{c['name']}.{k}={canonical_json(v)} but the user asked for {canonical_json(want)}"
+                )
+        dropped = sorted(set(best["arguments"]) - set(c["arguments"]))
+        if dropped:
+            problems.append(f"{c['name']} leaves out {dropped} that the user gave")
+    return problems
+
+
+def _render_step(p: dict) -> tuple[str, str, str]:
+    turn = p["turn"]
+    if p["act"] in ("clarify", "irrelevant") or turn["kind"] == "irrelevant":
+        intent = {
+            "irrelevant": "decline: no tool fits the request",
+            "clarify": f"ask the user for the missing value {turn.get('omit')!r}",
+        }.get(turn["kind"], "")
+        intent = intent or f"{turn['kind']} turn"
+    else:
+        planned = _planned_for(turn, p.get("step"))
+        intent = "call " + canonical_json(planned) if planned else f"{turn['kind']} turn"
+    conv = "\n".join(
+        f"{m['role']}{(' ' + m['name']) if m.get('name') else ''}: "
+        + (canonical_json(m["tool_calls"]) if m.get("tool_calls") else m.get("content", ""))
+        for m in p["context"]
+    )
+    msg = p["message"]
+    step = (
+        ("calls " + canonical_json(msg["tool_calls"]))
+        if msg.get("tool_calls")
+        else msg.get("content", "")
+    )
+    return intent, conv, step
+
+
+def judge_steps(
+    steps: list[Step],
+    engine: Engine,
+    tools_by_dialogue: dict[str, list[ToolSpec]],
+    reasons: bool,
+    max_tokens: int = 96,
+) -> list[tuple[str, str]]:
+    """(verdict, reason) per step, through one batched choose (+ generate for reasons)."""
+    import looptool.seed.templates  # noqa: F401  (registers the template tasks)
+
+    tmpl = engine.backend == "template"
+    choose, texts = [], []
+    for s in steps:
+        intent, conv, step = _render_step(s.payload)
+        tools = "\n".join(canonical_json(t.to_json()) for t in tools_by_dialogue[s.dialogue_id])
+        body = load_prompt("seed_verify").format(
+            tools=tools, intent=intent, conversation=conv, step=step
+        )
+        texts.append((intent, conv, step))
+        choose.append(
+            ChoiceRequest(
+                messages=[{"role": "user", "content": body}],
+                options=OPTIONS,
+                task=VERIFY_CHOICE_TASK,
+                payload=s.payload if tmpl else None,
+                chat_template_kwargs=None if tmpl else {"enable_thinking": False},
+            )
+        )
+    verdicts = engine.choose(choose) if choose else []
+    out = [(v, "") for v in verdicts]
+    failed = [i for i, v in enumerate(verdicts) if v == "FAIL"]
+    if failed and (reasons or tmpl):
+        reqs = []
+        for i in failed:
+            intent, conv, step = texts[i]
+            reqs.append(
+                ChatRequest(
+                    messages=[
+                        {
+                            "role": "user",
+                            "content": load_prompt("seed_verify_reason").format(
+                                intent=intent, conversation=conv, step=step
+                            ),
+                        }
+                    ],
+                    params=SamplingParams(max_tokens=max_tokens, temperature=0.0),
+                    task=VERIFY_REASON_TASK,
+                    payload=steps[i].payload if tmpl else None,
+                    chat_template_kwargs=None if tmpl else {"enable_thinking": False},
+                )
+            )
+        for i, gens in zip(failed, engine.generate(reqs), strict=True):
+            reason = " ".join(parse_completion(gens[0].text).text.split())[:300]
+            out[i] = ("FAIL", reason or "(the judge gave no reason)")
+    return out
