@@ -7,11 +7,12 @@ result type. Both return a :class:`MatchResult` with a machine-readable reason.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
 from looptool.core.codec import ParsedOutput, parse_completion
-from looptool.core.types import Label, ToolCall
+from looptool.core.types import Label, ToolCall, ToolSpec
 
 
 @dataclass(frozen=True)
@@ -126,3 +127,44 @@ def match_strict(pred: ParsedOutput | Label | str, label: Label) -> MatchResult:
     if not calls:
         return MatchResult(False, "missing_calls", {"expected": len(label.calls)})
     return match_calls(calls, label.calls)
+
+
+def _normalize_value(value: Any) -> Any:
+    """Surface normalization for tier-0 equivalence: case/space-insensitive strings,
+    integral floats as ints; lists stay ordered, objects by key."""
+    if isinstance(value, str):
+        return " ".join(unicodedata.normalize("NFKC", value).casefold().split())
+    if isinstance(value, float) and not isinstance(value, bool) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_normalize_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _normalize_value(v) for k, v in value.items()}
+    return value
+
+
+def normalize_call(call: ToolCall, spec: ToolSpec | None = None) -> ToolCall:
+    """``call`` with normalized values and, given its spec, optional arguments that merely
+    restate the schema default removed (so omitting them is equivalent)."""
+    props = spec.properties if spec is not None else {}
+    required = set(spec.required) if spec is not None else set()
+    args = {}
+    for key, value in call.arguments.items():
+        norm = _normalize_value(value)
+        schema = props.get(key)
+        if key not in required and isinstance(schema, dict) and "default" in schema:
+            if values_equal(norm, _normalize_value(schema["default"])):
+                continue
+        args[key] = norm
+    return ToolCall(name=call.name, arguments=args)
+
+
+def match_normalized(
+    pred: list[ToolCall], gold: list[ToolCall], tools: list[ToolSpec] | None = None
+) -> MatchResult:
+    """Strict ToolMatch after :func:`normalize_call` on both sides (JGLV tier 0)."""
+    by_name = {t.name: t for t in tools or []}
+    return match_calls(
+        [normalize_call(c, by_name.get(c.name)) for c in pred],
+        [normalize_call(c, by_name.get(c.name)) for c in gold],
+    )

@@ -1,0 +1,421 @@
+"""Compose the next dataset (Eq. 5): D_{j+1} = ES + EE + HPPL + Seed-new, fixed size N.
+
+All bookkeeping is Polars expressions over whole tables (no per-row Python).
+
+D_1 (:func:`init_dataset`): a seeded subset of N samples of the D_seed training split,
+split ``SEED``; the rest of D_seed is the Seed-new pool.
+
+D_{j+1} (:func:`compose_next`):
+
+1. Candidates. ES = MR + LR judge outcomes (LR rows carry the prediction as label,
+   ``label_rev + 1``, origin ``relabel``); EE = accepted EDDE children; HPPL = the probe's
+   HPPL selection plus BOTH_CORRECT mismatches the judge sent to HPPL, highest PPL first;
+   Seed-new pool = D_seed samples never used in training (cumulative ``seed_used``),
+   seeded shuffle.
+2. Seed-new target S: ``compose.seed_new`` (an explicit count, e.g. a per-iteration
+   override), else ``seed_new_schedule``, else ``N * start_fraction * decay^(j+1-2)``
+   (paper Table 3: halving); capped by the pool.
+3. The loop budget B = N - S is split among ES / EE / HPPL. Overflow is trimmed by a
+   documented rule (``compose.trim``): ``proportional`` (default) keeps the same fraction
+   of every split, so the candidate mix (EE ~ k x ES, paper Table 3) survives, rounding
+   remainders going to the splits in ``priority`` order and no non-empty split dropping
+   to zero; ``priority`` first gives each split up to ``min_share * B`` rows, then the
+   rest of B to the splits in ``priority`` order (default ES, EE, HPPL). Within a split:
+   ES and EE keep a seeded random subset, HPPL keeps the highest PPL.
+4. Ablations (DESIGN §6, Table 4) change the candidates or substitute the EE slots:
+   ``no_hppl`` random mastered samples (split MASTERED) in place of HPPL, same count;
+   ``no_jglv`` every mismatch is an ES row with its label kept (no LR, no BOTH_CORRECT to
+   HPPL); ``no_edde`` no EE; ``hppl_replace`` the EE slots go to the next-highest-PPL
+   mastered samples (split HPPL); ``es_repeat`` the EE slots go to repeats of the
+   selected ES rows (split ES, ``copy`` > 0).
+5. Shortfall (fewer candidates than B) is filled by extra Seed-new from the pool, then by
+   repeating selected loop rows in ES, EE, HPPL order; only if there is nothing at all to
+   repeat is D_{j+1} smaller than N (reported as ``shortfall`` in the metrics).
+
+The decisions are made on narrow key frames (sample_id, row number, PPL, outcome); the
+wide sample columns are then gathered with sorted Arrow takes (one per split part and
+source table), so within a split rows keep their source order. Random choices hash the
+sample id with the seed, so they do not depend on the input row order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from looptool.core.tables import DATASET, SAMPLE_FIELDS, SAMPLES, SEED_USED
+from looptool.params.loop import LoopParams
+
+SAMPLE_COLS = [f.name for f in SAMPLE_FIELDS]
+LOOP_SPLITS = ("ES", "EE", "HPPL")
+
+
+@dataclass
+class ComposeResult:
+    dataset: pa.Table  # DATASET schema
+    seed_used: pa.Table  # SEED_USED schema, cumulative
+    metrics: dict
+
+
+# Source tables of D_{j+1} rows (the plan refers to them by position).
+SOURCES = ("dataset", "expansions", "seed")
+_SRC = {name: i for i, name in enumerate(SOURCES)}
+
+
+def _df(table: pa.Table, columns: list[str]) -> pl.DataFrame:
+    df = pl.from_arrow(table.select(columns))
+    assert isinstance(df, pl.DataFrame)
+    return df
+
+
+def _keys(table: pa.Table, src: str, extra: tuple[str, ...] = ()) -> pl.DataFrame:
+    """(src, _r row number, sample_id, extra...) of each sample_id's first row."""
+    df = _df(table, ["sample_id", *extra]).with_columns(
+        src=pl.lit(_SRC[src], dtype=pl.Int8), _r=pl.int_range(pl.len(), dtype=pl.Int64)
+    )
+    return df.filter(pl.col("sample_id").is_first_distinct())
+
+
+def _shuffled(df: pl.DataFrame, seed: int) -> pl.DataFrame:
+    """Rows in a seeded pseudo-random order that depends only on the sample ids and the
+    seed, not on the input row order (so unordered joins upstream stay reproducible)."""
+    if df.height == 0:
+        return df
+    key = pl.col("sample_id").hash(seed=seed % (2**32))
+    return df.with_columns(_o=key).sort(["_o", "sample_id"]).drop("_o")
+
+
+def _by_ppl(df: pl.DataFrame) -> pl.DataFrame:
+    return df.sort(["ppl", "sample_id"], descending=[True, False], nulls_last=True)
+
+
+def _repeat(df: pl.DataFrame, n: int) -> pl.DataFrame:
+    """``n`` rows cycling through ``df`` (empty if ``df`` is)."""
+    if n <= 0 or df.height == 0:
+        return df.head(0)
+    idx = pl.select(_i=pl.int_range(n, dtype=pl.UInt32) % df.height)
+    return idx.join(df.with_row_index("_i"), on="_i", how="left").drop("_i")
+
+
+def seed_new_target(params: LoopParams, next_j: int) -> int:
+    """Seed-new count for D_{next_j} (next_j >= 2) from the schedule."""
+    cp = params.compose
+    if cp.seed_new is not None:
+        n = cp.seed_new
+    elif cp.seed_new_schedule is not None:
+        sched = cp.seed_new_schedule
+        n = sched[min(next_j - 2, len(sched) - 1)] if sched else 0
+    else:
+        n = round(
+            params.dataset_size * cp.seed_new_start_fraction * cp.seed_new_decay ** (next_j - 2)
+        )
+    return max(0, min(int(n), params.dataset_size))
+
+
+def allocate(
+    avail: dict[str, int],
+    budget: int,
+    priority: list[str],
+    min_share: float,
+    trim: str = "priority",
+) -> dict[str, int]:
+    """Rows per loop split for ``budget`` (see the module docstring, step 3)."""
+    total = sum(avail.values())
+    if total <= budget:
+        return dict(avail)
+    if trim == "proportional":
+        # Largest-remainder rounding (ties by priority), in integer arithmetic.
+        alloc = {s: avail[s] * budget // total for s in avail}
+        by_remainder = sorted(
+            priority, key=lambda s: (-(avail[s] * budget % total), priority.index(s))
+        )
+        for s in by_remainder[: budget - sum(alloc.values())]:
+            alloc[s] += 1
+        # A non-empty split keeps at least one row, taken from the largest allocation.
+        for s in priority:
+            donor = max(priority, key=lambda k: alloc[k])
+            if avail[s] and not alloc[s] and alloc[donor] > 1:
+                alloc[donor] -= 1
+                alloc[s] = 1
+        return alloc
+    floor = int(budget * min_share)
+    alloc = {s: min(avail[s], floor) for s in avail}
+    rest = budget - sum(alloc.values())
+    for s in priority:
+        add = max(0, min(avail[s] - alloc[s], rest))
+        alloc[s] += add
+        rest -= add
+    return alloc
+
+
+_PLAN_COLS = {
+    "src": pl.Int8,
+    "_r": pl.Int64,
+    "sample_id": pl.String,
+    "split": pl.String,
+    "outcome": pl.String,
+    "label_after": pl.String,
+    "label_hash_after": pl.String,
+    "_rep": pl.Boolean,  # a deliberate repeat of a row already in the plan
+}
+
+
+def _plan(parts: list[pl.DataFrame]) -> pl.DataFrame:
+    """Stack key frames into the output plan (missing override columns become null).
+
+    Within each part, rows are put in source-row order: the selection was random, the
+    order inside a split carries no meaning, and sorted gathers are several times faster
+    than random ones on wide string columns.
+    """
+    frames = [
+        p.select(
+            [
+                pl.col(c).cast(t) if c in p.columns else pl.lit(None, dtype=t).alias(c)
+                for c, t in _PLAN_COLS.items()
+            ]
+        )
+        .with_columns(pl.col("_rep").fill_null(False))
+        .sort(["src", "_r"])
+        for p in parts
+        if p.height
+    ]
+    if not frames:
+        return pl.DataFrame(schema=_PLAN_COLS)
+    return pl.concat(frames)
+
+
+def _materialize(plan: pl.DataFrame, sources: dict[str, pa.Table], iteration: int) -> pa.Table:
+    """Gather the plan's rows from the source tables (one sorted take per run of rows
+    from the same source), apply LR relabels, add split / iter / copy (DATASET table)."""
+    src = plan.get_column("src")
+    run_start = (src != src.shift(1)).fill_null(True) | (
+        plan.get_column("_r").diff() < 0
+    ).fill_null(True)
+    starts = run_start.arg_true().to_list() + [plan.height]
+    r = plan.get_column("_r").to_arrow()
+    chunks = []
+    for a, b in zip(starts[:-1], starts[1:], strict=True):
+        table = sources[SOURCES[src[a]]].select(SAMPLE_COLS).cast(SAMPLES)
+        chunks.append(table.take(r.slice(a, b - a)))
+    rows = pa.concat_tables(chunks) if chunks else SAMPLES.empty_table()
+    # copy: 0 for a sample's first row; repeats (marked `_rep`) count up from 1. Every
+    # repeated row has exactly one non-repeat occurrence, so a window over the repeats
+    # alone (keyed by the integer source position, cheaper than the id) suffices.
+    keys = plan.with_columns(
+        lr=(pl.col("outcome") == "LR").fill_null(False),
+        iter=pl.lit(iteration, dtype=pl.Int32),
+        copy=pl.lit(0, dtype=pl.Int32),
+    )
+    if plan.get_column("_rep").any():
+        rep = keys.with_row_index("_pos").filter(pl.col("_rep"))
+        key = pl.col("src").cast(pl.Int64) * (1 << 40) + pl.col("_r")
+        rep = rep.select("_pos", copy=pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over(key))
+        copy = pl.zeros(plan.height, dtype=pl.Int32, eager=True).scatter(
+            rep.get_column("_pos"), rep.get_column("copy")
+        )
+        keys = keys.with_columns(copy=copy)
+    cols = {name: rows.column(name) for name in SAMPLE_COLS}
+    if keys.get_column("lr").any():
+        lr = keys.get_column("lr").to_arrow()
+        cols["label"] = pc.if_else(lr, keys.get_column("label_after").to_arrow(), cols["label"])
+        cols["label_hash"] = pc.if_else(
+            lr, keys.get_column("label_hash_after").to_arrow(), cols["label_hash"]
+        )
+        cols["label_rev"] = pc.if_else(
+            lr, pc.add(cols["label_rev"], pa.scalar(1, pa.int32())), cols["label_rev"]
+        )
+        cols["origin"] = pc.if_else(lr, pa.scalar("relabel"), cols["origin"])
+    for name in ("split", "iter", "copy"):
+        cols[name] = keys.get_column(name).to_arrow()
+    return pa.table({f.name: cols[f.name] for f in DATASET}).cast(DATASET)
+
+
+def _used(seed_used: pa.Table) -> pl.DataFrame:
+    return _df(seed_used, ["sample_id", "used_iter"]).with_columns(
+        pl.col("used_iter").cast(pl.Int32)
+    )
+
+
+def _used_table(used: pl.DataFrame, new: pl.DataFrame, iteration: int) -> pa.Table:
+    out = pl.concat([used, new.select("sample_id", used_iter=pl.lit(iteration, dtype=pl.Int32))])
+    return out.to_arrow().cast(SEED_USED)
+
+
+def init_dataset(seed_samples: pa.Table, *, size: int, seed: int) -> ComposeResult:
+    """D_1: a seeded subset of ``size`` seed samples (split SEED) and its seed_used table."""
+    seeds = _keys(seed_samples, "seed")
+    chosen = _shuffled(seeds, seed).head(size).with_columns(split=pl.lit("SEED"))
+    ds = _materialize(_plan([chosen]), {"seed": seed_samples}, 1)
+    metrics = {
+        "iteration": 1,
+        "target": size,
+        "total": ds.num_rows,
+        "splits": {"SEED": ds.num_rows},
+        "seed_pool": seeds.height,
+        "seed_pool_left": seeds.height - ds.num_rows,
+        "shortfall": size - ds.num_rows,
+    }
+    empty = pl.DataFrame(schema={"sample_id": pl.String, "used_iter": pl.Int32})
+    return ComposeResult(ds, _used_table(empty, chosen, 1), metrics)
+
+
+def compose_next(
+    dataset: pa.Table,
+    probe: pa.Table,
+    verdicts: pa.Table,
+    expansions: pa.Table,
+    seed_samples: pa.Table,
+    seed_used: pa.Table,
+    *,
+    next_j: int,
+    params: LoopParams,
+    seed: int = 0,
+) -> ComposeResult:
+    """D_{next_j} from iteration j's tables; see the module docstring for the rules."""
+    n_target, ablation, cp = params.dataset_size, params.ablation, params.compose
+    rs = seed * 1_000_003 + next_j  # one RNG stream per (project seed, iteration)
+    ds = _keys(dataset, "dataset")
+    pr = _df(probe, ["sample_id", "match", "ppl", "hppl"])
+    vd = _df(verdicts, ["sample_id", "outcome", "label_after", "label_hash_after", "ppl"])
+
+    # 1. candidates (key frames) -------------------------------------------------------
+    if ablation == "no_jglv":
+        es = ds.join(pr.filter(~pl.col("match")).select("sample_id"), on="sample_id")
+        es = es.with_columns(outcome=pl.lit("MR"))
+        hppl_bc = ds.head(0).with_columns(ppl=pl.lit(None, dtype=pl.Float64))
+    else:
+        es = ds.join(
+            vd.filter(pl.col("outcome").is_in(["MR", "LR"])).drop("ppl"),
+            on="sample_id",
+            maintain_order="left",
+        )
+        hppl_bc = ds.join(
+            vd.filter(pl.col("outcome") == "HPPL").select("sample_id", "ppl"),
+            on="sample_id",
+            maintain_order="left",
+        )
+    es = es.with_columns(split=pl.lit("ES"))
+
+    mastered = ds.join(pr.filter(pl.col("match")).drop("match"), on="sample_id")
+    hppl = _by_ppl(
+        pl.concat([mastered.filter(pl.col("hppl")).drop("hppl"), hppl_bc], how="diagonal_relaxed")
+    )
+    hppl_split = "HPPL"
+    if ablation == "no_hppl":
+        hppl = _shuffled(mastered.drop("hppl"), rs + 1).head(hppl.height)
+        hppl_split = "MASTERED"
+    hppl = hppl.with_columns(split=pl.lit(hppl_split))
+
+    seeds = _keys(seed_samples, "seed")
+    taken = ds.select("sample_id")  # ES and HPPL rows all come from D_j
+    if ablation == "no_edde":
+        ee = _keys(expansions.slice(0, 0), "expansions")
+    else:
+        ee = (
+            _keys(expansions, "expansions", ("accepted",))
+            .filter(pl.col("accepted"))
+            .join(taken, on="sample_id", how="anti")
+            .join(seeds.select("sample_id"), on="sample_id", how="anti")
+        )
+    ee = ee.with_columns(split=pl.lit("EE"))
+
+    used = _used(seed_used)
+    pool = _shuffled(
+        seeds.join(pl.concat([used.select("sample_id"), taken]), on="sample_id", how="anti"),
+        rs + 2,
+    ).with_columns(split=pl.lit("SEED_NEW"))
+
+    # 2-3. allocation -----------------------------------------------------------------
+    s_sched = seed_new_target(params, next_j)
+    s_first = min(s_sched, pool.height)
+    budget = n_target - s_first
+    avail = {"ES": es.height, "EE": ee.height, "HPPL": hppl.height}
+    alloc = allocate(avail, budget, list(cp.priority), cp.min_share, cp.trim)
+    es_sel = _shuffled(es, rs + 3).head(alloc["ES"])
+    ee_sel = _shuffled(ee, rs + 4).head(alloc["EE"])
+    hppl_sel = hppl.head(alloc["HPPL"])
+
+    # 4. EE-slot substitutions ----------------------------------------------------------
+    substitute = es_sel.head(0)
+    if ablation == "hppl_replace":
+        # The next-highest-PPL mastered samples not already in HPPL.
+        more = mastered.filter(pl.col("ppl").is_not_null()).join(
+            hppl_sel, on="sample_id", how="anti"
+        )
+        substitute = _by_ppl(more).head(ee_sel.height).with_columns(split=pl.lit("HPPL"))
+        ee_sel = ee_sel.head(0)
+    elif ablation == "es_repeat":
+        substitute = _repeat(es_sel, ee_sel.height).with_columns(_rep=pl.lit(True))
+        ee_sel = ee_sel.head(0)
+
+    # 5. shortfall fill -----------------------------------------------------------------
+    loop_rows = es_sel.height + ee_sel.height + hppl_sel.height + substitute.height
+    deficit = budget - loop_rows
+    s_extra = max(0, min(deficit, pool.height - s_first))
+    seed_new = pool.head(s_first + s_extra)
+    deficit -= s_extra
+    repeats = _repeat(_plan([es_sel, ee_sel, hppl_sel]), deficit).with_columns(_rep=pl.lit(True))
+
+    plan = _plan([es_sel, substitute, ee_sel, hppl_sel, seed_new, repeats])
+    out = _materialize(
+        plan, {"dataset": dataset, "expansions": expansions, "seed": seed_samples}, next_j
+    )
+    new_used = _used_table(used, seed_new, next_j)
+
+    counts = dict(plan.group_by("split").len().sort("split").iter_rows())
+    es_kinds = dict(es_sel.group_by("outcome").len().iter_rows())
+    metrics = {
+        "iteration": next_j,
+        "ablation": ablation,
+        "target": n_target,
+        "total": out.num_rows,
+        "splits": counts,
+        "es_mr": int(es_kinds.get("MR", 0)),
+        "es_lr": int(es_kinds.get("LR", 0)),
+        "available": {**avail, "SEED_NEW_POOL": pool.height},
+        "selected": {"ES": es_sel.height, "EE": ee_sel.height, "HPPL": hppl_sel.height},
+        "trimmed": {s: avail[s] - alloc[s] for s in LOOP_SPLITS},
+        "ee_slots_substituted": substitute.height,
+        "seed_new_scheduled": s_sched,
+        "seed_new": seed_new.height,
+        "seed_new_extra_fill": s_extra,
+        "repeat_fill": repeats.height,
+        "copies": int(pc.sum(pc.greater(out.column("copy"), 0)).as_py() or 0),
+        "shortfall": n_target - out.num_rows,
+        "seed_pool_left": pool.height - seed_new.height,
+        "seed_used_total": new_used.num_rows,
+    }
+    return ComposeResult(out, new_used, metrics)
+
+
+def compose_static(
+    seed_samples: pa.Table, seed_used: pa.Table, *, next_j: int, size: int, seed: int = 0
+) -> ComposeResult:
+    """The "w/o iterations" baseline (``eval.static_baseline``): D_{j+1} drawn from D_seed
+    only (split SEED), seed samples not used yet first, then already-used ones."""
+    rs = seed * 1_000_003 + next_j
+    seeds = _keys(seed_samples, "seed")
+    used = _used(seed_used)
+    fresh = _shuffled(seeds.join(used, on="sample_id", how="anti"), rs + 2)
+    again = _shuffled(
+        seeds.join(used.select("sample_id"), on="sample_id", how="semi"),
+        rs + 5,
+    )
+    chosen = pl.concat([fresh, again]).head(size).with_columns(split=pl.lit("SEED"))
+    out = _materialize(_plan([chosen]), {"seed": seed_samples}, next_j)
+    n_fresh = min(fresh.height, size)
+    metrics = {
+        "iteration": next_j,
+        "static_baseline": True,
+        "target": size,
+        "total": out.num_rows,
+        "splits": {"SEED": out.num_rows},
+        "seed_fresh": n_fresh,
+        "seed_reused": out.num_rows - n_fresh,
+        "shortfall": size - out.num_rows,
+        "seed_used_total": used.height + n_fresh,
+    }
+    return ComposeResult(out, _used_table(used, fresh.head(n_fresh), next_j), metrics)

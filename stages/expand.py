@@ -1,0 +1,45 @@
+"""DVC stage expand@j: EDDE children of every error seed (MR + LR) of iteration j."""
+
+from __future__ import annotations
+
+import sys
+
+from looptool.engines import EngineError
+from looptool.loop.expand import run_expand
+from looptool.store.io import read_parquet, write_json_atomic, write_parquet_atomic
+from stages._common import iteration_params
+from stages.probe import open_engine
+
+
+def main(argv: list[str] | None = None) -> None:
+    params, j = iteration_params(argv)
+    lp = params.loop
+    try:
+        dataset = read_parquet(f"data/iter_{j}/dataset.parquet")
+        probe = read_parquet(f"data/iter_{j}/probe.parquet")
+        verdicts = read_parquet(f"data/iter_{j}/verdicts.parquet")
+        generator = open_engine(params, params.engines.generator, "generator")
+        verifier = None
+        if lp.expand.llm_verify == "generator":
+            verifier = generator
+        elif lp.expand.llm_verify == "judge":
+            verifier = open_engine(params, params.engines.judge, "judge")
+        res = run_expand(
+            generator,
+            verifier,
+            dataset,
+            probe,
+            verdicts,
+            iteration=j,
+            date=params.project.date,
+            params=lp,
+            seed=params.project.seed,
+        )
+    except (FileNotFoundError, EngineError) as exc:
+        sys.exit(f"error: expand@{j}: {exc}")
+    write_parquet_atomic(f"data/iter_{j}/expansions.parquet", res.table)
+    write_json_atomic(f"data/iter_{j}/expand_metrics.json", {"iteration": j, **res.metrics})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,31 @@
+"""DVC stage init_dataset: D_1 = a seeded subset of D_seed's training split (layout.md)."""
+
+from __future__ import annotations
+
+import sys
+
+from looptool.loop.compose import init_dataset
+from looptool.store.io import read_parquet, write_json_atomic, write_parquet_atomic
+from stages._common import stage_params
+
+
+def main(argv: list[str] | None = None) -> None:
+    params = stage_params(argv)
+    try:
+        seeds = read_parquet("data/seed/samples.parquet")
+    except FileNotFoundError as exc:
+        sys.exit(f"error: {exc} (run the seed stages first)")
+    res = init_dataset(seeds, size=params.loop.dataset_size, seed=params.project.seed)
+    if res.metrics["shortfall"] > 0:
+        print(
+            f"warning: D_seed has {res.metrics['seed_pool']} samples, fewer than "
+            f"loop.dataset_size={params.loop.dataset_size}; D_1 holds them all",
+            file=sys.stderr,
+        )
+    write_parquet_atomic("data/iter_1/dataset.parquet", res.dataset)
+    write_parquet_atomic("data/iter_1/seed_used.parquet", res.seed_used)
+    write_json_atomic("data/iter_1/init_metrics.json", res.metrics)
+
+
+if __name__ == "__main__":
+    main()

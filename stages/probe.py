@@ -1,0 +1,45 @@
+"""DVC stage probe@j: greedy capability probing of D_j with the iteration's policy."""
+
+from __future__ import annotations
+
+import sys
+
+from looptool.engines import EngineError, RequestCache, make_engine
+from looptool.eval.policy import policy_spec
+from looptool.loop.probe import probe_metrics, run_probe
+from looptool.params import Params
+from looptool.params.engines import EngineSpec
+from looptool.store.io import read_parquet, write_json_atomic, write_parquet_atomic
+from stages._common import iteration_params
+
+
+def open_engine(params: Params, spec: EngineSpec, role: str):
+    """The role's engine behind the request cache (when enabled)."""
+    cache = RequestCache.open(params.project.cache_dir) if params.engines.use_cache else None
+    return make_engine(spec, role, cache)
+
+
+def engine_stats(engine) -> dict:
+    stats = engine.stats() if hasattr(engine, "stats") else {}
+    return {"model": engine.model_id, "backend": engine.backend, **stats}
+
+
+def main(argv: list[str] | None = None) -> None:
+    params, j = iteration_params(argv)
+    try:
+        dataset = read_parquet(f"data/iter_{j}/dataset.parquet")
+        engine = open_engine(
+            params, policy_spec(params.engines.policy, f"data/iter_{j}/model"), "policy"
+        )
+        table = run_probe(
+            engine, dataset, iteration=j, date=params.project.date, params=params.loop.probe
+        )
+    except (FileNotFoundError, EngineError) as exc:
+        sys.exit(f"error: probe@{j}: {exc}")
+    metrics = {"iteration": j, **probe_metrics(table), "cache": [engine_stats(engine)]}
+    write_parquet_atomic(f"data/iter_{j}/probe.parquet", table)
+    write_json_atomic(f"data/iter_{j}/probe_metrics.json", metrics)
+
+
+if __name__ == "__main__":
+    main()

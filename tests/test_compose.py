@@ -1,0 +1,455 @@
+"""Compose (Eq. 5): D_1, D_{j+1} = ES + EE + HPPL + Seed-new, ablations, shortfall, schedule."""
+
+from __future__ import annotations
+
+import polars as pl
+import pyarrow as pa
+import pytest
+
+from looptool.core.tables import (
+    DATASET,
+    EXPANSIONS,
+    PROBE,
+    SAMPLES,
+    SEED_USED,
+    VERDICTS,
+    rows_to_table,
+)
+from looptool.loop.compose import (
+    allocate,
+    compose_next,
+    compose_static,
+    init_dataset,
+    seed_new_target,
+)
+from looptool.loop.probe import select_hppl
+from looptool.params.loop import LoopParams
+
+# Verdict outcome per mismatch index (cycled): the Alg. 1 paths.
+CYCLE = [
+    ("PRED_WRONG", "MR"),
+    ("LABEL_WRONG", "LR"),
+    ("BOTH_CORRECT", "HPPL"),
+    ("BOTH_CORRECT", "KEPT_OUT"),
+    ("BOTH_WRONG", "DROPPED"),
+    ("PRED_WRONG", "MR"),
+]
+
+
+def _row(sid: str, **kw) -> dict:
+    return {
+        "sample_id": sid,
+        "tools": "[]",
+        "context": f'[{{"content":"{sid}","role":"user"}}]',
+        "label": f'{{"calls":[],"text":"{sid}"}}',
+        "label_hash": f"h_{sid}",
+        "label_rev": 0,
+        "kind": "no_call",
+        "origin": "seed",
+        "born_iter": 0,
+        **kw,
+    }
+
+
+def synth(
+    n: int = 200, pool: int = 400, children: int = 4, accepted: int = 3
+) -> dict[str, pa.Table]:
+    """A synthetic iteration 1: D_1 of ``n`` seed samples, 30% mastered."""
+    ds = rows_to_table([_row(f"d{i}", split="SEED", iter=1, copy=0) for i in range(n)], DATASET)
+    probe_rows, verdict_rows, exp_rows = [], [], []
+    k = 0
+    for i in range(n):
+        mastered = i % 10 < 3
+        ppl = 1.0 + ((i * 7919) % 1000) / 100
+        probe_rows.append(
+            {
+                "sample_id": f"d{i}",
+                "iter": 1,
+                "raw_text": "",
+                "match": mastered,
+                "match_reason": "x",
+                "ppl": ppl,
+                "n_tokens": 5,
+                "hppl": False,
+            }
+        )
+        if mastered:
+            continue
+        verdict, outcome = CYCLE[k % len(CYCLE)]
+        k += 1
+        lr = outcome == "LR"
+        verdict_rows.append(
+            {
+                "sample_id": f"d{i}",
+                "iter": 1,
+                "verdict": verdict,
+                "tier": "llm",
+                "reason": "r",
+                "label_before": f'{{"calls":[],"text":"d{i}"}}',
+                "label_after": f'{{"calls":[],"text":"new{i}"}}' if lr else None,
+                "label_hash_after": f"nh{i}" if lr else None,
+                "ppl": ppl * (10 if outcome == "HPPL" else 1),
+                "outcome": outcome,
+            }
+        )
+        if outcome in ("MR", "LR"):
+            for c in range(children):
+                exp_rows.append(
+                    _row(
+                        f"c{i}_{c}",
+                        origin="edde",
+                        born_iter=1,
+                        parent_id=f"d{i}",
+                        iter=1,
+                        scenario="data_variation",
+                        child_index=c,
+                        accepted=c < accepted,
+                    )
+                )
+    probe = select_hppl(rows_to_table(probe_rows, PROBE), LoopParams().probe)
+    seeds = rows_to_table(
+        [_row(f"d{i}") for i in range(n)] + [_row(f"s{i}") for i in range(pool)], SAMPLES
+    )
+    used = rows_to_table([{"sample_id": f"d{i}", "used_iter": 1} for i in range(n)], SEED_USED)
+    return {
+        "dataset": ds,
+        "probe": probe,
+        "verdicts": rows_to_table(verdict_rows, VERDICTS),
+        "expansions": rows_to_table(exp_rows, EXPANSIONS),
+        "seed_samples": seeds,
+        "seed_used": used,
+    }
+
+
+def run(tables: dict, **loop) -> tuple[pl.DataFrame, dict, pl.DataFrame]:
+    params = LoopParams(**loop)
+    res = compose_next(**tables, next_j=2, params=params, seed=0)
+    assert res.dataset.schema.equals(DATASET)
+    assert res.seed_used.schema.equals(SEED_USED)
+    return pl.from_arrow(res.dataset), res.metrics, pl.from_arrow(res.seed_used)
+
+
+def ids(df: pl.DataFrame, split: str) -> set[str]:
+    return set(df.filter(pl.col("split") == split).get_column("sample_id").to_list())
+
+
+def outcome_ids(tables: dict, *outcomes: str) -> set[str]:
+    v = pl.from_arrow(tables["verdicts"])
+    return set(v.filter(pl.col("outcome").is_in(list(outcomes))).get_column("sample_id").to_list())
+
+
+def test_init_dataset_is_a_seeded_subset():
+    t = synth()
+    a = init_dataset(t["seed_samples"], size=150, seed=3)
+    b = init_dataset(t["seed_samples"], size=150, seed=3)
+    c = init_dataset(t["seed_samples"], size=150, seed=4)
+    df = pl.from_arrow(a.dataset)
+    assert df.height == 150 and set(df.get_column("split")) == {"SEED"}
+    assert df.get_column("sample_id").n_unique() == 150
+    assert a.dataset.equals(b.dataset) and not a.dataset.equals(c.dataset)
+    assert set(pl.from_arrow(a.seed_used).get_column("sample_id")) == set(
+        df.get_column("sample_id")
+    )
+    short = init_dataset(t["seed_samples"], size=10_000, seed=0)
+    assert short.metrics["shortfall"] == 10_000 - 600
+
+
+def test_compose_none_adds_up_and_follows_alg1():
+    t = synth()
+    df, m, used = run(t, dataset_size=200)
+    assert df.height == 200 == m["total"]
+    assert sum(m["splits"].values()) == 200
+    for split in ("ES", "EE", "HPPL", "SEED_NEW"):
+        assert m["splits"][split] > 0, split
+    # Seed-new: scheduled count, from never-used seed samples only.
+    assert (
+        m["splits"]["SEED_NEW"]
+        == seed_new_target(LoopParams(dataset_size=200), 2)
+        == round(200 * 4 / 13)
+    )
+    assert all(s.startswith("s") for s in ids(df, "SEED_NEW"))
+    assert set(used.get_column("sample_id")) == {f"d{i}" for i in range(200)} | ids(df, "SEED_NEW")
+    # ES only MR/LR, HPPL never DROPPED/KEPT_OUT, EE only accepted children.
+    assert ids(df, "ES") <= outcome_ids(t, "MR", "LR")
+    assert not (ids(df, "HPPL") & outcome_ids(t, "DROPPED", "KEPT_OUT", "MR", "LR"))
+    exp = pl.from_arrow(t["expansions"])
+    assert ids(df, "EE") <= set(exp.filter(pl.col("accepted")).get_column("sample_id"))
+    assert df.get_column("sample_id").n_unique() == 200 and set(df.get_column("copy")) == {0}
+    # HPPL keeps the highest PPL first: every kept mastered HPPL row beats every dropped one.
+    assert m["trimmed"]["ES"] + m["trimmed"]["EE"] + m["trimmed"]["HPPL"] > 0
+
+
+def test_label_replacement_keeps_history():
+    t = synth()
+    df, m, _ = run(t, dataset_size=200, compose={"priority": ["ES", "HPPL", "EE"]})
+    lr = outcome_ids(t, "LR")
+    rows = df.filter(pl.col("sample_id").is_in(list(lr)))
+    assert rows.height == m["es_lr"] > 0
+    for r in rows.iter_rows(named=True):
+        i = r["sample_id"][1:]
+        assert r["label"] == f'{{"calls":[],"text":"new{i}"}}'
+        assert r["label_hash"] == f"nh{i}" and r["label_rev"] == 1 and r["origin"] == "relabel"
+    v = pl.from_arrow(t["verdicts"]).filter(pl.col("outcome") == "LR")
+    assert v.get_column("label_before").str.contains('"text":"d').all()  # old label kept
+    mr = df.filter(pl.col("sample_id").is_in(list(outcome_ids(t, "MR"))))
+    assert (mr.get_column("label_rev") == 0).all() and (mr.get_column("origin") == "seed").all()
+
+
+@pytest.mark.parametrize(
+    "ablation", ["none", "no_hppl", "no_jglv", "no_edde", "hppl_replace", "es_repeat"]
+)
+def test_every_ablation_matches_its_definition(ablation):
+    t = synth()
+    base, mb, _ = run(t, dataset_size=200)
+    df, m, _ = run(t, dataset_size=200, ablation=ablation)
+    assert df.height == 200
+    splits = m["splits"]
+    mismatched = set(pl.from_arrow(t["probe"]).filter(~pl.col("match")).get_column("sample_id"))
+    mastered = set(pl.from_arrow(t["probe"]).filter(pl.col("match")).get_column("sample_id"))
+    if ablation == "none":
+        assert set(splits) == {"ES", "EE", "HPPL", "SEED_NEW"}
+    elif ablation == "no_hppl":
+        # Random mastered samples instead of the high-PPL ones, as many as HPPL had.
+        assert "HPPL" not in splits and splits["MASTERED"] == mb["splits"]["HPPL"]
+        assert ids(df, "MASTERED") <= mastered
+        assert ids(df, "MASTERED") != ids(base, "HPPL")
+    elif ablation == "no_jglv":
+        # Every mismatch is a model error with its label kept: no relabel, no drop, no BOTH_CORRECT.
+        assert ids(df, "ES") <= mismatched and m["es_lr"] == 0
+        assert (df.get_column("origin") != "relabel").all()
+        assert not ids(df, "HPPL") & mismatched
+        assert m["available"]["ES"] == len(mismatched)
+    elif ablation == "no_edde":
+        assert "EE" not in splits
+        assert m["available"]["EE"] == 0
+    elif ablation == "hppl_replace":
+        # EE slots go to as many extra high-PPL mastered samples.
+        # (as many as there are: the rest of the EE slots is filled by Seed-new)
+        assert "EE" not in splits
+        n_extra = min(mb["splits"]["EE"], len(mastered - ids(base, "HPPL")))
+        assert 0 < n_extra and splits["HPPL"] == mb["splits"]["HPPL"] + n_extra
+        extra = ids(df, "HPPL") - ids(base, "HPPL")
+        assert extra <= mastered and len(extra) == n_extra == m["ee_slots_substituted"]
+        assert splits["SEED_NEW"] == mb["splits"]["SEED_NEW"] + mb["splits"]["EE"] - n_extra
+        ppl = dict(pl.from_arrow(t["probe"]).select("sample_id", "ppl").iter_rows())
+        left_out = mastered - ids(df, "HPPL")
+        assert min(ppl[s] for s in extra) >= max((ppl[s] for s in left_out), default=0.0)
+    elif ablation == "es_repeat":
+        # EE slots go to duplicated error seeds.
+        assert "EE" not in splits
+        assert splits["ES"] == mb["splits"]["ES"] + mb["splits"]["EE"]
+        es = df.filter(pl.col("split") == "ES")
+        assert es.filter(pl.col("copy") > 0).height == mb["splits"]["EE"]
+        assert set(es.filter(pl.col("copy") > 0).get_column("sample_id")) <= ids(base, "ES")
+    if ablation in ("none", "no_hppl", "es_repeat"):
+        assert splits["SEED_NEW"] == mb["splits"]["SEED_NEW"]
+
+
+def test_overflow_trimming_rules():
+    avail = {"ES": 100, "EE": 400, "HPPL": 30}
+    order = ["ES", "EE", "HPPL"]
+    assert allocate(avail, 200, order, 0.1, "priority") == {"ES": 100, "EE": 80, "HPPL": 20}
+    assert allocate(avail, 200, ["HPPL", "EE", "ES"], 0.1, "priority") == {
+        "ES": 20,
+        "EE": 150,
+        "HPPL": 30,
+    }
+    # proportional keeps the candidate mix; remainders by priority
+    assert allocate(avail, 200, order, 0.1, "proportional") == {"ES": 38, "EE": 151, "HPPL": 11}
+    assert allocate({"ES": 5, "EE": 1000, "HPPL": 1}, 10, order, 0.1, "proportional") == {
+        "ES": 1,
+        "EE": 8,
+        "HPPL": 1,
+    }
+    for trim in ("priority", "proportional"):
+        assert allocate({"ES": 5, "EE": 0, "HPPL": 1}, 200, order, 0.1, trim) == {
+            "ES": 5,
+            "EE": 0,
+            "HPPL": 1,
+        }
+        assert sum(allocate(avail, 77, order, 0.1, trim).values()) == 77
+
+
+def test_priority_trim_in_compose():
+    t = synth()
+    _, m, _ = run(t, dataset_size=200, compose={"trim": "priority", "min_share": 0.0})
+    # ES first, then EE: HPPL gets nothing left
+    assert m["selected"]["ES"] == m["available"]["ES"] and "HPPL" not in m["splits"]
+    _, m, _ = run(t, dataset_size=200)  # proportional: same fraction everywhere
+    frac = [m["selected"][s] / m["available"][s] for s in ("ES", "EE", "HPPL")]
+    assert max(frac) - min(frac) < 0.05
+
+
+def test_shortfall_fills_with_seed_new_then_repeats():
+    t = synth(n=50, pool=100)
+    df, m, used = run(t, dataset_size=200)
+    assert df.height == 200
+    assert m["splits"]["SEED_NEW"] == 100  # the whole pool: the schedule, then the fill
+    assert m["seed_new_extra_fill"] == 100 - m["seed_new_scheduled"] > 0
+    assert (
+        m["repeat_fill"]
+        == 200 - (m["selected"]["ES"] + m["selected"]["EE"] + m["selected"]["HPPL"] + 100)
+        > 0
+    )
+    assert m["copies"] == m["repeat_fill"]
+    assert (df.group_by("sample_id", "copy").len().get_column("len") == 1).all()
+
+
+def test_seed_new_schedule_halves_and_never_reuses():
+    p = LoopParams(dataset_size=18304)
+    assert [seed_new_target(p, j) for j in (2, 3, 4)] == [5632, 2816, 1408]  # paper Table 3
+    p = LoopParams(dataset_size=100, compose={"seed_new_schedule": [40, 10]})
+    assert [seed_new_target(p, j) for j in (2, 3, 4)] == [40, 10, 10]
+    p = LoopParams(dataset_size=100, compose={"seed_new": 7, "seed_new_schedule": [40]})
+    assert seed_new_target(p, 2) == 7
+
+    t = synth()
+    r2 = compose_next(**t, next_j=2, params=LoopParams(dataset_size=200), seed=0)
+    t3 = {**t, "seed_used": r2.seed_used}
+    r3 = compose_next(**t3, next_j=3, params=LoopParams(dataset_size=200), seed=0)
+    new2 = ids(pl.from_arrow(r2.dataset), "SEED_NEW")
+    new3 = ids(pl.from_arrow(r3.dataset), "SEED_NEW")
+    assert len(new3) == round(200 * 2 / 13) and not new2 & new3
+    assert pl.from_arrow(r3.seed_used).height == 200 + len(new2) + len(new3)
+
+
+def test_compose_is_deterministic():
+    t = synth()
+    a = compose_next(**t, next_j=2, params=LoopParams(dataset_size=200), seed=5)
+    b = compose_next(**t, next_j=2, params=LoopParams(dataset_size=200), seed=5)
+    assert a.dataset.equals(b.dataset) and a.metrics == b.metrics
+
+
+def test_static_baseline_uses_seed_only():
+    t = synth(n=50, pool=100)
+    r = compose_static(t["seed_samples"], t["seed_used"], next_j=2, size=120, seed=0)
+    df = pl.from_arrow(r.dataset)
+    assert df.height == 120 and set(df.get_column("split")) == {"SEED"}
+    assert r.metrics["seed_fresh"] == 100 and r.metrics["seed_reused"] == 20
+
+
+# --- one full iteration through the stage entry points (tiny hf policy + judge, template EDDE)
+
+
+def _seed_samples(n: int) -> pa.Table:
+    from looptool.core.tables import sample_to_row
+    from looptool.core.types import Label, Message, Sample, ToolCall, ToolSpec
+
+    weather = ToolSpec.from_any(
+        {
+            "name": "get_weather",
+            "description": "Weather in a city.",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
+        }
+    )
+    book = ToolSpec.from_any(
+        {
+            "name": "book_table",
+            "description": "Book a table.",
+            "parameters": {
+                "type": "object",
+                "properties": {"restaurant": {"type": "string"}, "people": {"type": "integer"}},
+                "required": ["restaurant", "people"],
+            },
+        }
+    )
+    cities, places = ["Paris", "Oslo", "Rome", "Quito", "Perth"], ["Luigi", "Blue Fin", "Casa Pepe"]
+    rows = []
+    for i in range(n):
+        if i % 3 == 0:
+            c = cities[i % 5]
+            s = Sample(
+                tools=[weather, book],
+                context=[Message(role="user", content=f"Weather in {c}? ({i})")],
+                label=Label(calls=[ToolCall(name="get_weather", arguments={"city": c})]),
+            )
+        elif i % 3 == 1:
+            p, k = places[i % 3], 2 + i % 6
+            s = Sample(
+                tools=[book, weather],
+                context=[Message(role="user", content=f"Book {p} for {k} people ({i}).")],
+                label=Label(
+                    calls=[ToolCall(name="book_table", arguments={"restaurant": p, "people": k})]
+                ),
+            )
+        else:
+            s = Sample(
+                tools=[weather],
+                context=[Message(role="user", content=f"Sing me song {i}")],
+                label=Label(text="I can only look up the weather."),
+            )
+        rows.append(sample_to_row(s))
+    return rows_to_table(rows, SAMPLES)
+
+
+def test_one_full_iteration_through_the_stages(tmp_path, tiny_model_dir, monkeypatch):
+    import json
+    from pathlib import Path
+
+    import yaml
+
+    from looptool.store.io import read_parquet, write_parquet_atomic
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.syspath_prepend(str(root))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LOOPTOOL_CACHE_DIR", raising=False)
+    write_parquet_atomic("data/seed/samples.parquet", _seed_samples(150))
+    (tmp_path / "data/iter_1").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "data/iter_1/model").symlink_to(tiny_model_dir, target_is_directory=True)
+    hf = {"backend": "hf", "model": str(tiny_model_dir), "batch_size": 16}
+    params = {
+        "project": {"seed": 0, "cache_dir": str(tmp_path / "cache")},
+        "engines": {"policy": hf, "judge": hf, "generator": {"backend": "template"}},
+        "loop": {
+            "dataset_size": 48,
+            "probe": {"max_tokens": 32},
+            "judge": {"analysis_max_tokens": 0},
+        },
+        "iterations": [{"j": 1, "prev": 0, "next": 2}],
+    }
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+
+    import stages.compose
+    import stages.expand
+    import stages.init_dataset
+    import stages.judge
+    import stages.probe
+
+    stages.init_dataset.main([])
+    it = ["--j", "1", "--prev", "0", "--next", "2"]
+    for stage in (stages.probe, stages.judge, stages.expand, stages.compose):
+        stage.main(it)
+
+    d2 = pl.from_arrow(read_parquet("data/iter_2/dataset.parquet"))
+    m = json.loads(Path("data/iter_1/compose_metrics.json").read_text())
+    assert d2.height == 48 == m["total"] == sum(m["splits"].values())
+    assert {s: n > 0 for s, n in m["splits"].items()} == {
+        "ES": True,
+        "EE": True,
+        "HPPL": True,
+        "SEED_NEW": True,
+    }
+    assert dict(d2.group_by("split").len().iter_rows()) == m["splits"]
+    judge_m = json.loads(Path("data/iter_1/judge_metrics.json").read_text())
+    probe_m = json.loads(Path("data/iter_1/probe_metrics.json").read_text())
+    assert judge_m["n_mismatch"] == probe_m["mismatch"] > 0
+    assert json.loads(Path("data/iter_1/expand_metrics.json").read_text())["accepted"] > 0
+    used = pl.from_arrow(read_parquet("data/iter_2/seed_used.parquet"))
+    assert used.height == 48 + m["splits"]["SEED_NEW"]
+
+
+def test_hppl_replace_takes_the_next_highest_ppl():
+    t = synth(children=1, accepted=1)
+    base, mb, _ = run(t, dataset_size=100)
+    df, m, _ = run(t, dataset_size=100, ablation="hppl_replace")
+    mastered = set(pl.from_arrow(t["probe"]).filter(pl.col("match")).get_column("sample_id"))
+    ppl = dict(pl.from_arrow(t["probe"]).select("sample_id", "ppl").iter_rows())
+    extra = ids(df, "HPPL") - ids(base, "HPPL")
+    left_out = mastered - ids(df, "HPPL")
+    assert len(extra) == mb["splits"]["EE"] == m["ee_slots_substituted"] > 0 and left_out
+    assert min(ppl[s] for s in extra) >= max(ppl[s] for s in left_out)
