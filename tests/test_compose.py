@@ -410,7 +410,7 @@ def test_one_full_iteration_through_the_stages(tmp_path, tiny_model_dir, monkeyp
             "probe": {"max_tokens": 32},
             "judge": {"analysis_max_tokens": 0},
         },
-        "iterations": [{"j": 1, "prev": 0, "next": 2}],
+        "iterations": {"1": {"j": 1, "prev": 0, "next": 2}},
     }
     Path("params.yaml").write_text(yaml.safe_dump(params))
 

@@ -182,7 +182,7 @@ def test_eval_stage_with_tiny_model(tmp_path: Path, tiny_model_dir: Path, monkey
                     "use_cache": True},
         "eval": {"max_tokens": 16, "bfcl_dir": str(_bfcl_dir(tmp_path)),
                  "bfcl_categories": ["simple_python", "irrelevance"], "bfcl_per_category": 2},
-        "iterations": [{"j": 1, "prev": 0, "next": 2}],
+        "iterations": {"1": {"j": 1, "prev": 0, "next": 2}},
     }  # fmt: skip
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     monkeypatch.chdir(tmp_path)

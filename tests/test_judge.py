@@ -435,7 +435,7 @@ def _stage_dir(root: Path, tiny_model_dir: Path, n: int) -> Path:
         "project": {"seed": 0, "cache_dir": str(root / "cache")},
         "engines": {"policy": spec, "judge": spec},
         "loop": {"judge": {"order": "both", "analysis_max_tokens": 0}},
-        "iterations": [{"j": 1, "prev": 0, "next": 2}],
+        "iterations": {"1": {"j": 1, "prev": 0, "next": 2}},
     }
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     return root

@@ -47,7 +47,7 @@ def _params(tmp: Path, seed: dict, engines: dict | None = None, name: str = "par
     raw = {
         "project": {"seed": 0, "cache_dir": str(tmp / "cache")},
         "engines": engines or {"generator": {"backend": "template"}},
-        "iterations": [{"j": 1, "prev": 0, "next": 2}],
+        "iterations": {"1": {"j": 1, "prev": 0, "next": 2}},
         "seed": seed,
     }
     p = tmp / name

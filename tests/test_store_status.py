@@ -50,7 +50,7 @@ def test_sizes_and_built_flags_without_dvc(project: Path) -> None:
 
 
 def test_declared_iterations_from_params(project: Path) -> None:
-    items = [{"j": j, "prev": j - 1, "next": j + 1} for j in (1, 2, 3, 4)]
+    items = {str(j): {"j": j, "prev": j - 1, "next": j + 1} for j in (1, 2, 3, 4)}
     (project / "params.yaml").write_text(yaml.safe_dump({"iterations": items}))
     st = collect_status(project, check_dvc=False)
     rows = {r["iter"]: r for r in st.iterations.to_dicts()}

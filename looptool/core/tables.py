@@ -37,7 +37,8 @@ DATASET = pa.schema(
         # ES | EE | HPPL | SEED_NEW | SEED (D_1) | MASTERED (ablation no_hppl)
         pa.field("split", pa.string(), nullable=False),
         pa.field("iter", pa.int32(), nullable=False),
-        pa.field("copy", pa.int32()),  # 0 = first occurrence; >0 = deliberate repeat (es_repeat, fill)
+        # 0 = first occurrence; >0 = a deliberate repeat (es_repeat, shortfall fill)
+        pa.field("copy", pa.int32()),
     ]
 )
 

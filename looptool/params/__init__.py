@@ -29,12 +29,13 @@ class Params(BaseModel):
     train: TrainParams = TrainParams()
     loop: LoopParams = LoopParams()
     eval: EvalParams = EvalParams()
-    iterations: list[IterationItem]
+    # keyed by the iteration number as a string, so DVC names stages probe@1, probe@2, ...
+    iterations: dict[str, IterationItem]
 
     def iteration(self, j: int) -> IterationItem:
-        for item in self.iterations:
-            if item.j == j:
-                return item
+        item = self.iterations.get(str(j))
+        if item is not None:
+            return item
         raise ParamsError(f"params: no iteration j={j} in `iterations`")
 
     def for_iteration(self, j: int) -> Params:
@@ -72,9 +73,12 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         params = Params.model_validate(raw)
     except ValidationError as exc:
         raise ParamsError(f"{p}: invalid params\n{_format(exc)}") from None
-    js = [it.j for it in params.iterations]
+    for key, item in params.iterations.items():
+        if key != str(item.j):
+            raise ParamsError(f"{p}: iterations[{key!r}] has j={item.j}; the key must equal j")
+    js = sorted(item.j for item in params.iterations.values())
     if js != list(range(1, len(js) + 1)):
-        raise ParamsError(f"{p}: iterations must be j = 1..J in order, got {js}")
+        raise ParamsError(f"{p}: iterations must be j = 1..J without gaps, got {js}")
     return params
 
 

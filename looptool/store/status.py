@@ -54,7 +54,9 @@ def _declared_iterations(root: Path) -> tuple[list[dict], str | None]:
     if not p.is_file():
         return [], f"{p}: not found"
     try:
-        items = (yaml.safe_load(p.read_text(encoding="utf-8")) or {}).get("iterations") or []
+        items = (yaml.safe_load(p.read_text(encoding="utf-8")) or {}).get("iterations") or {}
+        if isinstance(items, dict):  # keyed by iteration number (the current layout)
+            items = list(items.values())
         out = [dict(i) for i in items if isinstance(i, dict) and isinstance(i.get("j"), int)]
     except (yaml.YAMLError, AttributeError, TypeError, ValueError) as exc:
         return [], f"{p}: cannot read `iterations`: {exc}"
