@@ -1,0 +1,240 @@
+"""Optional SFT warm start (TRL SFTTrainer) producing the checkpoint iteration 1 starts from.
+
+For policies that cannot yet produce the output format (the tiny random model of the
+CPU default); the paper's GPU recipe is pure RL and copies the base model instead.
+Training examples are (prompt, completion) strings: the prompt is exactly what GRPO and
+the probe render (:func:`looptool.loop.prompting.render_prompt`), the completion is the
+label in the codec's text form plus the end-of-turn token, and only completion tokens
+carry loss (TRL's completion-only loss: the assistant turn being learned).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from looptool.core.codec import parse_completion, render_label
+from looptool.core.match import match_strict
+from looptool.core.types import Sample
+from looptool.engines.factory import check_model_dir, model_fingerprint
+from looptool.loop.prompting import policy_messages, policy_tools
+from looptool.loop.train import (
+    TrainError,
+    TrainResult,
+    clear_runs,
+    file_digest,
+    is_main_process,
+    last_checkpoint,
+    load_tokenizer,
+    read_samples,
+    render_prompts,
+    resolve_use_cpu,
+    run_dir,
+    save_checkpoint_atomic,
+    step_rows,
+    token_lengths,
+    torch_threads,
+    train_speed,
+    world_size,
+)
+from looptool.params.train import WarmstartParams
+
+
+def label_completion(tokenizer, sample: Sample) -> str:
+    """The label's assistant turn after the generation prompt: codec text + end of turn.
+
+    This is exactly what a policy should generate after :func:`render_prompt` (the
+    generation prompt already holds the assistant header and any empty think block).
+    """
+    return render_label(sample.label) + (tokenizer.eos_token or "")
+
+
+def sft_config(params: WarmstartParams, output_dir: Path, n_processes: int = 1):
+    from trl import SFTConfig
+
+    per_rank, rem = divmod(params.batch_size, n_processes)
+    if rem or per_rank % params.micro_batch_size:
+        raise TrainError(
+            f"warmstart: batch_size {params.batch_size} must split evenly over {n_processes} "
+            f"process(es) x micro_batch_size {params.micro_batch_size}"
+        )
+    return SFTConfig(
+        output_dir=str(output_dir),
+        use_cpu=resolve_use_cpu(params.device),
+        bf16=params.bf16,
+        gradient_checkpointing=params.gradient_checkpointing,
+        learning_rate=params.learning_rate,
+        lr_scheduler_type=params.lr_scheduler_type,
+        warmup_steps=params.warmup_ratio,  # a float < 1 is a ratio of the total steps
+        weight_decay=params.weight_decay,
+        max_grad_norm=params.max_grad_norm,
+        num_train_epochs=params.epochs,
+        max_steps=params.max_steps or -1,
+        per_device_train_batch_size=params.micro_batch_size,
+        gradient_accumulation_steps=per_rank // params.micro_batch_size,
+        max_length=params.max_length,
+        packing=False,
+        completion_only_loss=True,
+        seed=params.seed,
+        data_seed=params.seed,
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=params.save_steps,
+        save_total_limit=1,
+        report_to="none",
+        model_init_kwargs={"dtype": "float32"},
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+    )
+
+
+def warm_start(
+    samples_path: str | os.PathLike,
+    base_model: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    params: WarmstartParams,
+    *,
+    date: str,
+    scratch_root: str | os.PathLike,
+    callbacks: Sequence[Any] = (),
+    keep_scratch: bool = False,
+) -> TrainResult:
+    """SFT ``base_model`` on the seed samples and save it to ``out_dir`` (resumable)."""
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    t0 = time.perf_counter()
+    base = check_model_dir(str(base_model), "warmstart base model")
+    tokenizer = load_tokenizer(base)  # saved as is; TRL's SFT collator pads right itself
+    loaded = read_samples(samples_path, params.max_samples, params.seed)
+    if not loaded.samples:
+        raise TrainError(f"{samples_path}: no samples to train on")
+    prompts = render_prompts(tokenizer, loaded.samples, date, params.enable_thinking)
+    completions = [label_completion(tokenizer, s) for s in loaded.samples]
+    lengths = token_lengths(tokenizer, [p + c for p, c in zip(prompts, completions, strict=True)])
+    keep = [i for i, n in enumerate(lengths) if n <= params.max_length]
+    if not keep:
+        raise TrainError(
+            f"{samples_path}: every sample is longer than warmstart.max_length ({params.max_length})"
+        )
+    dataset = Dataset.from_dict(
+        {"prompt": [prompts[i] for i in keep], "completion": [completions[i] for i in keep]}
+    )
+    key = {
+        "samples": file_digest(samples_path),
+        "base": model_fingerprint(base),
+        "params": params.model_dump(mode="json"),
+        "date": date,
+        "world": world_size(),
+    }
+    output_dir = run_dir(scratch_root, "warmstart", "iter_0", key)
+    config = sft_config(params, output_dir, world_size())
+    trainer = SFTTrainer(
+        model=str(base),
+        args=config,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        callbacks=list(callbacks),
+    )
+    resume = last_checkpoint(output_dir)
+    resumed = int(Path(resume).name.split("-")[-1]) if resume else None
+    with torch_threads(params.cpu_threads if config.use_cpu else None):
+        trainer.train(resume_from_checkpoint=resume)
+    save_checkpoint_atomic(trainer, out_dir)
+
+    plots = step_rows(trainer.state.log_history)
+    losses = [r["loss"] for r in plots if "loss" in r]
+    w = max(1, min(5, len(losses) // 2 or 1))
+    metrics: dict[str, Any] = {
+        "enabled": True,
+        "base_model": str(base_model),
+        "steps": len(plots),
+        "loss_first": sum(losses[:w]) / w if losses else None,
+        "loss_last": sum(losses[-w:]) / w if losses else None,
+        "samples": len(loaded.samples),
+        "samples_trained": len(keep),
+        "samples_dropped_too_long": len(loaded.samples) - len(keep),
+        "resumed_from_step": resumed,
+        "runtime_s": round(time.perf_counter() - t0, 2),
+        **train_speed(trainer, resumed),
+    }
+    if is_main_process() and not keep_scratch:
+        clear_runs(output_dir)
+    return TrainResult(metrics, plots)
+
+
+def copy_base(base_model: str | os.PathLike, out_dir: str | os.PathLike) -> TrainResult:
+    """Warm start disabled: the base model itself, re-saved with save_pretrained."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base = check_model_dir(str(base_model), "warmstart base model")
+    tokenizer = AutoTokenizer.from_pretrained(str(base))
+    model = AutoModelForCausalLM.from_pretrained(str(base), dtype="auto")
+    out = Path(out_dir)
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+    return TrainResult({"enabled": False, "base_model": str(base_model), "steps": 0}, [])
+
+
+def format_check(
+    engine,
+    samples: Sequence[Sample],
+    *,
+    date: str,
+    enable_thinking: bool = False,
+    max_tokens: int = 256,
+) -> dict[str, Any]:
+    """Greedy-decode ``samples`` with a policy engine; rates of parseable output and matches.
+
+    ``tool_call_rate`` counts, among samples whose label has calls, completions that
+    parse cleanly and hold at least one ``<tool_call>``.
+    """
+    from looptool.engines import ChatRequest, SamplingParams
+
+    if not samples:
+        return {"n": 0}
+    sampling = SamplingParams(max_tokens=max_tokens, temperature=0.0)
+    requests = [
+        ChatRequest(
+            messages=policy_messages(s, date),
+            tools=policy_tools(s),
+            params=sampling,
+            chat_template_kwargs={"enable_thinking": enable_thinking},
+        )
+        for s in samples
+    ]
+    parsed = [parse_completion(gens[0].text) for gens in engine.generate(requests)]
+    with_calls = [i for i, s in enumerate(samples) if s.label.calls]
+
+    def names(calls) -> list[str]:
+        return sorted(c.name for c in calls)
+
+    def rate(hits: int, n: int) -> float | None:
+        return hits / n if n else None
+
+    return {
+        "n": len(samples),
+        "parse_ok_rate": rate(sum(p.ok for p in parsed), len(parsed)),
+        "tool_call_rate": rate(
+            sum(parsed[i].ok and bool(parsed[i].calls) for i in with_calls), len(with_calls)
+        ),
+        "name_match_rate": rate(
+            sum(
+                parsed[i].ok and names(parsed[i].calls) == names(samples[i].label.calls)
+                for i in with_calls
+            ),
+            len(with_calls),
+        ),
+        "match_rate": rate(
+            sum(match_strict(p, s.label).ok for p, s in zip(parsed, samples, strict=True)),
+            len(samples),
+        ),
+    }
