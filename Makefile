@@ -15,8 +15,10 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PY) -m pip install -q -c requirements.lock -e '.[dev]'
 	touch $(STAMP)
 
+# DVC stage commands call `python`, so the venv goes first on PATH.
 run: $(STAMP)
-	$(VENV)/bin/looptool run
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/looptool status
 
 test: $(STAMP)
 	$(VENV)/bin/pytest -q -x -p no:cacheprovider tests
