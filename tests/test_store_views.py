@@ -156,7 +156,9 @@ def test_sql_cli_errors_and_view_listing(project: Path) -> None:
     assert res.exit_code == 0 and "first 3 rows shown" in res.output
 
 
-def test_relative_paths_resolve_against_root(project: Path) -> None:
+def test_relative_paths_resolve_against_root(project: Path, tmp_path: Path, monkeypatch) -> None:
+    # DuckDB looks in the working directory first; from elsewhere the root is used.
+    monkeypatch.chdir(tmp_path)
     con = connect(project)
     n = con.sql("SELECT count(*) FROM 'data/seed/heldout.parquet'").fetchall()[0][0]
     assert n == pl.read_parquet(project / "data/seed/heldout.parquet").height

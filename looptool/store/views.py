@@ -10,8 +10,9 @@ Views (each with an ``iter`` column; files of iterations not built yet are simpl
 - ``metrics``: every ``*metrics.json`` (data/seed and data/iter_j) and ``eval.json``
   flattened to (iter, stage, file, key, value, text); iter is null for seed stages.
 
-Relative paths in queries resolve against the project root (DuckDB ``file_search_path``),
-so ``SELECT * FROM 'data/seed/label_noise.parquet'`` works too.
+Relative paths in queries that do not exist under the working directory resolve against
+the project root (DuckDB ``file_search_path``), so ``SELECT * FROM
+'data/seed/label_noise.parquet'`` works from anywhere with ``--root``.
 """
 
 from __future__ import annotations
