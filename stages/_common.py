@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from looptool.engines import factory
+from looptool.engines.base import Engine
 from looptool.params import Params, ParamsError, load_params
+from looptool.params.engines import EngineSpec
 
 
 def iteration_params(argv: list[str] | None = None) -> tuple[Params, int]:
@@ -33,3 +36,16 @@ def stage_params(argv: list[str] | None = None) -> Params:
         return load_params(args.params)
     except ParamsError as exc:
         sys.exit(f"error: {exc}")
+
+
+def open_engine(params: Params, spec: EngineSpec, role: str) -> Engine:
+    """The role's engine behind the request cache (when `engines.use_cache`)."""
+    return factory.open_engine(
+        spec, role, use_cache=params.engines.use_cache, cache_dir=params.project.cache_dir
+    )
+
+
+def engine_stats(engine: Engine) -> dict:
+    """Model identity plus cache hits/misses, for a stage's metrics."""
+    stats = engine.stats() if hasattr(engine, "stats") else {}
+    return {"model": engine.model_id, "backend": engine.backend, **stats}

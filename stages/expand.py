@@ -7,8 +7,7 @@ import sys
 from looptool.engines import EngineError
 from looptool.loop.expand import run_expand
 from looptool.store.io import read_parquet, write_json_atomic, write_parquet_atomic
-from stages._common import iteration_params
-from stages.probe import open_engine
+from stages._common import iteration_params, open_engine
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,8 +8,7 @@ from pathlib import Path
 from looptool.engines import EngineError
 from looptool.loop.judge import label_correction_metrics, run_judge
 from looptool.store.io import read_parquet, write_json_atomic, write_parquet_atomic
-from stages._common import iteration_params
-from stages.probe import open_engine
+from stages._common import iteration_params, open_engine
 
 NOISE = Path("data/seed/label_noise.parquet")
 

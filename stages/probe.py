@@ -4,24 +4,11 @@ from __future__ import annotations
 
 import sys
 
-from looptool.engines import EngineError, RequestCache, make_engine
+from looptool.engines import EngineError
 from looptool.eval.policy import policy_spec
 from looptool.loop.probe import probe_metrics, run_probe
-from looptool.params import Params
-from looptool.params.engines import EngineSpec
 from looptool.store.io import read_parquet, write_json_atomic, write_parquet_atomic
-from stages._common import iteration_params
-
-
-def open_engine(params: Params, spec: EngineSpec, role: str):
-    """The role's engine behind the request cache (when enabled)."""
-    cache = RequestCache.open(params.project.cache_dir) if params.engines.use_cache else None
-    return make_engine(spec, role, cache)
-
-
-def engine_stats(engine) -> dict:
-    stats = engine.stats() if hasattr(engine, "stats") else {}
-    return {"model": engine.model_id, "backend": engine.backend, **stats}
+from stages._common import engine_stats, iteration_params, open_engine
 
 
 def main(argv: list[str] | None = None) -> None:

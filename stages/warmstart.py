@@ -11,12 +11,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from looptool.engines import EngineError, RequestCache, default_cache_dir, make_engine
+from looptool.engines import EngineError, default_cache_dir
 from looptool.eval.policy import policy_spec
 from looptool.loop.train import TrainError, is_main_process, read_samples
 from looptool.loop.warmstart import copy_base, format_check, warm_start
 from looptool.params import ParamsError, load_params
 from looptool.store.io import write_json_atomic
+from stages._common import open_engine
 from stages.train import write_plots
 
 OUT = "data/iter_0"
@@ -57,12 +58,7 @@ def main(argv: list[str] | None = None) -> None:
         if ws.heldout_check:
             spec = policy_spec(params.engines.policy, model_dir)
             if spec.backend in ("hf", "vllm"):
-                cache = (
-                    RequestCache.open(params.project.cache_dir)
-                    if params.engines.use_cache
-                    else None
-                )
-                engine = make_engine(spec, "policy", cache)
+                engine = open_engine(params, spec, "policy")
                 held = read_samples(args.heldout, ws.heldout_check, ws.seed)
                 metrics["heldout"] = format_check(
                     engine,

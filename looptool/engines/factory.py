@@ -97,6 +97,10 @@ def engine_for_role(engines: EnginesParams, role: str, cache_dir: str | None = N
     """The engine of ``role`` from the `engines:` params section, wrapped in the request
     cache at ``cache_dir`` (params `project.cache_dir`; env LOOPTOOL_CACHE_DIR wins) unless
     ``engines.use_cache`` is off. A cached engine's ``.stats()`` go into stage metrics."""
-    spec = engines.role(role)
-    cache = RequestCache.open(cache_dir) if engines.use_cache else None
+    return open_engine(engines.role(role), role, use_cache=engines.use_cache, cache_dir=cache_dir)
+
+
+def open_engine(spec: EngineSpec, role: str, *, use_cache: bool, cache_dir: str | None) -> Engine:
+    """``make_engine`` behind the request cache at ``cache_dir`` when ``use_cache``."""
+    cache = RequestCache.open(cache_dir) if use_cache else None
     return make_engine(spec, role, cache)
