@@ -12,9 +12,9 @@ import pyarrow as pa
 
 from looptool.core.match import match_strict
 from looptool.core.tables import EVAL_ITEMS, label_from_json, rows_to_table, sample_from_row
-from looptool.engines.base import ChatRequest, Engine, SamplingParams
+from looptool.engines.base import Engine, SamplingParams
 from looptool.eval.policy import generate_answers
-from looptool.loop.prompting import policy_messages, policy_tools
+from looptool.loop.prompting import policy_request
 
 # Reasons that are not the model's answer being wrong but it not being scorable at all.
 NOT_SCORED = ("bad_sample",)
@@ -50,15 +50,7 @@ def evaluate_heldout(
         todo.append((len(items), sample))
         items.append(base)
     sampling = SamplingParams(max_tokens=max_tokens, temperature=0.0)
-    requests = [
-        ChatRequest(
-            messages=policy_messages(s, date),
-            tools=policy_tools(s),
-            params=sampling,
-            chat_template_kwargs={"enable_thinking": thinking},
-        )
-        for _, s in todo
-    ]
+    requests = [policy_request(s, date, sampling, thinking) for _, s in todo]
     answers = generate_answers(engine, requests)
     for (i, sample), (text, error) in zip(todo, answers, strict=True):
         if text is None:

@@ -24,8 +24,8 @@ from looptool.core.codec import THINK_CLOSE, parse_completion, render_label
 from looptool.core.match import match_strict
 from looptool.core.tables import PROBE, rows_to_table, sample_from_row
 from looptool.core.types import Sample, canonical_json
-from looptool.engines.base import ChatRequest, Engine, SamplingParams, ScoreRequest
-from looptool.loop.prompting import policy_messages, policy_tools
+from looptool.engines.base import Engine, SamplingParams, ScoreRequest
+from looptool.loop.prompting import policy_request
 from looptool.params.loop import ProbeParams
 
 
@@ -68,15 +68,7 @@ def run_probe(
     template_kwargs = {"enable_thinking": params.thinking}
     want_logprobs = params.ppl_source == "output" and params.ppl_method == "auto"
     sampling = SamplingParams(max_tokens=params.max_tokens, temperature=0.0, logprobs=want_logprobs)
-    requests = [
-        ChatRequest(
-            messages=policy_messages(s, date),
-            tools=policy_tools(s),
-            params=sampling,
-            chat_template_kwargs=template_kwargs,
-        )
-        for s in samples
-    ]
+    requests = [policy_request(s, date, sampling, params.thinking) for s in samples]
     generations = [g[0] for g in engine.generate(requests)] if requests else []
 
     # Perplexity: from the generation's log-probs when they cover exactly the answer,

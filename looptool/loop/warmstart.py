@@ -21,7 +21,7 @@ from looptool.core.codec import parse_completion, render_label
 from looptool.core.match import match_strict
 from looptool.core.types import Sample
 from looptool.engines.factory import check_model_dir, model_fingerprint
-from looptool.loop.prompting import policy_messages, policy_tools
+from looptool.loop.prompting import policy_request
 from looptool.loop.train import (
     TrainError,
     TrainResult,
@@ -197,20 +197,12 @@ def format_check(
     ``tool_call_rate`` counts, among samples whose label has calls, completions that
     parse cleanly and hold at least one ``<tool_call>``.
     """
-    from looptool.engines import ChatRequest, SamplingParams
+    from looptool.engines import SamplingParams
 
     if not samples:
         return {"n": 0}
     sampling = SamplingParams(max_tokens=max_tokens, temperature=0.0)
-    requests = [
-        ChatRequest(
-            messages=policy_messages(s, date),
-            tools=policy_tools(s),
-            params=sampling,
-            chat_template_kwargs={"enable_thinking": enable_thinking},
-        )
-        for s in samples
-    ]
+    requests = [policy_request(s, date, sampling, enable_thinking) for s in samples]
     parsed = [parse_completion(gens[0].text) for gens in engine.generate(requests)]
     with_calls = [i for i, s in enumerate(samples) if s.label.calls]
 
