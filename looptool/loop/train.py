@@ -283,6 +283,36 @@ class TrainResult:
     plots: list[dict] = field(default_factory=list)
 
 
+def trainer_args(params: Any, output_dir: Path, use_cpu: bool, per_rank: int) -> dict[str, Any]:
+    """TrainingArguments shared by the GRPO and SFT configs (both params models name the
+    knobs alike); ``per_rank`` = sequences per optimizer step on one process."""
+    return {
+        "output_dir": str(output_dir),
+        "use_cpu": use_cpu,
+        "bf16": params.bf16,
+        "gradient_checkpointing": params.gradient_checkpointing,
+        "learning_rate": params.learning_rate,
+        "lr_scheduler_type": params.lr_scheduler_type,
+        "warmup_steps": params.warmup_ratio,  # a float < 1 is a ratio of the total steps
+        "weight_decay": params.weight_decay,
+        "max_grad_norm": params.max_grad_norm,
+        "num_train_epochs": params.epochs,
+        "max_steps": params.max_steps or -1,
+        "per_device_train_batch_size": params.micro_batch_size,
+        "gradient_accumulation_steps": per_rank // params.micro_batch_size,
+        "seed": params.seed,
+        "data_seed": params.seed,
+        "logging_steps": 1,
+        "save_strategy": "steps",
+        "save_steps": params.save_steps,
+        "save_total_limit": 1,
+        "report_to": "none",
+        "model_init_kwargs": {"dtype": "float32"},  # fp32 master weights; bf16 runs under autocast
+        "dataloader_num_workers": 0,
+        "disable_tqdm": True,
+    }
+
+
 def grpo_config(params: TrainParams, output_dir: Path, n_processes: int = 1):
     """GRPOConfig for ``params``: one optimizer step = prompts_per_step x num_generations."""
     from trl import GRPOConfig
@@ -309,19 +339,7 @@ def grpo_config(params: TrainParams, output_dir: Path, n_processes: int = 1):
             "vllm_max_model_length": params.max_prompt_length + params.max_completion_length,
         }
     return GRPOConfig(
-        output_dir=str(output_dir),
-        use_cpu=use_cpu,
-        bf16=params.bf16,
-        gradient_checkpointing=params.gradient_checkpointing,
-        learning_rate=params.learning_rate,
-        lr_scheduler_type=params.lr_scheduler_type,
-        warmup_steps=params.warmup_ratio,  # a float < 1 is a ratio of the total steps
-        weight_decay=params.weight_decay,
-        max_grad_norm=params.max_grad_norm,
-        num_train_epochs=params.epochs,
-        max_steps=params.max_steps or -1,
-        per_device_train_batch_size=params.micro_batch_size,
-        gradient_accumulation_steps=per_rank // params.micro_batch_size,
+        **trainer_args(params, output_dir, use_cpu, per_rank),
         num_generations=params.num_generations,
         max_completion_length=params.max_completion_length,
         temperature=params.temperature,
@@ -334,16 +352,6 @@ def grpo_config(params: TrainParams, output_dir: Path, n_processes: int = 1):
         scale_rewards=params.scale_rewards,
         mask_truncated_completions=params.mask_truncated_completions,
         disable_dropout=True,
-        seed=params.seed,
-        data_seed=params.seed,
-        logging_steps=1,
-        save_strategy="steps",
-        save_steps=params.save_steps,
-        save_total_limit=1,
-        report_to="none",
-        model_init_kwargs={"dtype": "float32"},  # fp32 master weights; bf16 runs under autocast
-        dataloader_num_workers=0,
-        disable_tqdm=True,
         **vllm,
     )
 

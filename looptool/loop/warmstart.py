@@ -39,6 +39,7 @@ from looptool.loop.train import (
     token_lengths,
     torch_threads,
     train_speed,
+    trainer_args,
     world_size,
 )
 from looptool.params.train import WarmstartParams
@@ -63,32 +64,10 @@ def sft_config(params: WarmstartParams, output_dir: Path, n_processes: int = 1):
             f"process(es) x micro_batch_size {params.micro_batch_size}"
         )
     return SFTConfig(
-        output_dir=str(output_dir),
-        use_cpu=resolve_use_cpu(params.device),
-        bf16=params.bf16,
-        gradient_checkpointing=params.gradient_checkpointing,
-        learning_rate=params.learning_rate,
-        lr_scheduler_type=params.lr_scheduler_type,
-        warmup_steps=params.warmup_ratio,  # a float < 1 is a ratio of the total steps
-        weight_decay=params.weight_decay,
-        max_grad_norm=params.max_grad_norm,
-        num_train_epochs=params.epochs,
-        max_steps=params.max_steps or -1,
-        per_device_train_batch_size=params.micro_batch_size,
-        gradient_accumulation_steps=per_rank // params.micro_batch_size,
+        **trainer_args(params, output_dir, resolve_use_cpu(params.device), per_rank),
         max_length=params.max_length,
         packing=False,
         completion_only_loss=True,
-        seed=params.seed,
-        data_seed=params.seed,
-        logging_steps=1,
-        save_strategy="steps",
-        save_steps=params.save_steps,
-        save_total_limit=1,
-        report_to="none",
-        model_init_kwargs={"dtype": "float32"},
-        dataloader_num_workers=0,
-        disable_tqdm=True,
     )
 
 
