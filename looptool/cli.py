@@ -13,6 +13,7 @@ COMMANDS: dict[str, str] = {
     # engines (looptool/engines/cli.py)
     "cache": "looptool.engines.cli:cache_group",
     "build-tiny-model": "looptool.engines.cli:build_tiny_model_cmd",
+    "import-model": "looptool.engines.cli_import:import_model_cmd",
     "engines": "looptool.engines.cli:engines_group",
     # version tools (looptool/store/cli.py)
     "status": "looptool.store.cli:status",

@@ -10,8 +10,9 @@ from stages._common import stage_params
 
 
 def main(argv: list[str] | None = None) -> None:
-    spec = stage_params(argv).engines.tiny_model
-    out = build_tiny_model(spec.out, params=spec)
+    params = stage_params(argv)
+    spec = params.engines.tiny_model
+    out = build_tiny_model(spec.out, params=spec, date=params.project.date)
     print(f"built {out}")
 
 

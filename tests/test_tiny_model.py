@@ -103,3 +103,42 @@ def test_rebuild_is_byte_identical_and_seed_matters(tiny_model_dir, tmp_path):
         assert (tiny_model_dir / name).read_bytes() == (again / name).read_bytes(), name
     other = build_tiny_model(tmp_path / "other", seed=1)
     assert (other / "model.safetensors").read_bytes() != (again / "model.safetensors").read_bytes()
+
+
+@pytest.mark.parametrize(("pretokenizer", "max_share"), [("punct", 0.8), ("none", 0.5)])
+def test_corpus_tokenizer_fits_the_samples_and_keeps_the_format(
+    tiny_model_dir, tmp_path, pretokenizer, max_share
+):
+    """engines.tiny_model.corpus (+ pretokenizer "punct", the CPU default): the tokenizer
+    is trained on rendered samples, so their prompts take far fewer tokens; text still
+    round-trips and the tags stay single non-special tokens."""
+    import pyarrow as pa
+
+    from looptool.core.tables import SAMPLES, sample_to_row
+    from looptool.engines.tiny_model import sample_corpus
+    from looptool.params.engines import TinyModelParams
+    from looptool.store.io import write_parquet_atomic
+    from tests.store_synth import KINDS, make_sample
+
+    rows = [sample_to_row(make_sample(f"{i}", KINDS[i % len(KINDS)])) for i in range(60)]
+    path = tmp_path / "samples.parquet"
+    write_parquet_atomic(path, pa.Table.from_pylist(rows, schema=SAMPLES))
+    texts = sample_corpus(path, "2026-11-22")
+    assert len(texts) == 60 and all("Today's date is 2026-11-22." in t for t in texts)
+    assert texts[0].endswith("</tool_call><|im_end|>")
+
+    params = TinyModelParams(corpus=str(path), pretokenizer=pretokenizer, corpus_samples=200)
+    built = build_tiny_model(tmp_path / "fit", params=params, date="2026-11-22")
+    fit = AutoTokenizer.from_pretrained(built, local_files_only=True)
+    base = AutoTokenizer.from_pretrained(tiny_model_dir, local_files_only=True)
+    fit_n = sum(len(fit(t, add_special_tokens=False)["input_ids"]) for t in texts)
+    base_n = sum(len(base(t, add_special_tokens=False)["input_ids"]) for t in texts)
+    assert fit_n < max_share * base_n
+    for text in texts[:10] + ['Ünïcode → 東京 {"a": [1, 2.5]}']:
+        assert fit.decode(fit(text, add_special_tokens=False)["input_ids"]) == text
+    specials = set(fit.all_special_tokens)
+    for tag in TAG_TOKENS:
+        assert len(fit(tag, add_special_tokens=False)["input_ids"]) == 1 and tag not in specials
+    # the same inputs rebuild the same tokenizer
+    again = build_tiny_model(tmp_path / "again", params=params, date="2026-11-22")
+    assert (again / "tokenizer.json").read_bytes() == (built / "tokenizer.json").read_bytes()

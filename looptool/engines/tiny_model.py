@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -203,19 +204,68 @@ def compile_template(template: str = CHAT_TEMPLATE):
     return env.from_string(template)
 
 
-def _train_tokenizer(texts: list[str], vocab_size: int):
+def sample_corpus(path: str | os.PathLike, date: str) -> list[str]:
+    """Each sample of a SAMPLES table rendered as the policy sees it in training: the
+    prompt (our system prompt, tools block, context, generation prompt) + its label."""
+    from looptool.core.codec import render_label
+    from looptool.loop.prompting import policy_messages, policy_tools
+    from looptool.loop.train import read_samples
+
+    tmpl = compile_template()
+    return [
+        tmpl.render(
+            messages=policy_messages(s, date),
+            tools=policy_tools(s),
+            add_generation_prompt=True,
+            enable_thinking=False,
+        )
+        + render_label(s.label)
+        + IM_END
+        for s in read_samples(path).samples
+    ]
+
+
+# "punct": a word (with its leading space) or a run of anything else, so JSON punctuation
+# runs like '": {"' become single tokens while values and key names stay separate.
+_PUNCT_SPLIT = r" ?[\p{L}\p{N}_]+|[^\p{L}\p{N}_]+"
+
+
+def _pre_tokenizer(kind: str):
+    from tokenizers import Regex, pre_tokenizers
+
+    if kind == "words":
+        return pre_tokenizers.ByteLevel(add_prefix_space=False)
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    if kind == "none":
+        return byte_level
+    split = pre_tokenizers.Split(Regex(_PUNCT_SPLIT), behavior="isolated")
+    return pre_tokenizers.Sequence([split, byte_level])
+
+
+def _train_tokenizer(
+    texts: list[str],
+    vocab_size: int,
+    pretokenizer: str = "words",
+    max_token_length: int | None = None,
+):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import AddedToken, PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.pre_tokenizer = _pre_tokenizer(pretokenizer)
     tok.decoder = decoders.ByteLevel()
+    if pretokenizer != "words":
+        # Added tokens are split off before BPE at encode time; without a word split a
+        # merge learned across a tag would still be learned, wasting vocabulary on it.
+        tags = re.compile("|".join(re.escape(t) for t in TAG_TOKENS + SPECIAL_TOKENS))
+        texts = [piece for text in texts for piece in tags.split(text) if piece]
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         min_frequency=2,
         special_tokens=SPECIAL_TOKENS,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
+        max_token_length=max_token_length,
     )
     tok.train_from_iterator(texts, trainer=trainer)
     hf = PreTrainedTokenizerFast(
@@ -234,11 +284,15 @@ def _train_tokenizer(texts: list[str], vocab_size: int):
 
 
 def build_tiny_model(
-    out_dir: str | os.PathLike, seed: int = 0, params: TinyModelParams | None = None
+    out_dir: str | os.PathLike,
+    seed: int = 0,
+    params: TinyModelParams | None = None,
+    date: str = "2026-01-01",
 ) -> Path:
     """Build tokenizer + random Qwen3 into ``out_dir`` and return it. The files are
     written to a temp dir beside it and swapped in, so a killed build leaves no half
-    checkpoint. ``params`` (engines.tiny_model) override ``seed`` when given."""
+    checkpoint. ``params`` (engines.tiny_model) override ``seed`` when given; ``date`` is
+    the one in the system prompt when ``params.corpus`` samples are rendered."""
     import torch
     from transformers import AutoModelForCausalLM, GenerationConfig, Qwen3Config
 
@@ -247,7 +301,9 @@ def build_tiny_model(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmpl = compile_template()
     texts = [tmpl.render(messages=m, tools=t) for m, t in synthetic_chats(p.corpus_samples, p.seed)]
-    tok = _train_tokenizer(texts, p.vocab_size)
+    if p.corpus:
+        texts += sample_corpus(p.corpus, date)
+    tok = _train_tokenizer(texts, p.vocab_size, p.pretokenizer, p.max_token_length)
     pad_id, eos_id = tok.convert_tokens_to_ids(PAD), tok.convert_tokens_to_ids(IM_END)
     config = Qwen3Config(
         vocab_size=len(tok),

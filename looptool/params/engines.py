@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from looptool.params.imports import ModelImport
+
 Backend = Literal["hf", "vllm", "openai", "template"]
 
 
@@ -81,6 +83,15 @@ class TinyModelParams(BaseModel):
     intermediate_size: int = Field(384, ge=16)
     max_position_embeddings: int = Field(8192, ge=256)
     corpus_samples: int = Field(3000, ge=100)  # generated chats the tokenizer is trained on
+    # A SAMPLES table whose rendered prompts + labels are added to the tokenizer's training
+    # text (the CPU default: D_seed's training split), so the tokenizer fits the task's
+    # vocabulary; null = the generated chats only.
+    corpus: str | None = None
+    # "words": GPT-2 style word split before BPE. "none": BPE over whole texts, so merges
+    # may span punctuation and spaces (recurring JSON / template text becomes few tokens).
+    # "punct": words and punctuation runs split apart (JSON structure tokens stay clean).
+    pretokenizer: Literal["words", "none", "punct"] = "words"
+    max_token_length: int | None = Field(None, ge=2)  # longest merge in chars (null: no cap)
 
     @model_validator(mode="after")
     def _heads(self) -> TinyModelParams:
@@ -100,6 +111,9 @@ class EnginesParams(BaseModel):
     # Route LLM requests through the request cache (its directory is project.cache_dir).
     use_cache: bool = True
     tiny_model: TinyModelParams = TinyModelParams()
+    # Pretrained models converted from GGUF files in installed packages (stage
+    # import_model@<name>); empty in the CPU default, SmolLM2 in params.smol.yaml.
+    imports: dict[str, ModelImport] = {}
 
     def role(self, name: str) -> EngineSpec:
         if name not in ("policy", "judge", "generator"):

