@@ -21,8 +21,6 @@ import hashlib
 import importlib.metadata as md
 import json
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +29,7 @@ from typing import Any
 from looptool.core.codec import parse_completion
 from looptool.core.types import ToolCall
 from looptool.params.imports import ModelImport
+from looptool.store.io import atomic_dir
 
 MANIFEST = "looptool_import.json"  # written into the checkpoint directory
 
@@ -286,17 +285,9 @@ def import_gguf(spec: ModelImport, out_dir: str | os.PathLike | None = None) -> 
         "pad_token": tokenizer.pad_token,
     }
     out = Path(out_dir or spec.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         manifest["seconds"] = round(time.perf_counter() - t0, 2)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return ImportResult(out, manifest)

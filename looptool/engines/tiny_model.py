@@ -14,13 +14,12 @@ import json
 import os
 import random
 import re
-import shutil
-import tempfile
 from pathlib import Path
 
 from looptool.core.codec import render_calls
 from looptool.core.types import ToolCall
 from looptool.params.engines import TinyModelParams
+from looptool.store.io import atomic_dir
 
 PAD, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
 SPECIAL_TOKENS = [PAD, IM_START, IM_END]
@@ -325,14 +324,7 @@ def build_tiny_model(
     model.generation_config = GenerationConfig(
         eos_token_id=[eos_id], pad_token_id=pad_id, do_sample=False, max_new_tokens=256
     )
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return out
