@@ -313,18 +313,41 @@ def trainer_args(params: Any, output_dir: Path, use_cpu: bool, per_rank: int) ->
     }
 
 
+def per_rank_batch(per_step: int, n_processes: int, micro_batch_size: int, what: str) -> int:
+    """Sequences per process per optimizer step; ``what`` names the batch in the error."""
+    per_rank, rem = divmod(per_step, n_processes)
+    if rem or per_rank % micro_batch_size:
+        raise TrainError(
+            f"{what} must split evenly over {n_processes} process(es) x micro_batch_size "
+            f"{micro_batch_size}"
+        )
+    return per_rank
+
+
+def train_resumable(
+    trainer, output_dir: Path, out_dir: str | os.PathLike, cpu_threads
+) -> int | None:
+    """Train from the last trainer checkpoint in ``output_dir`` (if any), then save the
+    model to ``out_dir`` atomically. Returns the step resumed from (None: a fresh run)."""
+    resume = last_checkpoint(output_dir)
+    resumed = int(Path(resume).name.split("-")[-1]) if resume else None
+    with torch_threads(cpu_threads if trainer.args.use_cpu else None):
+        trainer.train(resume_from_checkpoint=resume)
+    save_checkpoint_atomic(trainer, out_dir)
+    return resumed
+
+
 def grpo_config(params: TrainParams, output_dir: Path, n_processes: int = 1):
     """GRPOConfig for ``params``: one optimizer step = prompts_per_step x num_generations."""
     from trl import GRPOConfig
 
     per_step = params.prompts_per_step * params.num_generations
-    per_rank, rem = divmod(per_step, n_processes)
-    if rem or per_rank % params.micro_batch_size:
-        raise TrainError(
-            f"train: prompts_per_step x num_generations = {per_step} completions per step must "
-            f"split evenly over {n_processes} process(es) x micro_batch_size "
-            f"{params.micro_batch_size}"
-        )
+    per_rank = per_rank_batch(
+        per_step,
+        n_processes,
+        params.micro_batch_size,
+        f"train: prompts_per_step x num_generations = {per_step} completions per step",
+    )
     use_cpu = resolve_use_cpu(params.device)
     if params.use_vllm and use_cpu:
         raise TrainError("train.use_vllm needs CUDA; set train.use_vllm: false on CPU")
@@ -423,11 +446,7 @@ def train_grpo(
         processing_class=tokenizer,
         callbacks=list(callbacks),
     )
-    resume = last_checkpoint(output_dir)
-    resumed = int(Path(resume).name.split("-")[-1]) if resume else None
-    with torch_threads(params.cpu_threads if config.use_cpu else None):
-        trainer.train(resume_from_checkpoint=resume)
-    save_checkpoint_atomic(trainer, out_dir)
+    resumed = train_resumable(trainer, output_dir, out_dir, params.cpu_threads)
 
     plots = step_rows(trainer.state.log_history)
     metrics = summarize_steps(plots, params.metrics_window)

@@ -28,16 +28,15 @@ from looptool.loop.train import (
     clear_runs,
     file_digest,
     is_main_process,
-    last_checkpoint,
     load_tokenizer,
+    per_rank_batch,
     read_samples,
     render_prompts,
     resolve_use_cpu,
     run_dir,
-    save_checkpoint_atomic,
     step_rows,
     token_lengths,
-    torch_threads,
+    train_resumable,
     train_speed,
     trainer_args,
     world_size,
@@ -57,12 +56,12 @@ def label_completion(tokenizer, sample: Sample) -> str:
 def sft_config(params: WarmstartParams, output_dir: Path, n_processes: int = 1):
     from trl import SFTConfig
 
-    per_rank, rem = divmod(params.batch_size, n_processes)
-    if rem or per_rank % params.micro_batch_size:
-        raise TrainError(
-            f"warmstart: batch_size {params.batch_size} must split evenly over {n_processes} "
-            f"process(es) x micro_batch_size {params.micro_batch_size}"
-        )
+    per_rank = per_rank_batch(
+        params.batch_size,
+        n_processes,
+        params.micro_batch_size,
+        f"warmstart: batch_size {params.batch_size}",
+    )
     return SFTConfig(
         **trainer_args(params, output_dir, resolve_use_cpu(params.device), per_rank),
         max_length=params.max_length,
@@ -119,11 +118,7 @@ def warm_start(
         processing_class=tokenizer,
         callbacks=list(callbacks),
     )
-    resume = last_checkpoint(output_dir)
-    resumed = int(Path(resume).name.split("-")[-1]) if resume else None
-    with torch_threads(params.cpu_threads if config.use_cpu else None):
-        trainer.train(resume_from_checkpoint=resume)
-    save_checkpoint_atomic(trainer, out_dir)
+    resumed = train_resumable(trainer, output_dir, out_dir, params.cpu_threads)
 
     plots = step_rows(trainer.state.log_history)
     losses = [r["loss"] for r in plots if "loss" in r]
