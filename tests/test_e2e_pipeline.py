@@ -49,10 +49,15 @@ def _set(tree: dict, dotted: str, value) -> None:
 
 
 def _run(args: list[str], cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
-           "LOOPTOOL_CACHE_DIR": str(cwd / ".cache" / "looptool")}
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
+        "LOOPTOOL_CACHE_DIR": str(cwd / ".cache" / "looptool"),
+    }
     res = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert res.returncode == 0, f"{' '.join(args)} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+    assert res.returncode == 0, (
+        f"{' '.join(args)} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+    )
     return res
 
 
@@ -65,7 +70,10 @@ def project(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("e2e") / "repo"
     files = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO, capture_output=True, text=True, check=True,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split("\0")
     for rel in filter(None, files):
         src = REPO / rel
@@ -93,8 +101,14 @@ def project(tmp_path_factory) -> Path:
 def test_pipeline_outputs(project: Path) -> None:
     for j in (1, 2):
         d = project / "data" / f"iter_{j}"
-        for name in ("dataset.parquet", "probe.parquet", "verdicts.parquet",
-                     "expansions.parquet", "eval.json", "train_metrics.json"):
+        for name in (
+            "dataset.parquet",
+            "probe.parquet",
+            "verdicts.parquet",
+            "expansions.parquet",
+            "eval.json",
+            "train_metrics.json",
+        ):
             assert (d / name).is_file(), f"missing {d / name}"
         assert (d / "model" / "config.json").is_file()
     d3 = pl.read_parquet(project / "data/iter_3/dataset.parquet")
@@ -126,15 +140,24 @@ def test_diff_matches_polars(project: Path) -> None:
 
 def test_sql_matches_polars(project: Path) -> None:
     out = _looptool(
-        project, "sql",
+        project,
+        "sql",
         "SELECT iter, split, count(*)::BIGINT AS n FROM datasets GROUP BY ALL ORDER BY ALL",
-        "--csv", "splits.csv",
+        "--csv",
+        "splits.csv",
     )
     got = pl.read_csv(project / "splits.csv")
-    want = pl.concat(
-        [pl.read_parquet(p).select("iter", "split")
-         for p in sorted((project / "data").glob("iter_*/dataset.parquet"))]
-    ).group_by("iter", "split").len("n").sort("iter", "split")
+    want = (
+        pl.concat(
+            [
+                pl.read_parquet(p).select("iter", "split")
+                for p in sorted((project / "data").glob("iter_*/dataset.parquet"))
+            ]
+        )
+        .group_by("iter", "split")
+        .len("n")
+        .sort("iter", "split")
+    )
     assert got.sort("iter", "split").to_dicts() == want.to_dicts(), out
     verdicts = pl.read_parquet(project / "data/iter_1/verdicts.parquet")
     res = _looptool(project, "sql", "SELECT count(*) AS n FROM verdicts WHERE iter = 1")
@@ -156,7 +179,9 @@ def test_iteration_two_knob_reruns_only_iteration_two(project: Path) -> None:
     params["iterations"]["2"]["overrides"] = {"loop.probe.hppl_quantile": 0.5}
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     res = _run([dvc, "repro"], project, timeout=900)
-    ran = {line.split("'")[1] for line in res.stdout.splitlines() if line.startswith("Running stage")}
+    ran = {
+        line.split("'")[1] for line in res.stdout.splitlines() if line.startswith("Running stage")
+    }
     assert ran, res.stdout
     assert all(name.endswith("@2") for name in ran), ran
     assert {"train@2", "probe@2", "compose@2"} <= ran

@@ -172,7 +172,7 @@ def _empty(schema: pa.Schema) -> str:
     Plain SQL rather than a registered Arrow table: registering makes DuckDB import
     pandas, which would double the start-up time of every `looptool sql`.
     """
-    cols = [f"NULL::{_SQL_TYPES[f.type]} AS \"{f.name}\"" for f in schema if f.name != "iter"]
+    cols = [f'NULL::{_SQL_TYPES[f.type]} AS "{f.name}"' for f in schema if f.name != "iter"]
     return f"SELECT NULL::INTEGER AS iter, {', '.join(cols)} WHERE false"
 
 
