@@ -17,7 +17,6 @@ parses them.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata as md
 import json
 import os
@@ -29,7 +28,7 @@ from typing import Any
 from looptool.core.codec import parse_completion
 from looptool.core.types import ToolCall
 from looptool.params.imports import ModelImport
-from looptool.store.io import atomic_dir
+from looptool.store.io import atomic_dir, sha256_file
 
 MANIFEST = "looptool_import.json"  # written into the checkpoint directory
 
@@ -97,14 +96,6 @@ def locate_gguf(spec: ModelImport) -> tuple[Path, str]:
         f"distribution (GGUF files present: {ggufs or 'none'}); reinstall with: "
         f"{install_hint(spec)}"
     )
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def template_problem(tokenizer: Any) -> str | None:

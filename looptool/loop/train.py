@@ -30,7 +30,7 @@ from looptool.engines.factory import check_model_dir, model_fingerprint
 from looptool.loop.prompting import render_prompt
 from looptool.loop.reward import ToolMatchReward
 from looptool.params.train import TrainParams
-from looptool.store.io import read_parquet
+from looptool.store.io import read_parquet, sha256_file
 
 _TAGS = (CALL_OPEN, CALL_CLOSE, THINK_OPEN, THINK_CLOSE)
 _REQUIRED_COLUMNS = ("sample_id", "tools", "context", "label")
@@ -173,10 +173,8 @@ def is_main_process() -> bool:
 
 
 def file_digest(path: str | os.PathLike) -> str:
-    import hashlib
-
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()[:16]
+    """Short content key of a file (run directories are keyed by their inputs)."""
+    return sha256_file(path)[:16]
 
 
 def run_dir(scratch_root: str | os.PathLike, kind: str, name: str, key_parts: dict) -> Path:
