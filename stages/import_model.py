@@ -10,9 +10,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from looptool.engines.gguf_import import ModelImportError, import_gguf, metrics_path
-from looptool.params import ParamsError, load_params
+from looptool.engines.gguf_import import (
+    ModelImportError,
+    import_gguf,
+    metrics_path,
+    named_import,
+)
 from looptool.store.io import write_json_atomic
+from stages._common import stage_params
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -20,14 +25,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--name", required=True, help="key of engines.imports")
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
+    params = stage_params(argv)
     try:
-        imports = load_params(args.params).engines.imports
-    except ParamsError as exc:
-        sys.exit(f"error: {exc}")
-    spec = imports.get(args.name)
-    if spec is None:
-        sys.exit(f"error: {args.params}: no engines.imports.{args.name} (have: {sorted(imports)})")
-    try:
+        spec = named_import(params.engines.imports, args.name, args.params)
         result = import_gguf(spec)
     except ModelImportError as exc:
         sys.exit(f"error: import_model@{args.name}: {exc}")

