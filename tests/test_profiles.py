@@ -39,11 +39,8 @@ def test_profile_validates_and_resolves_in_dvc(profile: str, tmp_path: Path) -> 
     js = sorted(item.j for item in params.iterations.values())
     for stage in ("train", "probe", "judge", "expand", "compose", "eval"):
         assert {f"{stage}@{j}" for j in js} <= names, (profile, stage, sorted(names))
-    assert {f"import_model@{name}" for name in params.engines.imports} <= names
-    assert not any(
-        n.startswith("import_model@")
-        for n in names - {f"import_model@{name}" for name in params.engines.imports}
-    )
+    imports = {n for n in names if n.startswith("import_model@")}
+    assert imports == {f"import_model@{name}" for name in params.engines.imports}
 
 
 def test_smol_profile_uses_the_converted_model_in_every_loop_role() -> None:
