@@ -35,7 +35,7 @@ TOOL = ToolSpec(
 
 
 def make_sample(tag: str, kind: str = "single") -> Sample:
-    """A small valid sample; ``kind`` in single | parallel | no_call | multi_step."""
+    """A small valid sample; ``kind`` in single | parallel | no_call (a clarify label) | multi_step."""
     ctx = [Message(role="user", content=f"weather please {tag}")]
     if kind == "multi_step":
         ctx += [

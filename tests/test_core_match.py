@@ -1,6 +1,6 @@
 import pytest
 
-from looptool.core.match import match_strict, values_equal
+from looptool.core.match import kind_group, match_strict, no_call_kind, values_equal
 from looptool.core.types import Label, ToolCall
 
 
@@ -62,10 +62,26 @@ def test_reasons():
 
 def test_no_call_labels():
     no_call = Label(text="Which city?")
-    assert match_strict(Label(text="something else"), no_call).ok
+    assert match_strict(Label(text="For which date?"), no_call).ok
     assert match_strict("Which city do you mean?", no_call).ok
     res = match_strict('<tool_call>{"name": "f", "arguments": {}}</tool_call>', no_call)
     assert not res.ok and res.reason == "unexpected_call"
+
+
+def test_no_call_answers_match_only_their_own_kind():
+    """Any text used to match any no-call label (the text-only collapse, DESIGN §9)."""
+    clarify = Label(text="Could you tell me the city? I need it.")
+    refuse = Label(text="Sorry, none of my tools can do that.")
+    assert no_call_kind(clarify.text) == "clarify" and no_call_kind(refuse.text) == "irrelevant"
+    assert match_strict("I can't help with that.", refuse).ok
+    res = match_strict("I can't help with that.", clarify)
+    assert not res.ok and res.reason == "answer_kind"
+    assert res.detail == {"expected": "clarify", "got": "irrelevant"}
+    res = match_strict("Which date?", refuse)
+    assert not res.ok and res.reason == "answer_kind"
+    for empty in ("", "   ", "<think>why?</think>"):
+        assert match_strict(empty, refuse).reason == "empty_answer"
+    assert kind_group("multi_step") == "call" and kind_group("clarify") == "clarify"
 
 
 def test_text_predictions_and_parse_errors_score_zero():

@@ -68,7 +68,7 @@ def test_calls_inside_think_are_ignored():
     opened = f"maybe {call_text(WEATHER)}\n</think>\n\n{call_text(TIME)}"
     assert reward_of(opened, label) == 1.0
     # A no-call label is met by an answer whose only call sits in think
-    assert reward_of(in_think, Label(text="Which city?")) == 1.0
+    assert reward_of(in_think, Label(text="I cannot do that with these tools.")) == 1.0
 
 
 @pytest.mark.parametrize(
@@ -95,7 +95,9 @@ def test_parse_failure_scores_zero_even_with_a_right_call():
 def test_no_call_label():
     label = Label(text="Could you tell me the city?")
     assert reward_of("Which city do you mean?", label) == 1.0
-    assert reward_of("", label) == 1.0  # the text itself is not compared
+    # the words are not compared, the kind of answer is: it must ask for something
+    assert reward_of("", label) == 0.0
+    assert reward_of("Sorry, I cannot help with that.", label) == 0.0
     assert reward_of(call_text(TIME), label) == 0.0
     assert score(call_text(TIME), label).reason == "unexpected_call"
     assert reward_of("<tool_call>{oops", label) == 0.0  # unparsable is never a match

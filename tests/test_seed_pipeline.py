@@ -88,7 +88,7 @@ def test_samples_are_verified_rule_valid_and_split_by_dialogue(small_run):
     n_dialogues = len(_table(out / "dialogues.parquet"))
     assert len({r["dialogue_id"] for r in held}) == round(0.2 * n_dialogues)
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics["kinds"]) == {"single", "parallel", "multi_step", "no_call"}
+    assert set(metrics["kinds"]) == {"single", "parallel", "multi_step", "clarify", "irrelevant"}
     assert sum(metrics["kinds"].values()) == metrics["samples"] == len(train) + len(held)
     # steps after a tool result that reports an error are kept, not dropped
     assert metrics["samples_after_error_result"] > 0

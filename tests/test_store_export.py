@@ -60,7 +60,7 @@ def test_openai_records(project: Path, tmp_path: Path) -> None:
         assert len(ids) == len(set(ids))
         assert all(m["tool_call_id"] in ids for m in msgs if m["role"] == "tool")
         assert all(m["weight"] == 0 for m in msgs[:-1] if m["role"] == "assistant")
-    assert {"multi_step", "no_call", "parallel"} <= kinds
+    assert {"multi_step", "clarify", "parallel"} <= kinds
 
 
 def test_openai_object_arguments(project: Path, tmp_path: Path) -> None:

@@ -104,25 +104,52 @@ def match_calls(pred: list[ToolCall], gold: list[ToolCall]) -> MatchResult:
     return MatchResult(False, diff["rule"], {"label_call": i, "pred_call": j, **diff})
 
 
+# Kinds of a sample's label (the `kind` column): three call kinds and two no-call kinds.
+CALL_KINDS: tuple[str, ...] = ("single", "parallel", "multi_step")
+NO_CALL_KINDS: tuple[str, ...] = ("clarify", "irrelevant")
+KIND_GROUPS: tuple[str, ...] = ("call", *NO_CALL_KINDS)
+
+
+def no_call_kind(text: str | None) -> str:
+    """``clarify`` when a no-call answer asks the user something (holds a "?"), else
+    ``irrelevant`` (a refusal / out-of-scope answer).
+
+    One rule for labels and predictions alike, so a text answer matches a no-call label
+    only when it is the same kind of answer: a policy cannot collect the reward of every
+    no-call sample with one canned reply (DESIGN §9).
+    """
+    return "clarify" if "?" in (text or "") else "irrelevant"
+
+
+def kind_group(kind: str) -> str:
+    """``call`` for the call kinds, else the no-call kind itself (legacy ``no_call`` kept)."""
+    return "call" if kind in CALL_KINDS else kind
+
+
 def match_strict(pred: ParsedOutput | Label | str, label: Label) -> MatchResult:
     """Strict ToolMatch of a prediction (text, parsed output or label) against a label.
 
-    A no-call label matches only a prediction with no call; a parse failure scores 0
-    with reason ``parse_error``; never raises.
+    A no-call label matches only a prediction with no call whose text is non-empty and of
+    the label's :func:`no_call_kind` (a clarification for a clarify label, a reply that
+    asks nothing for an irrelevant one); a parse failure scores 0 with reason
+    ``parse_error``; never raises.
     """
     if isinstance(pred, str):
         pred = parse_completion(pred)
-    if isinstance(pred, ParsedOutput):
-        if pred.error is not None:
-            return MatchResult(
-                False, "parse_error", {"kind": pred.error.kind, "message": pred.error.message}
-            )
-        calls = pred.calls
-    else:
-        calls = pred.calls
+    if isinstance(pred, ParsedOutput) and pred.error is not None:
+        return MatchResult(
+            False, "parse_error", {"kind": pred.error.kind, "message": pred.error.message}
+        )
+    calls = pred.calls
     if label.is_no_call:
         if calls:
             return MatchResult(False, "unexpected_call", {"got": len(calls)})
+        text = (pred.text or "").strip()
+        if not text:
+            return MatchResult(False, "empty_answer", {})
+        want, got = no_call_kind(label.text), no_call_kind(text)
+        if want != got:
+            return MatchResult(False, "answer_kind", {"expected": want, "got": got})
         return MatchResult(True, "match")
     if not calls:
         return MatchResult(False, "missing_calls", {"expected": len(label.calls)})

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 import pyarrow as pa
 
+from looptool.core.match import no_call_kind
 from looptool.core.types import Label, Message, Sample, ToolSpec, canonical_json
 
 # Columns every stored sample carries (seed samples, dataset versions, expansions).
@@ -21,7 +22,8 @@ SAMPLE_FIELDS: list[pa.Field] = [
     pa.field("label", pa.string(), nullable=False),  # canonical JSON {"calls": [...], "text"?}
     pa.field("label_hash", pa.string(), nullable=False),
     pa.field("label_rev", pa.int32(), nullable=False),
-    pa.field("kind", pa.string(), nullable=False),  # single | parallel | multi_step | no_call
+    # single | parallel | multi_step (calls) | clarify | irrelevant (no call; match.no_call_kind)
+    pa.field("kind", pa.string(), nullable=False),
     pa.field("origin", pa.string(), nullable=False),  # seed | edde | relabel
     pa.field("born_iter", pa.int32(), nullable=False),  # 0 for seed
     pa.field("parent_id", pa.string()),
@@ -178,9 +180,10 @@ EVAL_ITEMS = pa.schema(
 
 
 def sample_kind(sample: Sample, context_has_calls: bool | None = None) -> str:
-    """single | parallel | multi_step | no_call (multi_step = earlier calls in context)."""
+    """single | parallel | multi_step | clarify | irrelevant (multi_step = earlier calls in
+    context; the no-call kinds by :func:`looptool.core.match.no_call_kind`)."""
     if sample.label.is_no_call:
-        return "no_call"
+        return no_call_kind(sample.label.text)
     if context_has_calls is None:
         context_has_calls = any(m.tool_calls for m in sample.context)
     if context_has_calls:

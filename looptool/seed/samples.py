@@ -14,6 +14,7 @@ import json
 import random
 from collections import Counter
 
+from looptool.core.match import NO_CALL_KINDS, no_call_kind
 from looptool.core.rules import check_calls
 from looptool.core.tables import sample_to_row
 from looptool.core.types import Label, Message, Sample, ToolSpec, canonical_json
@@ -67,6 +68,18 @@ def build_samples(
                         _reject(item, "rules", "; ".join(v.message for v in violations), sample)
                     )
                     continue
+            elif act in NO_CALL_KINDS and no_call_kind(sample.label.text) != act:
+                # The kind a no-call answer is matched by must be the act it was written for.
+                rejects.append(
+                    _reject(
+                        item,
+                        "rules",
+                        f"a {act} answer must {'ask' if act == 'clarify' else 'not ask'} the "
+                        "user a question ('?')",
+                        sample,
+                    )
+                )
+                continue
             if sid in seen:
                 rejects.append(
                     _reject(item, "dedup", f"same tools and context as {seen[sid]}", sample)
