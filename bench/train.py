@@ -29,8 +29,8 @@ from looptool.core.tables import SAMPLES, rows_to_table, sample_to_row
 from looptool.core.types import Label, Message, Sample, ToolCall, ToolSpec
 from looptool.engines.tiny_model import build_tiny_model, synthetic_chats
 from looptool.loop.train import train_grpo
-from looptool.loop.warmstart import format_check, warm_start
-from looptool.params.train import TrainParams, WarmstartParams
+from looptool.loop.warmstart import format_check, train_sft
+from looptool.params.train import SFTParams, TrainParams
 from looptool.store.io import write_parquet_atomic
 
 DATE = "2026-11-22"
@@ -131,14 +131,14 @@ def bench_samples(n: int, seed: int = 0) -> list[Sample]:
     return out
 
 
-def load_profile(path: str) -> tuple[WarmstartParams, TrainParams, str]:
+def load_profile(path: str) -> tuple[SFTParams, TrainParams, str]:
     try:
         from looptool.params import load_params
 
         p = load_params(path)
         return p.warmstart, p.train, path
     except Exception:  # no params.yaml (or another section invalid): a small fixed geometry
-        ws = WarmstartParams(enabled=True, learning_rate=5e-3, batch_size=4, micro_batch_size=4)
+        ws = SFTParams(learning_rate=5e-3, batch_size=4, micro_batch_size=4)
         tr = TrainParams(
             learning_rate=5e-4,
             prompts_per_step=2,
@@ -160,8 +160,7 @@ def learning_demo(threads: int | None) -> None:
     from looptool.engines import make_engine
     from looptool.params.engines import EngineSpec
 
-    ws = WarmstartParams(
-        enabled=True,
+    ws = SFTParams(
         learning_rate=5e-3,
         max_steps=250,
         batch_size=8,
@@ -189,7 +188,7 @@ def learning_demo(threads: int | None) -> None:
         train = write_samples(root / "seed.parquet", echo_samples(500, seed=0))
         heldout = echo_samples(64, seed=1)
         grpo_set = write_samples(root / "d1.parquet", echo_samples(16, seed=2))
-        sft = warm_start(
+        sft = train_sft(
             train, model, root / "iter_0", ws, date=DATE, scratch_root=root / "scratch"
         ).metrics
         spec = EngineSpec(backend="hf", model=str(root / "iter_0"), batch_size=32, device="cpu")
@@ -260,7 +259,7 @@ def main(argv: list[str] | None = None) -> None:
         write_samples(root / "samples.parquet", bench_samples(n))
 
         sft_timer = StepTimer()
-        warm_start(
+        train_sft(
             root / "samples.parquet",
             model,
             root / "sft",

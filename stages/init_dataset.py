@@ -1,4 +1,5 @@
-"""DVC stage init_dataset: D_1 = a seeded subset of D_seed's training split (layout.md)."""
+"""DVC stage init_dataset: D_1 = a seeded subset of D_seed's training split, never drawing
+the warm start's reserved samples (data/iter_0/warmstart_samples.parquet)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,12 @@ def main(argv: list[str] | None = None) -> None:
     params = stage_params(argv)
     try:
         seeds = read_parquet("data/seed/samples.parquet")
+        reserved = read_parquet("data/iter_0/warmstart_samples.parquet")
     except FileNotFoundError as exc:
-        sys.exit(f"error: {exc} (run the seed stages first)")
-    res = init_dataset(seeds, size=params.loop.dataset_size, seed=params.project.seed)
+        sys.exit(f"error: {exc} (run the seed stages and the warm start first: dvc repro)")
+    res = init_dataset(
+        seeds, size=params.loop.dataset_size, seed=params.project.seed, reserved=reserved
+    )
     if res.metrics["shortfall"] > 0:
         print(
             f"warning: D_seed has {res.metrics['seed_pool']} samples, fewer than "

@@ -1,7 +1,11 @@
-"""DVC stage train@j: GRPO on data/iter_j/dataset.parquet from data/iter_{prev}/model.
+"""DVC stage train@j: GRPO (or SFT, ``train.algorithm``) on data/iter_j/dataset.parquet
+from data/iter_{prev}/model.
 
 Writes data/iter_j/model (save_pretrained: model + tokenizer), train_metrics.json and
-train_plots.csv (one row per optimizer step). Multi-GPU: run the same module under
+train_plots.csv (one row per optimizer step). Then the collapse guard: the new checkpoint
+on the warm start's held-out check prompts (looptool.loop.guard), recorded under
+``guard`` in the metrics; below ``train.guard.min_ratio`` of the warm start's tool-call
+rate it warns loudly, or fails the stage with ``train.guard.action: fail``. Multi-GPU: run the same module under
 `accelerate launch --config_file configs/accelerate_deepspeed_zero2.yaml -m stages.train`
 (set ``train.launcher`` so dvc.yaml's command does it); only rank 0 writes metrics.
 """
@@ -15,7 +19,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from looptool.engines import EngineError, default_cache_dir
+from looptool.loop.guard import guard_verdict, heldout_check
 from looptool.loop.train import TrainError, is_main_process, train_grpo
+from looptool.loop.warmstart import train_sft
 from looptool.params import ParamsError, load_params
 from looptool.store.io import write_json_atomic, write_text_atomic
 
@@ -35,6 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--j", type=int, required=True)
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--data", default="data", help="root holding iter_* directories")
+    parser.add_argument("--heldout", default=None, help="default: <data>/seed/heldout.parquet")
     # DVC passes the whole foreach item (--prev/--next/...); the chain is read from params.
     args, _ = parser.parse_known_args(argv)
     try:
@@ -44,21 +51,54 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"error: {exc}")
     root = Path(args.data)
     here = root / f"iter_{args.j}"
+    tp = params.train
+    common = {
+        "date": params.project.date,
+        "scratch_root": default_cache_dir(params.project.cache_dir),
+        "name": f"iter_{args.j}",
+    }
+    start = root / f"iter_{item.prev}" / "model"
     try:
-        result = train_grpo(
-            here / "dataset.parquet",
-            root / f"iter_{item.prev}" / "model",
-            here / "model",
-            params.train,
-            date=params.project.date,
-            scratch_root=default_cache_dir(params.project.cache_dir),
-            name=f"iter_{args.j}",
-        )
+        if tp.algorithm == "sft":
+            result = train_sft(
+                here / "dataset.parquet", start, here / "model", tp.sft, kind="train", **common
+            )
+        else:
+            result = train_grpo(here / "dataset.parquet", start, here / "model", tp, **common)
+        if not is_main_process():
+            return
+        metrics = {"iteration": args.j, "algorithm": tp.algorithm, **result.metrics}
+        if tp.guard.enabled and params.warmstart.heldout_check:
+            heldout = args.heldout or root / "seed" / "heldout.parquet"
+            check = heldout_check(params, here / "model", heldout)
+            baseline = read_warmstart_check(root / "iter_0" / "warmstart_metrics.json")
+            metrics["heldout"] = check
+            metrics["guard"] = guard_verdict(check, baseline, tp.guard)
     except (TrainError, EngineError) as exc:
         sys.exit(f"error: train@{args.j}: {exc}")
-    if is_main_process():
-        write_json_atomic(here / "train_metrics.json", {"iteration": args.j, **result.metrics})
-        write_plots(here / "train_plots.csv", result.plots)
+    write_json_atomic(here / "train_metrics.json", metrics)
+    write_plots(here / "train_plots.csv", result.plots)
+    guard = metrics.get("guard")
+    if guard and not guard["ok"]:
+        msg = (
+            f"train@{args.j}: COLLAPSE GUARD: greedy tool-call rate on call-labelled held-out "
+            f"prompts {guard['tool_call_rate']:.2f} < {tp.guard.min_ratio} x the warm start's "
+            f"{guard['warmstart_tool_call_rate']:.2f}: the policy is turning into a text "
+            "answerer (see README, 'When GRPO collapses')"
+        )
+        if tp.guard.action == "fail":
+            sys.exit(f"error: {msg}")
+        print(f"WARNING: {msg}", file=sys.stderr)
+
+
+def read_warmstart_check(path: Path) -> dict | None:
+    """The warm start's held-out check from its metrics file (None when absent)."""
+    import json
+
+    try:
+        return json.loads(path.read_text()).get("heldout")
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
 
 
 if __name__ == "__main__":

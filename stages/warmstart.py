@@ -2,7 +2,9 @@
 
 SFT of the base model on D_seed's training split when ``warmstart.enabled``, else a
 plain save_pretrained copy of the base model. Afterwards, optionally, a greedy format
-check on held-out prompts (parseable <tool_call> rate, strict match rate).
+check on held-out prompts (parseable <tool_call> rate, strict match rate). Writes
+data/iter_0/warmstart_samples.parquet: the seed samples the warm start reserved for itself
+(``warmstart.split: reserved``; empty otherwise), which D_1 and Seed-new never draw.
 """
 
 from __future__ import annotations
@@ -11,13 +13,13 @@ import argparse
 import sys
 from pathlib import Path
 
+from looptool.core.tables import SEED_USED, rows_to_table
 from looptool.engines import EngineError, default_cache_dir
-from looptool.eval.policy import policy_spec
-from looptool.loop.train import TrainError, is_main_process, read_samples
-from looptool.loop.warmstart import copy_base, format_check, warm_start
+from looptool.loop.guard import heldout_check
+from looptool.loop.train import TrainError, is_main_process
+from looptool.loop.warmstart import copy_base, train_sft
 from looptool.params import ParamsError, load_params
-from looptool.store.io import write_json_atomic
-from stages._common import open_engine
+from looptool.store.io import write_json_atomic, write_parquet_atomic
 from stages.train import write_plots
 
 OUT = "data/iter_0"
@@ -42,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     model_dir = out / "model"
     try:
         if ws.enabled:
-            result = warm_start(
+            result = train_sft(
                 args.samples,
                 base,
                 model_dir,
@@ -54,25 +56,17 @@ def main(argv: list[str] | None = None) -> None:
             result = copy_base(base, model_dir)
         if not is_main_process():
             return
-        metrics = dict(result.metrics)
+        metrics = {"enabled": ws.enabled, **result.metrics, "split": ws.split}
+        reserved = result.sample_ids if ws.enabled and ws.split == "reserved" else []
+        metrics["reserved_samples"] = len(reserved)
         if ws.heldout_check:
-            spec = policy_spec(params.engines.policy, model_dir)
-            if spec.backend in ("hf", "vllm"):
-                engine = open_engine(params, spec, "policy")
-                held = read_samples(args.heldout, ws.heldout_check, ws.seed)
-                metrics["heldout"] = format_check(
-                    engine,
-                    held.samples,
-                    date=params.project.date,
-                    enable_thinking=ws.enable_thinking,
-                    max_tokens=ws.heldout_check_max_tokens,
-                )
-            else:
-                metrics["heldout"] = {
-                    "skipped": f"policy backend {spec.backend} serves no checkpoint"
-                }
+            metrics["heldout"] = heldout_check(params, model_dir, args.heldout)
     except (TrainError, EngineError) as exc:
         sys.exit(f"error: warmstart: {exc}")
+    write_parquet_atomic(
+        out / "warmstart_samples.parquet",
+        rows_to_table([{"sample_id": s, "used_iter": 0} for s in reserved], SEED_USED),
+    )
     write_json_atomic(out / "warmstart_metrics.json", metrics)
     write_plots(out / "warmstart_plots.csv", result.plots)
 

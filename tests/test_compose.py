@@ -154,6 +154,26 @@ def test_init_dataset_is_a_seeded_subset():
     assert short.metrics["shortfall"] == 10_000 - 600
 
 
+def test_warm_start_reserved_samples_never_enter_d1_seed_new_or_static_reuse():
+    t = synth()
+    ids = [f"s{i}" for i in range(250)]  # pool samples (not in synth's D_j)
+    reserved = rows_to_table([{"sample_id": s, "used_iter": 0} for s in ids], SEED_USED)
+    res = init_dataset(t["seed_samples"], size=150, seed=3, reserved=reserved)
+    d1 = set(pl.from_arrow(res.dataset).get_column("sample_id"))
+    used = pl.from_arrow(res.seed_used)
+    assert not d1 & set(ids) and len(d1) == 150
+    assert res.metrics["reserved_warmstart"] == 250 and res.metrics["seed_pool_left"] == 200
+    assert set(used.filter(pl.col("used_iter") == 0)["sample_id"]) == set(ids)
+    # Seed-new draws from the unused pool only; the static arm re-uses D_j samples, not these
+    for j in (2, 3, 4):
+        st = compose_static(t["seed_samples"], res.seed_used, next_j=j, size=300, seed=0)
+        assert not set(pl.from_arrow(st.dataset)["sample_id"]) & set(ids)
+    tables = {**t, "seed_used": res.seed_used}
+    nxt = compose_next(**tables, next_j=2, params=LoopParams(dataset_size=200), seed=0)
+    seed_new = pl.from_arrow(nxt.dataset).filter(pl.col("split") == "SEED_NEW")
+    assert seed_new.height > 0 and not set(seed_new["sample_id"]) & set(ids)
+
+
 def test_compose_none_adds_up_and_follows_alg1():
     t = synth()
     df, m, used = run(t, dataset_size=200)

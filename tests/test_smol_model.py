@@ -82,15 +82,14 @@ def test_converted_checkpoint_is_a_plain_hf_checkpoint(smol_dir):
 def test_short_sft_writes_parseable_tool_calls(smol_dir, tmp_path):
     from looptool.engines.factory import make_engine
     from looptool.loop.prompting import policy_request
-    from looptool.loop.warmstart import warm_start
+    from looptool.loop.warmstart import train_sft
     from looptool.params.engines import EngineSpec
-    from looptool.params.train import WarmstartParams
+    from looptool.params.train import SFTParams
 
     samples = synthetic_samples(48, seed=5)
     train, held = samples[:40], [s for s in samples[40:] if s.label.calls][:4]
     data = write_samples(tmp_path / "seed.parquet", train, dataset=False)
-    params = WarmstartParams(
-        enabled=True,
+    params = SFTParams(
         learning_rate=2e-4,
         max_steps=12,  # measured: 12 steps -> 4/4 parseable calls; 6 steps were not enough
         batch_size=4,
@@ -101,7 +100,7 @@ def test_short_sft_writes_parseable_tool_calls(smol_dir, tmp_path):
         cpu_threads=2,  # CI runs on a quiet 2-core box (measured: 169 s vs 221 s with 1 thread)
     )
     out = tmp_path / "model"
-    res = warm_start(data, smol_dir, out, params, date=DATE, scratch_root=tmp_path / "scratch")
+    res = train_sft(data, smol_dir, out, params, date=DATE, scratch_root=tmp_path / "scratch")
     assert res.metrics["steps"] == 12 and res.metrics["loss_last"] < res.metrics["loss_first"]
 
     spec = EngineSpec(backend="hf", model=str(out), batch_size=4, cpu_threads=1)

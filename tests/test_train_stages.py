@@ -7,9 +7,11 @@ import json
 import shutil
 from pathlib import Path
 
+import polars as pl
 import pytest
+import torch
 import yaml
-from test_train import synthetic_samples, write_samples
+from test_train import state_dict, synthetic_samples, write_samples
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -62,6 +64,11 @@ def test_warmstart_then_train_stage(workspace):
     ws = json.loads((data / "iter_0" / "warmstart_metrics.json").read_text())
     assert ws["enabled"] and ws["steps"] == 2
     assert ws["heldout"]["n"] == 2 and 0.0 <= ws["heldout"]["parse_ok_rate"] <= 1.0
+    # split: reserved -> the samples it drew are its own (D_1 / Seed-new never draw them)
+    reserved = pl.read_parquet(data / "iter_0" / "warmstart_samples.parquet")
+    seed_ids = pl.read_parquet(data / "seed" / "samples.parquet")["sample_id"]
+    assert ws["reserved_samples"] == reserved.height == 8
+    assert set(reserved["sample_id"]) == set(seed_ids) and set(reserved["used_iter"]) == {0}
     assert (data / "iter_0" / "model" / "model.safetensors").exists()
 
     # DVC passes the whole foreach item; unknown flags are ignored
@@ -85,7 +92,74 @@ def test_warmstart_then_train_stage(workspace):
     with open(data / "iter_1" / "train_plots.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert [r["step"] for r in rows] == ["1", "2"] and "reward" in rows[0]
+    assert "tool_call_rate" in rows[0] and "zero_variance_group_share" in rows[0]
     assert (data / "iter_1" / "model" / "tokenizer.json").exists()
+    # the collapse guard ran on the warm start's held-out check prompts
+    guard = metrics["guard"]
+    assert guard["warmstart_tool_call_rate"] == ws["heldout"]["tool_call_rate"]
+    assert metrics["heldout"]["n"] == 2 and "ok" in guard
+
+
+def _train_args(workspace) -> list[str]:
+    return [
+        "--j",
+        "1",
+        "--params",
+        str(workspace / "params.yaml"),
+        "--data",
+        str(workspace / "data"),
+    ]
+
+
+def test_collapse_guard_fails_the_stage_when_asked(workspace, monkeypatch, capsys):
+    from stages import train
+
+    params = yaml.safe_load((workspace / "params.yaml").read_text())
+    params["train"]["guard"] = {"enabled": True, "min_ratio": 0.8, "action": "fail"}
+    (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    shutil.copytree(tiny_dir(workspace), workspace / "data" / "iter_0" / "model")
+    (workspace / "data" / "iter_0" / "warmstart_metrics.json").write_text(
+        json.dumps({"heldout": {"n": 4, "tool_call_rate": 0.9}})
+    )
+    monkeypatch.setattr(train, "heldout_check", lambda *a: {"n": 4, "tool_call_rate": 0.5})
+    with pytest.raises(SystemExit) as exc:
+        train.main(_train_args(workspace))
+    assert "COLLAPSE GUARD" in str(exc.value) and "0.50 < 0.8 x the warm start's 0.90" in str(
+        exc.value
+    )
+    metrics = json.loads((workspace / "data" / "iter_1" / "train_metrics.json").read_text())
+    assert metrics["guard"]["ok"] is False and metrics["guard"]["ratio"] == pytest.approx(0.5 / 0.9)
+    # action warn: same numbers, the stage succeeds with a loud warning
+    params["train"]["guard"]["action"] = "warn"
+    (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    train.main(_train_args(workspace))
+    assert "WARNING: train@1: COLLAPSE GUARD" in capsys.readouterr().err
+
+
+def test_sft_algorithm_trains_on_d_j_with_the_same_chain(workspace):
+    from stages import train
+
+    params = yaml.safe_load((workspace / "params.yaml").read_text())
+    params["train"]["algorithm"] = "sft"
+    params["train"]["sft"] = {"learning_rate": 1e-2, "max_steps": 2, "batch_size": 2,
+                              "micro_batch_size": 2, "device": "cpu", "cpu_threads": 1}  # fmt: skip
+    params["warmstart"]["heldout_check"] = 0  # no guard: nothing to compare with
+    (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    shutil.copytree(tiny_dir(workspace), workspace / "data" / "iter_0" / "model")
+    train.main(_train_args(workspace))
+    data = workspace / "data"
+    metrics = json.loads((data / "iter_1" / "train_metrics.json").read_text())
+    assert metrics["algorithm"] == "sft" and metrics["steps"] == 2 and "guard" not in metrics
+    assert metrics["samples_trained"] == 6 and metrics["base_model"] == str(
+        data / "iter_0" / "model"
+    )
+    before, after = state_dict(data / "iter_0" / "model"), state_dict(data / "iter_1" / "model")
+    assert any(not torch.equal(before[k], after[k]) for k in after)
+
+
+def tiny_dir(workspace) -> Path:  # noqa: N802
+    params = yaml.safe_load((workspace / "params.yaml").read_text())
+    return Path(params["engines"]["policy"]["model"])
 
 
 def test_train_stage_missing_inputs_exit_with_a_message(workspace):

@@ -13,11 +13,10 @@ from looptool.core.match import match_strict
 from looptool.engines.base import Generation
 from looptool.loop.prompting import render_prompt
 from looptool.loop.train import TrainError
-from looptool.loop.warmstart import copy_base, format_check, label_completion, warm_start
-from looptool.params.train import WarmstartParams
+from looptool.loop.warmstart import copy_base, format_check, label_completion, train_sft
+from looptool.params.train import SFTParams
 
-SFT = WarmstartParams(
-    enabled=True,
+SFT = SFTParams(
     learning_rate=5e-3,
     max_steps=3,
     batch_size=4,
@@ -52,9 +51,9 @@ def test_sft_trains_and_saves(tmp_path, tiny_model_dir):
 
     data = write_samples(tmp_path / "seed.parquet", synthetic_samples(16, seed=4), dataset=False)
     out = tmp_path / "iter_0" / "model"
-    res = warm_start(data, tiny_model_dir, out, SFT, date=DATE, scratch_root=tmp_path / "scratch")
+    res = train_sft(data, tiny_model_dir, out, SFT, date=DATE, scratch_root=tmp_path / "scratch")
     m = res.metrics
-    assert m["enabled"] and m["steps"] == 3 and m["samples_trained"] == 16
+    assert m["algorithm"] == "sft" and m["steps"] == 3 and m["samples_trained"] == 16
     assert m["loss_first"] > 0 and m["loss_last"] < m["loss_first"]
     assert [r["step"] for r in res.plots] == [1, 2, 3]
     assert (out / "tokenizer.json").exists()
@@ -81,7 +80,7 @@ def test_too_long_samples_are_an_error(tmp_path, tiny_model_dir):
     data = write_samples(tmp_path / "s.parquet", synthetic_samples(2), dataset=False)
     short = SFT.model_copy(update={"max_length": 32})
     with pytest.raises(TrainError, match="longer than warmstart.max_length"):
-        warm_start(data, tiny_model_dir, tmp_path / "m", short, date=DATE, scratch_root=tmp_path)
+        train_sft(data, tiny_model_dir, tmp_path / "m", short, date=DATE, scratch_root=tmp_path)
 
 
 class EchoEngine:

@@ -244,10 +244,18 @@ def _used_table(used: pl.DataFrame, new: pl.DataFrame, iteration: int) -> pa.Tab
     return out.to_arrow().cast(SEED_USED)
 
 
-def init_dataset(seed_samples: pa.Table, *, size: int, seed: int) -> ComposeResult:
-    """D_1: a seeded subset of ``size`` seed samples (split SEED) and its seed_used table."""
+def init_dataset(
+    seed_samples: pa.Table, *, size: int, seed: int, reserved: pa.Table | None = None
+) -> ComposeResult:
+    """D_1: a seeded subset of ``size`` seed samples (split SEED) and its seed_used table.
+
+    ``reserved`` (SEED_USED rows, used_iter 0) are the warm start's own samples: D_1 never
+    draws them and they enter seed_used as used by iteration 0, so Seed-new never does.
+    """
+    held = _used(reserved if reserved is not None else SEED_USED.empty_table())
     seeds = _keys(seed_samples, "seed")
-    chosen = _shuffled(seeds, seed).head(size).with_columns(split=pl.lit("SEED"))
+    pool = seeds.join(held, on="sample_id", how="anti")
+    chosen = _shuffled(pool, seed).head(size).with_columns(split=pl.lit("SEED"))
     ds = _materialize(_plan([chosen]), {"seed": seed_samples}, 1)
     metrics = {
         "iteration": 1,
@@ -255,11 +263,12 @@ def init_dataset(seed_samples: pa.Table, *, size: int, seed: int) -> ComposeResu
         "total": ds.num_rows,
         "splits": {"SEED": ds.num_rows},
         "seed_pool": seeds.height,
-        "seed_pool_left": seeds.height - ds.num_rows,
+        "reserved_warmstart": seeds.height - pool.height,
+        "seed_pool_left": pool.height - ds.num_rows,
         "shortfall": size - ds.num_rows,
     }
-    empty = pl.DataFrame(schema={"sample_id": pl.String, "used_iter": pl.Int32})
-    return ComposeResult(ds, _used_table(empty, chosen, 1), metrics)
+    reserved_here = held.join(seeds.select("sample_id"), on="sample_id", how="semi")
+    return ComposeResult(ds, _used_table(reserved_here, chosen, 1), metrics)
 
 
 def compose_next(
@@ -400,8 +409,11 @@ def compose_static(
     seeds = _keys(seed_samples, "seed")
     used = _used(seed_used)
     fresh = _shuffled(seeds.join(used, on="sample_id", how="anti"), rs + 2)
+    # Re-use samples D_1.. trained on, never the warm start's reserved ones (used_iter 0).
     again = _shuffled(
-        seeds.join(used.select("sample_id"), on="sample_id", how="semi"),
+        seeds.join(
+            used.filter(pl.col("used_iter") > 0).select("sample_id"), on="sample_id", how="semi"
+        ),
         rs + 5,
     )
     chosen = pl.concat([fresh, again]).head(size).with_columns(split=pl.lit("SEED"))

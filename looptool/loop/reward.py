@@ -2,8 +2,10 @@
 
 Calls written inside ``<think>`` are ignored (the codec strips think blocks before
 looking for calls); a completion that does not parse scores 0. A no-call label is
-matched only by a completion without a call. The one matcher is
-:func:`looptool.core.match.match_strict`; this module only adapts it to TRL.
+matched only by a completion without a call whose text is the same kind of answer
+(clarify / irrelevant). The one matcher is :func:`looptool.core.match.match_strict`;
+this module only adapts it to TRL, and adds the ``graded`` ablation (partial credit,
+ToolRL-style) on top of it: a completion scores 1.0 only where strict ToolMatch does.
 """
 
 from __future__ import annotations
@@ -13,9 +15,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from looptool.core.match import MatchResult, match_strict
+from looptool.core.codec import ParsedOutput, parse_completion
+from looptool.core.match import (
+    KIND_GROUPS,
+    MatchResult,
+    kind_group,
+    match_strict,
+    no_call_kind,
+    values_equal,
+)
 from looptool.core.tables import label_from_json
-from looptool.core.types import Label
+from looptool.core.types import Label, ToolCall
 
 
 @lru_cache(maxsize=65536)
@@ -35,6 +45,45 @@ def score(completion: str | list[dict], label: Label | str) -> MatchResult:
     """Strict ToolMatch of one completion against its label (a Label or its stored JSON)."""
     gold = _label(label) if isinstance(label, str) else label
     return match_strict(completion_text(completion), gold)
+
+
+def _jaccard(a: Counter, b: Counter) -> float:
+    union = sum((a | b).values())
+    return sum((a & b).values()) / union if union else 1.0
+
+
+def _call_credit(pred: list[ToolCall], gold: list[ToolCall]) -> float:
+    """Partial credit in [0, 1) for calls that are not an exact match: function names
+    (multiset Jaccard), argument names and argument values of same-name call pairs."""
+    names = _jaccard(Counter(c.name for c in pred), Counter(c.name for c in gold))
+    keys = values = 0.0
+    left = list(pred)
+    for g in gold:
+        p = next((c for c in left if c.name == g.name), None)
+        if p is None:
+            continue
+        left.remove(p)
+        keys += _jaccard(Counter(p.arguments.keys()), Counter(g.arguments.keys()))
+        shared = [k for k in g.arguments if k in p.arguments]
+        same = sum(values_equal(p.arguments[k], g.arguments[k]) for k in shared)
+        values += same / len(g.arguments) if g.arguments else 1.0
+    n = max(len(gold), 1)
+    # Weights: right kind of answer 0.2 (given), names 0.3, argument names 0.2, values 0.2;
+    # capped below 1.0 so only an exact match earns the full reward.
+    return min(0.2 + 0.3 * names + 0.2 * keys / n + 0.2 * values / n, 0.9)
+
+
+def graded_reward(parsed: ParsedOutput, gold: Label, result: MatchResult) -> float:
+    """ToolRL-style partial credit (``train.reward: graded``): 1.0 on a strict match, 0 on a
+    parse failure or the wrong answer kind (call vs no-call), else credit for the answer
+    kind, function names, argument names and values (see :func:`_call_credit`)."""
+    if result.ok:
+        return 1.0
+    if not parsed.ok or bool(parsed.calls) != bool(gold.calls):
+        return 0.0
+    if not gold.calls:  # a no-call answer of the wrong kind, or empty
+        return 0.2 if parsed.text.strip() else 0.0
+    return _call_credit(parsed.calls, gold.calls)
 
 
 @dataclass
@@ -69,18 +118,28 @@ class RewardStats:
         }
 
 
+def label_group(label: Label) -> str:
+    """call | clarify | irrelevant: the kind group a label's reward is reported under."""
+    return kind_group("single" if label.calls else no_call_kind(label.text))
+
+
 class ToolMatchReward:
     """TRL reward function: ``reward(completions=..., label=[label JSON per completion])``.
 
     TRL passes every extra dataset column by name, repeated per generation, and a
-    ``log_metric`` callback; the batch match and parse-failure rates go there (they show
-    up in the trainer logs as ``toolmatch/match_rate`` and ``toolmatch/parse_failure_rate``)
-    and accumulate in :attr:`stats` for the run's metrics file.
+    ``log_metric`` callback. Per batch it logs (trainer log keys): ``toolmatch/match_rate``,
+    ``toolmatch/parse_failure_rate``, ``toolmatch/tool_call_rate`` (completions holding a
+    parseable call) and ``toolmatch/reward_<group>`` per kind group present (call, clarify,
+    irrelevant); counts accumulate in :attr:`stats` for the run's metrics file.
+    ``mode="graded"`` returns :func:`graded_reward` instead of 0/1.
     """
 
     __name__ = "toolmatch"  # TRL names the reward's log keys after the function
 
-    def __init__(self) -> None:
+    def __init__(self, mode: str = "binary") -> None:
+        if mode not in ("binary", "graded"):
+            raise ValueError(f"reward mode {mode!r}: expected binary or graded")
+        self.mode = mode
         self.stats = RewardStats()
 
     def __call__(
@@ -92,12 +151,26 @@ class ToolMatchReward:
     ) -> list[float]:
         if len(label) != len(completions):
             raise ValueError(f"reward: {len(completions)} completions but {len(label)} labels")
-        results = [score(c, lab) for c, lab in zip(completions, label, strict=True)]
+        golds = [_label(lab) for lab in label]
+        parsed = [parse_completion(completion_text(c)) for c in completions]
+        results = [match_strict(p, g) for p, g in zip(parsed, golds, strict=True)]
         self.stats.add(results)
+        if self.mode == "graded":
+            rewards = [
+                graded_reward(p, g, r) for p, g, r in zip(parsed, golds, results, strict=True)
+            ]
+        else:
+            rewards = [1.0 if r.ok else 0.0 for r in results]
         if log_metric is not None and results:
             n = len(results)
             log_metric("toolmatch/match_rate", sum(r.ok for r in results) / n)
             log_metric(
                 "toolmatch/parse_failure_rate", sum(r.reason == "parse_error" for r in results) / n
             )
-        return [1.0 if r.ok else 0.0 for r in results]
+            log_metric("toolmatch/tool_call_rate", sum(p.ok and bool(p.calls) for p in parsed) / n)
+            groups = [label_group(g) for g in golds]
+            for group in KIND_GROUPS:
+                mine = [rw for rw, g in zip(rewards, groups, strict=True) if g == group]
+                if mine:
+                    log_metric(f"toolmatch/reward_{group}", sum(mine) / len(mine))
+        return rewards

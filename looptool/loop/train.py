@@ -24,9 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from looptool.core.codec import CALL_CLOSE, CALL_OPEN, THINK_CLOSE, THINK_OPEN
+from looptool.core.match import KIND_GROUPS
 from looptool.core.tables import sample_from_row
 from looptool.core.types import Sample, content_hash
 from looptool.engines.factory import check_model_dir, model_fingerprint
+from looptool.loop.dynamic_sampling import dynamic_sampling_trainer
 from looptool.loop.prompting import render_prompt
 from looptool.loop.reward import ToolMatchReward
 from looptool.params.train import TrainParams
@@ -42,6 +44,12 @@ PLOT_COLUMNS: dict[str, str] = {
     "frac_reward_zero_std": "zero_variance_group_share",
     "toolmatch/match_rate": "match_rate",
     "toolmatch/parse_failure_rate": "parse_failure_rate",
+    "toolmatch/tool_call_rate": "tool_call_rate",
+    "toolmatch/reward_call": "reward_call",
+    "toolmatch/reward_clarify": "reward_clarify",
+    "toolmatch/reward_irrelevant": "reward_irrelevant",
+    "dynamic_sampling/rounds": "dynamic_sampling_rounds",
+    "dynamic_sampling/varied_group_share": "varied_group_share",
     "loss": "loss",
     "grad_norm": "grad_norm",
     "learning_rate": "learning_rate",
@@ -254,6 +262,12 @@ def summarize_steps(rows: Sequence[dict], window: int) -> dict[str, Any]:
         "zero_variance_group_share": _mean(col("zero_variance_group_share")),
         "match_rate": _mean(col("match_rate")),
         "parse_failure_rate": _mean(col("parse_failure_rate")),
+        # Rollouts holding a call: a fall here is the text-only collapse starting.
+        "tool_call_rate_first": _mean(col("tool_call_rate")[:w]),
+        "tool_call_rate_last": _mean(col("tool_call_rate")[-w:]),
+        "reward_by_kind": {g: _mean(col(f"reward_{g}")) for g in KIND_GROUPS if col(f"reward_{g}")},
+        "dynamic_sampling_rounds_mean": _mean(col("dynamic_sampling_rounds")),
+        "varied_group_share": _mean(col("varied_group_share")),
         "loss_mean": _mean(col("loss")),
         "grad_norm_mean": _mean(grad),
         "grad_norm_max": max(grad) if grad else None,
@@ -279,6 +293,7 @@ def train_speed(trainer, resumed_step: int | None) -> dict[str, Any]:
 class TrainResult:
     metrics: dict[str, Any]
     plots: list[dict] = field(default_factory=list)
+    sample_ids: list[str] = field(default_factory=list)  # the samples the run drew
 
 
 def trainer_args(params: Any, output_dir: Path, use_cpu: bool, per_rank: int) -> dict[str, Any]:
@@ -333,6 +348,23 @@ def train_resumable(
         trainer.train(resume_from_checkpoint=resume)
     save_checkpoint_atomic(trainer, out_dir)
     return resumed
+
+
+def cap_no_call_share(
+    loaded: LoadedSamples, keep: Sequence[int], share: float, seed: int
+) -> list[int]:
+    """``keep`` with no-call samples dropped (seeded choice) until they are at most
+    ``share`` of the set; call samples are never dropped. Order preserved."""
+    no_call = [i for i in keep if loaded.samples[i].label.is_no_call]
+    calls = len(keep) - len(no_call)
+    if share >= 1.0 or not no_call:
+        return list(keep)
+    # n / (calls + n) <= share  <=>  n <= share * calls / (1 - share)
+    allowed = math.floor(share * calls / (1.0 - share) + 1e-9)
+    if allowed >= len(no_call):
+        return list(keep)
+    chosen = set(random.Random(f"no-call-cap:{seed}").sample(no_call, allowed))
+    return [i for i in keep if not loaded.samples[i].label.is_no_call or i in chosen]
 
 
 def grpo_config(params: TrainParams, output_dir: Path, n_processes: int = 1):
@@ -417,6 +449,15 @@ def train_grpo(
             f"({params.max_prompt_length} tokens)"
         )
 
+    capped = cap_no_call_share(loaded, keep, params.max_no_call_share, params.seed)
+    left_out = len(keep) - len(capped)
+    keep = capped
+    if not keep:
+        raise TrainError(
+            f"{dataset_path}: no call-labelled prompt left under train.max_no_call_share "
+            f"{params.max_no_call_share}"
+        )
+
     from datasets import Dataset
 
     dataset = Dataset.from_dict(
@@ -435,15 +476,23 @@ def train_grpo(
     }
     output_dir = run_dir(scratch_root, "train", name, key)
     config = grpo_config(params, output_dir, world_size())
-    reward = ToolMatchReward()
-    trainer = GRPOTrainer(
-        model=str(start),
-        reward_funcs=[reward],
-        args=config,
-        train_dataset=dataset,
-        processing_class=tokenizer,
-        callbacks=list(callbacks),
-    )
+    reward = ToolMatchReward(params.reward)
+    trainer_kwargs = {
+        "model": str(start),
+        "reward_funcs": [reward],
+        "args": config,
+        "train_dataset": dataset,
+        "processing_class": tokenizer,
+        "callbacks": list(callbacks),
+    }
+    if params.dynamic_sampling:
+        if world_size() > 1:
+            raise TrainError("train.dynamic_sampling runs in a single process only")
+        trainer = dynamic_sampling_trainer(
+            **trainer_kwargs, max_rounds=params.dynamic_sampling_max_rounds, seed=params.seed
+        )
+    else:
+        trainer = GRPOTrainer(**trainer_kwargs)
     resumed = train_resumable(trainer, output_dir, out_dir, params.cpu_threads)
 
     plots = step_rows(trainer.state.log_history)
@@ -457,6 +506,10 @@ def train_grpo(
             "samples": len(loaded.samples),
             "samples_trained": len(keep),
             "samples_dropped_long_prompt": len(dropped),
+            "samples_left_out_no_call_cap": left_out,
+            "no_call_share": sum(loaded.samples[i].label.is_no_call for i in keep) / len(keep),
+            "reward": params.reward,
+            "dynamic_sampling": params.dynamic_sampling,
             "dropped_long_prompt": dropped,
             "prompt_tokens_max": max(lengths[i] for i in keep),
             "prompt_tokens_mean": sum(lengths[i] for i in keep) / len(keep),

@@ -1,7 +1,8 @@
-"""Optional SFT warm start (TRL SFTTrainer) producing the checkpoint iteration 1 starts from.
+"""Supervised fine-tuning (TRL SFTTrainer): the optional warm start producing the checkpoint
+iteration 1 starts from, and ``train.algorithm: sft`` (SFT on D_j's labels per iteration).
 
-For policies that cannot yet produce the output format (the tiny random model of the
-CPU default); the paper's GPU recipe is pure RL and copies the base model instead.
+The warm start is for policies that cannot yet produce the output format (the tiny random
+model of the CPU default); the paper's GPU recipe is pure RL and copies the base model.
 Training examples are (prompt, completion) strings: the prompt is exactly what GRPO and
 the probe render (:func:`looptool.loop.prompting.render_prompt`), the completion is the
 label in the codec's text form plus the end-of-turn token, and only completion tokens
@@ -41,7 +42,7 @@ from looptool.loop.train import (
     trainer_args,
     world_size,
 )
-from looptool.params.train import WarmstartParams
+from looptool.params.train import SFTParams
 
 
 def label_completion(tokenizer, sample: Sample) -> str:
@@ -53,14 +54,14 @@ def label_completion(tokenizer, sample: Sample) -> str:
     return render_label(sample.label) + (tokenizer.eos_token or "")
 
 
-def sft_config(params: WarmstartParams, output_dir: Path, n_processes: int = 1):
+def sft_config(params: SFTParams, output_dir: Path, n_processes: int = 1):
     from trl import SFTConfig
 
     per_rank = per_rank_batch(
         params.batch_size,
         n_processes,
         params.micro_batch_size,
-        f"warmstart: batch_size {params.batch_size}",
+        f"SFT batch_size {params.batch_size}",
     )
     return SFTConfig(
         **trainer_args(params, output_dir, resolve_use_cpu(params.device), per_rank),
@@ -70,18 +71,22 @@ def sft_config(params: WarmstartParams, output_dir: Path, n_processes: int = 1):
     )
 
 
-def warm_start(
+def train_sft(
     samples_path: str | os.PathLike,
     base_model: str | os.PathLike,
     out_dir: str | os.PathLike,
-    params: WarmstartParams,
+    params: SFTParams,
     *,
     date: str,
     scratch_root: str | os.PathLike,
+    kind: str = "warmstart",
+    name: str = "iter_0",
     callbacks: Sequence[Any] = (),
     keep_scratch: bool = False,
 ) -> TrainResult:
-    """SFT ``base_model`` on the seed samples and save it to ``out_dir`` (resumable)."""
+    """SFT ``base_model`` on the samples at ``samples_path`` (``params.max_samples`` of them,
+    seeded) and save it to ``out_dir``; resumable. ``kind``/``name`` key the scratch run
+    directory (warm start: warmstart/iter_0; per iteration: train/iter_j)."""
     from datasets import Dataset
     from trl import SFTTrainer
 
@@ -97,7 +102,8 @@ def warm_start(
     keep = [i for i, n in enumerate(lengths) if n <= params.max_length]
     if not keep:
         raise TrainError(
-            f"{samples_path}: every sample is longer than warmstart.max_length ({params.max_length})"
+            f"{samples_path}: every sample is longer than "
+            f"{'warmstart' if kind == 'warmstart' else 'train.sft'}.max_length ({params.max_length})"
         )
     dataset = Dataset.from_dict(
         {"prompt": [prompts[i] for i in keep], "completion": [completions[i] for i in keep]}
@@ -109,7 +115,7 @@ def warm_start(
         "date": date,
         "world": world_size(),
     }
-    output_dir = run_dir(scratch_root, "warmstart", "iter_0", key)
+    output_dir = run_dir(scratch_root, kind, name, key)
     config = sft_config(params, output_dir, world_size())
     trainer = SFTTrainer(
         model=str(base),
@@ -124,7 +130,7 @@ def warm_start(
     losses = [r["loss"] for r in plots if "loss" in r]
     w = max(1, min(5, len(losses) // 2 or 1))
     metrics: dict[str, Any] = {
-        "enabled": True,
+        "algorithm": "sft",
         "base_model": str(base_model),
         "steps": len(plots),
         "loss_first": sum(losses[:w]) / w if losses else None,
@@ -138,7 +144,7 @@ def warm_start(
     }
     if is_main_process() and not keep_scratch:
         clear_runs(output_dir)
-    return TrainResult(metrics, plots)
+    return TrainResult(metrics, plots, list(loaded.sample_ids))
 
 
 def copy_base(base_model: str | os.PathLike, out_dir: str | os.PathLike) -> TrainResult:

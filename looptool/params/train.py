@@ -14,7 +14,35 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 Device = Literal["auto", "cpu", "cuda"]
 
 
-class WarmstartParams(BaseModel):
+class SFTParams(BaseModel):
+    """Supervised fine-tuning (TRL SFTTrainer, completion-only loss): the warm start's
+    knobs and, with ``train.algorithm: sft``, the per-iteration trainer's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    learning_rate: float = Field(1e-5, gt=0)
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int | None = Field(None, ge=1)  # caps the run; null: `epochs` decide
+    batch_size: int = Field(16, ge=1)  # sequences per optimizer step (all devices)
+    micro_batch_size: int = Field(4, ge=1)  # sequences per device per forward pass
+    max_length: int = Field(5120, ge=32)  # longer samples are dropped (and counted)
+    max_samples: int | None = Field(None, ge=1)  # use N samples (seeded shuffle)
+    lr_scheduler_type: str = "cosine"
+    warmup_ratio: float = Field(0.03, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    enable_thinking: bool = False  # chat-template flag used when rendering prompts
+    seed: int = 0
+    save_steps: int = Field(200, ge=1)  # trainer checkpoints for resuming a killed run
+    device: Device = "auto"
+    # torch intra-op threads on CPU (null: torch's default). 1 is far steadier than 2 on a
+    # small box shared with other jobs: spinning OpenMP threads stall when descheduled.
+    cpu_threads: int | None = Field(None, ge=1)
+    bf16: bool = False
+    gradient_checkpointing: bool = False
+
+
+class WarmstartParams(SFTParams):
     """SFT warm start producing data/iter_0/model (the checkpoint iteration 1 starts from).
 
     When disabled the stage copies the base model unchanged (save_pretrained), so the
@@ -23,35 +51,38 @@ class WarmstartParams(BaseModel):
     cannot produce the output format at all.
     """
 
-    model_config = ConfigDict(extra="forbid")
-
     enabled: bool = False
     # Local checkpoint to start from; null: engines.policy.model.
     base_model: str | None = None
-    learning_rate: float = Field(1e-5, gt=0)
-    epochs: float = Field(1.0, gt=0)
-    max_steps: int | None = Field(None, ge=1)  # caps the run; null: `epochs` decide
-    batch_size: int = Field(16, ge=1)  # sequences per optimizer step (all devices)
-    micro_batch_size: int = Field(4, ge=1)  # sequences per device per forward pass
-    max_length: int = Field(5120, ge=32)  # longer samples are dropped (and counted)
-    max_samples: int | None = Field(None, ge=1)  # use the first N seed samples (seeded shuffle)
-    lr_scheduler_type: str = "cosine"
-    warmup_ratio: float = Field(0.03, ge=0, lt=1)
-    weight_decay: float = Field(0.0, ge=0)
-    max_grad_norm: float = Field(1.0, gt=0)
-    enable_thinking: bool = False  # chat-template flag used when rendering prompts
-    seed: int = 0
-    save_steps: int = Field(200, ge=1)  # trainer checkpoints for resuming a killed run
+    # reserved: the warm start's `max_samples` seed samples are its own split, kept out of
+    # D_1 and the Seed-new pool (Eq. 5's Seed-new must be data the policy never trained
+    # on); shared: it may train on any seed sample (D_1 / Seed-new overlap it).
+    split: Literal["reserved", "shared"] = "reserved"
     # After the stage: greedy-decode this many held-out prompts with the policy engine and
-    # report parseable <tool_call> / strict match rates (0: skip).
+    # report parseable <tool_call> / strict match rates (0: skip). train.guard compares
+    # every iteration's rate on the same prompts with this one.
     heldout_check: int = Field(0, ge=0)
     heldout_check_max_tokens: int = Field(256, ge=1)
-    device: Device = "auto"
-    # torch intra-op threads on CPU (null: torch's default). 1 is far steadier than 2 on a
-    # small box shared with other jobs: spinning OpenMP threads stall when descheduled.
-    cpu_threads: int | None = Field(None, ge=1)
-    bf16: bool = False
-    gradient_checkpointing: bool = False
+
+    @model_validator(mode="after")
+    def _check_split(self) -> WarmstartParams:
+        if self.enabled and self.split == "reserved" and self.max_samples is None:
+            raise ValueError(
+                "split 'reserved' needs max_samples (how many seed samples the warm start "
+                "keeps for itself); or set split: shared"
+            )
+        return self
+
+
+class GuardParams(BaseModel):
+    """Collapse guard after every train@j: greedy tool-call rate on the warm start's
+    call-labelled held-out check prompts, compared with the warm start's own rate."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    min_ratio: float = Field(0.8, ge=0, le=1)  # rate after train@j / warm start's rate
+    action: Literal["warn", "fail"] = "warn"  # fail: train@j exits non-zero (model kept)
 
 
 class TrainParams(BaseModel):
@@ -64,6 +95,21 @@ class TrainParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    # grpo: the paper's RL step; sft: supervised fine-tuning on D_j's labels (`sft` knobs),
+    # for budgets where GRPO cannot move the policy. Same checkpoint chain either way.
+    algorithm: Literal["grpo", "sft"] = "grpo"
+    sft: SFTParams = SFTParams()
+    # binary: 1 iff strict ToolMatch (the paper); graded: partial credit for answer kind,
+    # function names, argument names and values (ToolRL-style ablation), 1.0 only on a match.
+    reward: Literal["binary", "graded"] = "binary"
+    # DAPO dynamic sampling: drop zero-variance groups and refill the batch with groups of
+    # fresh prompts, up to `dynamic_sampling_max_rounds` extra generation rounds per step.
+    dynamic_sampling: bool = False
+    dynamic_sampling_max_rounds: int = Field(3, ge=1)
+    # Cap on the share of no-call (clarify / irrelevant) prompts in the GRPO training set
+    # (so in every batch, in expectation); 1.0 = no cap.
+    max_no_call_share: float = Field(1.0, ge=0, le=1)
+    guard: GuardParams = GuardParams()
     learning_rate: float = Field(1e-6, gt=0)
     prompts_per_step: int = Field(128, ge=1)
     num_generations: int = Field(16, ge=2)

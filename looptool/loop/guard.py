@@ -1,0 +1,63 @@
+"""The held-out format check and the collapse guard built on it.
+
+The warm start's check greedy-decodes ``warmstart.heldout_check`` held-out prompts (a
+seeded subset) and records how often a call-labelled prompt gets a parseable
+``<tool_call>`` answer. After every train@j the same prompts are decoded with the new
+checkpoint: when that tool-call rate falls below ``train.guard.min_ratio`` of the warm
+start's, the policy is collapsing into text answers (DESIGN §9), and the guard warns
+loudly or fails the stage.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from looptool.engines import factory
+from looptool.eval.policy import policy_spec
+from looptool.loop.train import read_samples
+from looptool.loop.warmstart import format_check
+from looptool.params import Params
+from looptool.params.train import GuardParams
+
+
+def heldout_check(params: Params, model_dir: str | os.PathLike, heldout: str | os.PathLike) -> dict:
+    """:func:`format_check` of the checkpoint at ``model_dir`` on the warm start's held-out
+    check prompts (same count and seed every time, so rates compare across iterations)."""
+    ws = params.warmstart
+    spec = policy_spec(params.engines.policy, model_dir)
+    if spec.backend not in ("hf", "vllm"):
+        return {"skipped": f"policy backend {spec.backend} serves no checkpoint"}
+    engine = factory.open_engine(
+        spec, "policy", use_cache=params.engines.use_cache, cache_dir=params.project.cache_dir
+    )
+    held = read_samples(heldout, ws.heldout_check, ws.seed)
+    return format_check(
+        engine,
+        held.samples,
+        date=params.project.date,
+        enable_thinking=ws.enable_thinking,
+        max_tokens=ws.heldout_check_max_tokens,
+    )
+
+
+def guard_verdict(check: dict, baseline: dict | None, guard: GuardParams) -> dict[str, Any]:
+    """Compare this iteration's held-out tool-call rate with the warm start's.
+
+    ``ok`` is False when the rate is below ``min_ratio`` x the warm start's; ``skipped``
+    says why no comparison was possible (no baseline, no call-labelled prompts).
+    """
+    rate = check.get("tool_call_rate")
+    base = (baseline or {}).get("tool_call_rate")
+    out: dict[str, Any] = {
+        "tool_call_rate": rate,
+        "warmstart_tool_call_rate": base,
+        "min_ratio": guard.min_ratio,
+        "action": guard.action,
+    }
+    if rate is None or base is None:
+        why = "no warm-start held-out check" if base is None else "no call-labelled prompt"
+        return {**out, "ok": True, "skipped": why}
+    ratio = rate / base if base > 0 else None
+    ok = base == 0 or rate >= guard.min_ratio * base
+    return {**out, "ratio": ratio, "ok": ok}

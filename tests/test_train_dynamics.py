@@ -1,0 +1,122 @@
+"""GRPO knobs against the text-only collapse: per-kind reward metrics, the graded reward,
+the no-call cap, DAPO dynamic sampling (unit + a tiny real run) and the guard verdict."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from test_train import DATE, SMOKE, synthetic_samples, write_samples
+
+from looptool.core.codec import render_calls
+from looptool.core.types import Label, ToolCall, canonical_json
+from looptool.loop.dynamic_sampling import regroup, varied_groups
+from looptool.loop.guard import guard_verdict
+from looptool.loop.reward import ToolMatchReward
+from looptool.loop.train import LoadedSamples, cap_no_call_share, train_grpo
+from looptool.params.train import GuardParams
+
+CALL = ToolCall(name="get_weather", arguments={"city": "Paris", "days": 2})
+
+
+def lj(label: Label) -> str:
+    return canonical_json(label.to_json())
+
+
+def test_reward_logs_tool_call_rate_and_reward_per_kind_group():
+    logged: dict[str, float] = {}
+    reward = ToolMatchReward()
+    labels = [Label(calls=[CALL])] * 2 + [Label(text="Which city?"), Label(text="I can't.")]
+    completions = [render_calls([CALL]), "no idea", "For which city?", "Which one?"]
+    out = reward(completions, [lj(x) for x in labels], log_metric=logged.__setitem__)
+    assert out == [1.0, 0.0, 1.0, 0.0]
+    assert logged["toolmatch/tool_call_rate"] == 0.25
+    assert logged["toolmatch/reward_call"] == 0.5
+    assert (
+        logged["toolmatch/reward_clarify"] == 1.0 and logged["toolmatch/reward_irrelevant"] == 0.0
+    )
+
+
+def test_graded_reward_orders_partial_answers_and_keeps_1_for_exact():
+    reward = ToolMatchReward("graded")
+    gold = Label(calls=[CALL])
+    wrong_value = ToolCall(name="get_weather", arguments={"city": "Rome", "days": 2})
+    wrong_keys = ToolCall(name="get_weather", arguments={"town": "Paris"})
+    wrong_name = ToolCall(name="get_time", arguments={"city": "Paris"})
+    texts = [render_calls([c]) for c in (CALL, wrong_value, wrong_keys, wrong_name)]
+    texts += ["Sorry, I cannot.", "<tool_call>{broken"]
+    r = reward(texts, [lj(gold)] * len(texts))
+    assert r[0] == 1.0 and 1.0 > r[1] > r[2] > r[3] > r[4] == r[5] == 0.0
+    # binary stays 0/1 on the same completions
+    assert ToolMatchReward()(texts, [lj(gold)] * len(texts)) == [1.0, 0, 0, 0, 0, 0]
+    with pytest.raises(ValueError):
+        ToolMatchReward("fuzzy")
+
+
+def test_no_call_cap_keeps_every_call_sample():
+    samples = synthetic_samples(40, seed=5)
+    loaded = LoadedSamples(samples, [str(i) for i in range(40)], ["" for _ in samples])
+    keep = list(range(40))
+    n_call = sum(not s.label.is_no_call for s in samples)
+    n_no = 40 - n_call
+    assert n_no >= 2  # the fixture mixes kinds
+    capped = cap_no_call_share(loaded, keep, 0.1, seed=0)
+    no_call = [i for i in capped if samples[i].label.is_no_call]
+    assert len(capped) - len(no_call) == n_call and len(no_call) / len(capped) <= 0.1
+    assert capped == sorted(capped) and cap_no_call_share(loaded, keep, 0.1, seed=0) == capped
+    assert cap_no_call_share(loaded, keep, 1.0, seed=0) == keep
+    assert not [i for i in cap_no_call_share(loaded, keep, 0.0, 0) if samples[i].label.is_no_call]
+
+
+def test_regroup_pads_and_keeps_rows_of_the_picked_groups():
+    g = 2
+    a = {
+        "prompt_ids": torch.tensor([[0, 5, 6], [0, 5, 6], [7, 8, 9], [7, 8, 9]]),
+        "prompt_mask": torch.tensor([[0, 1, 1], [0, 1, 1], [1, 1, 1], [1, 1, 1]]),
+        "completion_ids": torch.tensor([[1, 0], [2, 3], [4, 0], [4, 0]]),
+        "completion_mask": torch.tensor([[1, 0], [1, 1], [1, 0], [1, 0]]),
+        "advantages": torch.tensor([-1.0, 1.0, 0.0, 0.0]),
+        "num_items_in_batch": torch.tensor(5),
+        "old_per_token_logps": None,
+    }
+    b = {
+        "prompt_ids": torch.tensor([[3, 4], [3, 4]]),
+        "prompt_mask": torch.tensor([[1, 1], [1, 1]]),
+        "completion_ids": torch.tensor([[1, 2, 3], [4, 0, 0]]),
+        "completion_mask": torch.tensor([[1, 1, 1], [1, 0, 0]]),
+        "advantages": torch.tensor([0.5, -0.5]),
+        "num_items_in_batch": torch.tensor(4),
+        "old_per_token_logps": None,
+    }
+    assert varied_groups(a["advantages"], g) == [0] and varied_groups(b["advantages"], g) == [0]
+    out = regroup([a, b], [(0, 0), (1, 0)], g, pad_token_id=0)
+    assert out["prompt_ids"].tolist() == [[0, 5, 6], [0, 5, 6], [0, 3, 4], [0, 3, 4]]
+    assert out["prompt_mask"].tolist() == [[0, 1, 1], [0, 1, 1], [0, 1, 1], [0, 1, 1]]
+    assert out["completion_ids"].tolist() == [[1, 0, 0], [2, 3, 0], [1, 2, 3], [4, 0, 0]]
+    assert out["completion_mask"].sum().item() == out["num_items_in_batch"].item() == 7
+    assert out["advantages"].tolist() == [-1.0, 1.0, 0.5, -0.5]
+    with pytest.raises(ValueError, match="pixel_values"):
+        regroup([{**a, "pixel_values": torch.zeros(1)}], [(0, 0)], g, 0)
+
+
+def test_dynamic_sampling_refills_zero_variance_groups_in_a_real_run(tmp_path, tiny_model_dir):
+    """The random tiny model earns reward 0 everywhere: every group is flat, so each step
+    spends its extra rounds and still trains on a full batch of the right shape."""
+    data = write_samples(tmp_path / "d.parquet", synthetic_samples(12, seed=2))
+    params = SMOKE.model_copy(update={"dynamic_sampling": True, "dynamic_sampling_max_rounds": 2})
+    res = train_grpo(
+        data, tiny_model_dir, tmp_path / "m", params, date=DATE, scratch_root=tmp_path / "s"
+    )
+    assert res.metrics["global_step"] == 2 and res.metrics["dynamic_sampling"] is True
+    assert [r["dynamic_sampling_rounds"] for r in res.plots] == [2.0, 2.0]
+    assert all(r["varied_group_share"] == 0.0 for r in res.plots)
+    assert res.metrics["dynamic_sampling_rounds_mean"] == 2.0
+    assert (tmp_path / "m" / "model.safetensors").exists()
+
+
+def test_guard_verdict():
+    guard = GuardParams(min_ratio=0.8, action="fail")
+    assert guard_verdict({"tool_call_rate": 0.7}, {"tool_call_rate": 0.9}, guard)["ok"] is False
+    ok = guard_verdict({"tool_call_rate": 0.75}, {"tool_call_rate": 0.9}, guard)
+    assert ok["ok"] and ok["ratio"] == pytest.approx(0.75 / 0.9)
+    skipped = guard_verdict({"tool_call_rate": 0.1}, None, guard)
+    assert skipped["ok"] and skipped["skipped"] == "no warm-start held-out check"
