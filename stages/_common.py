@@ -38,6 +38,23 @@ def stage_params(argv: list[str] | None = None) -> Params:
         sys.exit(f"error: {exc}")
 
 
+def skip_static_stage(params: Params, j: int, table: str, schema, metrics: str) -> bool:
+    """With ``eval.static_baseline`` D_{j+1} is drawn from the seed pool alone, so the
+    loop's data stages (probe, judge, expand) have nothing to decide: write an empty table
+    and a metrics file saying so, and return True (the caller stops there)."""
+    if not params.eval.static_baseline:
+        return False
+    from looptool.store.io import write_json_atomic, write_parquet_atomic
+
+    write_parquet_atomic(table, schema.empty_table())
+    write_json_atomic(
+        metrics,
+        {"iteration": j, "skipped": "eval.static_baseline: D_{j+1} is drawn from the seed pool"},
+    )
+    print(f"iteration {j}: static baseline, {table} left empty")
+    return True
+
+
 def open_engine(params: Params, spec: EngineSpec, role: str) -> Engine:
     """The role's engine behind the request cache (when `engines.use_cache`)."""
     return factory.open_engine(

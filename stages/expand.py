@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import sys
 
+from looptool.core.tables import EXPANSIONS
 from looptool.engines import EngineError
 from looptool.loop.expand import run_expand
 from looptool.store.io import read_parquet, write_json_atomic, write_parquet_atomic
-from stages._common import iteration_params, open_engine
+from stages._common import iteration_params, open_engine, skip_static_stage
 
 
 def main(argv: list[str] | None = None) -> None:
     params, j = iteration_params(argv)
+    if skip_static_stage(
+        params,
+        j,
+        f"data/iter_{j}/expansions.parquet",
+        EXPANSIONS,
+        f"data/iter_{j}/expand_metrics.json",
+    ):
+        return
     lp = params.loop
     try:
         dataset = read_parquet(f"data/iter_{j}/dataset.parquet")

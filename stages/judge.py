@@ -5,16 +5,21 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from looptool.core.tables import VERDICTS
 from looptool.engines import EngineError
 from looptool.loop.judge import label_correction_metrics, run_judge
 from looptool.store.io import read_parquet, write_json_atomic, write_parquet_atomic
-from stages._common import iteration_params, open_engine
+from stages._common import iteration_params, open_engine, skip_static_stage
 
 NOISE = Path("data/seed/label_noise.parquet")
 
 
 def main(argv: list[str] | None = None) -> None:
     params, j = iteration_params(argv)
+    if skip_static_stage(
+        params, j, f"data/iter_{j}/verdicts.parquet", VERDICTS, f"data/iter_{j}/judge_metrics.json"
+    ):
+        return
     lp = params.loop
     try:
         dataset = read_parquet(f"data/iter_{j}/dataset.parquet")

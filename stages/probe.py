@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import sys
 
+from looptool.core.tables import PROBE
 from looptool.engines import EngineError
 from looptool.eval.policy import policy_spec
 from looptool.loop.probe import probe_metrics, run_probe
 from looptool.store.io import read_parquet, write_json_atomic, write_parquet_atomic
-from stages._common import engine_stats, iteration_params, open_engine
+from stages._common import engine_stats, iteration_params, open_engine, skip_static_stage
 
 
 def main(argv: list[str] | None = None) -> None:
     params, j = iteration_params(argv)
+    if skip_static_stage(
+        params, j, f"data/iter_{j}/probe.parquet", PROBE, f"data/iter_{j}/probe_metrics.json"
+    ):
+        return
     try:
         dataset = read_parquet(f"data/iter_{j}/dataset.parquet")
         engine = open_engine(

@@ -475,3 +475,40 @@ def test_hppl_replace_takes_the_next_highest_ppl():
     left_out = mastered - ids(df, "HPPL")
     assert len(extra) == mb["splits"]["EE"] == m["ee_slots_substituted"] > 0 and left_out
     assert min(ppl[s] for s in extra) >= max(ppl[s] for s in left_out)
+
+
+def test_static_baseline_skips_the_loop_data_stages(tmp_path, monkeypatch):
+    """The static arm draws D_{j+1} from the seed pool: probe/judge/expand do no work."""
+    import json
+    from pathlib import Path
+
+    import yaml
+
+    from looptool.core.tables import EXPANSIONS, PROBE, VERDICTS
+    from looptool.store.io import read_parquet
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.syspath_prepend(str(root))
+    monkeypatch.chdir(tmp_path)
+    hf = {"backend": "hf", "model": "data/no_such_model"}
+    params = {
+        "engines": {"policy": hf, "judge": hf, "generator": {"backend": "template"}},
+        "eval": {"static_baseline": True},
+        "iterations": {"1": {"j": 1, "prev": 0, "next": 2}},
+    }
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+    import stages.expand
+    import stages.judge
+    import stages.probe
+
+    it = ["--j", "1", "--prev", "0", "--next", "2"]
+    for stage, table, schema, metrics in (
+        (stages.probe, "probe", PROBE, "probe_metrics"),
+        (stages.judge, "verdicts", VERDICTS, "judge_metrics"),
+        (stages.expand, "expansions", EXPANSIONS, "expand_metrics"),
+    ):
+        stage.main(it)  # no dataset, model or engine needed
+        out = read_parquet(f"data/iter_1/{table}.parquet")
+        assert out.num_rows == 0 and out.schema.equals(schema)
+        m = json.loads(Path(f"data/iter_1/{metrics}.json").read_text())
+        assert m["skipped"].startswith("eval.static_baseline")
