@@ -14,7 +14,7 @@ from looptool.params import load_params
 
 REPO = Path(__file__).resolve().parents[1]
 DVC = str(Path(sys.executable).parent / "dvc")
-PROFILES = ["params.yaml", "params.smol.yaml", "params.gpu.yaml"]
+PROFILES = ["params.yaml", "params.smol.yaml", "params.gpu.yaml", "params.compare.yaml"]
 
 
 def _stage_names(profile: str, tmp_path: Path) -> set[str]:
