@@ -78,6 +78,9 @@ def curve_row(metrics: dict) -> dict:
         "iter": metrics["iter"],
         "static_baseline": metrics["static_baseline"],
         "heldout": metrics["heldout"]["accuracy"],
+        "heldout_ci_low": metrics["heldout"].get("ci_low"),
+        "heldout_ci_high": metrics["heldout"].get("ci_high"),
+        "tool_call_rate": metrics["heldout"].get("tool_call_rate"),
     }
     for cat, m in (metrics.get("bfcl") or {}).items():
         row["bfcl_overall" if cat == "overall" else f"bfcl_{cat}"] = m["accuracy"]
@@ -98,7 +101,12 @@ def format_eval(metrics: dict) -> str:
     """A short human summary for the stage log."""
     h = metrics["heldout"]
     acc = "n/a" if h["accuracy"] is None else f"{100 * h['accuracy']:.1f}%"
-    lines = [f"eval@{metrics['iter']}: held-out strict {acc} (n={h['n']}, parse {h['parse_rate']})"]
+    ci = "" if h.get("ci_low") is None else f" [{100 * h['ci_low']:.1f}, {100 * h['ci_high']:.1f}]"
+    calls = "n/a" if h.get("tool_call_rate") is None else f"{100 * h['tool_call_rate']:.1f}%"
+    lines = [
+        f"eval@{metrics['iter']}: held-out strict {acc}{ci} (n={h['n']}, parse "
+        f"{h['parse_rate']}, tool-call rate on call labels {calls})"
+    ]
     for cat, m in (metrics.get("bfcl") or {}).items():
         a = "n/a" if m["accuracy"] is None else f"{100 * m['accuracy']:.1f}%"
         lines.append(f"  bfcl {cat:<24} {a:>7}  n={m['n']}")
