@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
             f"train@{args.j}: COLLAPSE GUARD: greedy tool-call rate on call-labelled held-out "
             f"prompts {guard['tool_call_rate']:.2f} < {tp.guard.min_ratio} x the warm start's "
             f"{guard['warmstart_tool_call_rate']:.2f}: the policy is turning into a text "
-            "answerer (see README, 'When GRPO collapses')"
+            "answerer (README: 'Keeping GRPO from collapsing')"
         )
         if tp.guard.action == "fail":
             sys.exit(f"error: {msg}")
