@@ -44,7 +44,7 @@ def _row(sid: str, **kw) -> dict:
         "label": f'{{"calls":[],"text":"{sid}"}}',
         "label_hash": f"h_{sid}",
         "label_rev": 0,
-        "kind": "no_call",
+        "kind": "irrelevant",
         "origin": "seed",
         "born_iter": 0,
         **kw,
@@ -65,6 +65,7 @@ def synth(
             {
                 "sample_id": f"d{i}",
                 "iter": 1,
+                "kind": "irrelevant",
                 "raw_text": "",
                 "match": mastered,
                 "match_reason": "x",
@@ -88,6 +89,7 @@ def synth(
                 "label_before": f'{{"calls":[],"text":"d{i}"}}',
                 "label_after": f'{{"calls":[],"text":"new{i}"}}' if lr else None,
                 "label_hash_after": f"nh{i}" if lr else None,
+                "kind_after": "irrelevant" if lr else None,
                 "ppl": ppl * (10 if outcome == "HPPL" else 1),
                 "outcome": outcome,
             }
@@ -399,6 +401,7 @@ def test_one_full_iteration_through_the_stages(tmp_path, tiny_model_dir, monkeyp
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("LOOPTOOL_CACHE_DIR", raising=False)
     write_parquet_atomic("data/seed/samples.parquet", _seed_samples(150))
+    write_parquet_atomic("data/seed/heldout.parquet", SAMPLES.empty_table())
     (tmp_path / "data/iter_1").mkdir(parents=True, exist_ok=True)
     (tmp_path / "data/iter_1/model").symlink_to(tiny_model_dir, target_is_directory=True)
     hf = {"backend": "hf", "model": str(tiny_model_dir), "batch_size": 16}
