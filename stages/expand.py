@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
             seed=params.project.seed,
             heldout=heldout,
         )
-    except (FileNotFoundError, EngineError) as exc:
+    except (FileNotFoundError, EngineError, ValueError) as exc:
         sys.exit(f"error: expand@{j}: {exc}")
     write_parquet_atomic(f"data/iter_{j}/expansions.parquet", res.table)
     write_json_atomic(f"data/iter_{j}/expand_metrics.json", {"iteration": j, **res.metrics})

@@ -458,3 +458,39 @@ def test_hppl_replace_takes_the_next_highest_ppl():
     left_out = mastered - ids(df, "HPPL")
     assert len(extra) == mb["splits"]["EE"] == m["ee_slots_substituted"] > 0 and left_out
     assert min(ppl[s] for s in extra) >= max(ppl[s] for s in left_out)
+
+
+def test_hppl_trim_keeps_the_kind_groups_in_proportion():
+    """30 HPPL candidates (20 refusals with high PPL, 10 calls with low PPL) for 6 slots."""
+    kinds = ["irrelevant"] * 20 + ["single"] * 10
+    ds = rows_to_table(
+        [_row(f"d{i}", kind=k, split="SEED", iter=1, copy=0) for i, k in enumerate(kinds)],
+        DATASET,
+    )
+    probe = rows_to_table(
+        [
+            {"sample_id": f"d{i}", "iter": 1, "kind": k, "raw_text": "", "match": True,
+             "match_reason": "match", "ppl": (50.0 if k == "irrelevant" else 1.0) + i,
+             "n_tokens": 1, "hppl": True}
+            for i, k in enumerate(kinds)
+        ],
+        PROBE,
+    )  # fmt: skip
+    used = rows_to_table([{"sample_id": f"d{i}", "used_iter": 1} for i in range(30)], SEED_USED)
+    tables = {
+        "dataset": ds,
+        "probe": probe,
+        "verdicts": VERDICTS.empty_table(),
+        "expansions": EXPANSIONS.empty_table(),
+        "seed_samples": ds.select(SAMPLES.names).cast(SAMPLES),
+        "seed_used": used,
+    }
+    loop = {"dataset_size": 6, "compose": {"seed_new": 0}}
+    by_kind, _, _ = run(tables, **loop)
+    assert sorted(by_kind.get_column("kind")) == ["irrelevant"] * 4 + ["single"] * 2
+    # within each group the highest PPL is kept
+    assert ids(by_kind, "HPPL") == {"d19", "d18", "d17", "d16", "d29", "d28"}
+    pooled, _, _ = run(tables, **loop, probe={"hppl_groups": "pooled"})
+    assert set(pooled.get_column("kind")) == {"irrelevant"}
+    calls, _, _ = run(tables, **loop, probe={"hppl_groups": "calls_only"})
+    assert sorted(calls.get_column("kind")) == ["single"] * 6

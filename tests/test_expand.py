@@ -437,3 +437,10 @@ def test_parse_child_accepts_names_specs_and_openai_calls():
             json.dumps({"context": [{"role": "user", "content": "x"}], "label": {"calls": []}}),
             [WEATHER],
         )
+
+
+def test_a_broken_heldout_row_is_a_clear_error():
+    good = sample_to_row(book_sample(2))
+    heldout = rows_to_table([good, {**good, "sample_id": "bad", "context": "[{oops"}], SAMPLES)
+    with pytest.raises(ValueError, match=r"held-out row 1 \(bad\)"):
+        expand([book_sample(1)], ["MR"], heldout=heldout)

@@ -389,13 +389,19 @@ def _child_row(c: Child, iteration: int) -> dict:
 
 
 def heldout_index(heldout: pa.Table | None, threshold: float) -> ShingleIndex | None:
-    """A near-duplicate index over the held-out samples (None without a held-out table)."""
+    """A near-duplicate index over the held-out samples (None without a held-out table);
+    ValueError naming the row when one does not rebuild into a sample."""
     if heldout is None:
         return None
     rows = heldout.select(["sample_id", "tools", "context", "label"]).to_pylist()
-    return ShingleIndex(
-        [r["sample_id"] for r in rows], [shingles(sample_from_row(r)) for r in rows], threshold
-    )
+    sets = []
+    for i, r in enumerate(rows):
+        try:
+            sets.append(shingles(sample_from_row(r)))
+        except (ValueError, TypeError, ValidationError) as exc:
+            first = str(exc).splitlines()[0]
+            raise ValueError(f"held-out row {i} ({r['sample_id']}): {first}") from None
+    return ShingleIndex([r["sample_id"] for r in rows], sets, threshold)
 
 
 def heldout_duplicate(index: ShingleIndex | None, sid: str, sh: frozenset[str]) -> str | None:

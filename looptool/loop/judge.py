@@ -19,7 +19,8 @@ Every probe mismatch gets one verdict:
 
 Outcomes (Alg. 1): PRED_WRONG -> MR; LABEL_WRONG -> LR (label replaced by the prediction,
 old label kept in ``label_before``, the new label's kind in ``kind_after``); BOTH_CORRECT ->
-HPPL when its PPL reaches the HPPL cut of its kind group (``hppl_groups``) else KEPT_OUT; BOTH_WRONG -> DROPPED; UNPARSED -> ``unparsed_outcome``.
+HPPL when its PPL reaches the HPPL cut of its kind group (``hppl_groups``) else KEPT_OUT;
+BOTH_WRONG -> DROPPED; UNPARSED -> ``unparsed_outcome``.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from looptool.core.tables import PROBE, rows_to_table, sample_from_row
 from looptool.core.types import Sample, canonical_json
 from looptool.engines.base import Engine, SamplingParams, ScoreRequest
 from looptool.loop.prompting import policy_request
-from looptool.params.loop import ProbeParams
+from looptool.params.loop import HpplGroups, ProbeParams
 
 
 def answer_part(raw: str) -> str:
@@ -148,7 +148,7 @@ def hppl_count(n_pool: int, params: ProbeParams) -> int:
     return min(n_pool, math.ceil(params.hppl_quantile * n_pool))
 
 
-def rank_by_ppl(df: pl.DataFrame, groups: str = "pooled") -> pl.DataFrame:
+def rank_by_ppl(df: pl.DataFrame, groups: HpplGroups = "pooled") -> pl.DataFrame:
     """HPPL candidates (``ppl``, ``sample_id``, and ``kind`` unless pooled) in selection
     order under ``hppl_groups``: every ``head(n)`` is the HPPL choice of size ``n``.
 
@@ -186,7 +186,9 @@ def select_hppl(probe: pa.Table, params: ProbeParams) -> pa.Table:
     return df.to_arrow().cast(PROBE)
 
 
-def hppl_threshold(probe: pa.Table | pl.DataFrame, groups: str = "pooled") -> dict[str, float]:
+def hppl_threshold(
+    probe: pa.Table | pl.DataFrame, groups: HpplGroups = "pooled"
+) -> dict[str, float]:
     """The HPPL cut: lowest PPL among the selected HPPL samples, per kind group (one
     entry ``"all"`` when ``groups`` is pooled); a group with no selected sample has none.
 

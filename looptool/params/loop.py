@@ -10,6 +10,7 @@ from looptool.params.engines import EngineSpec
 
 Ablation = Literal["none", "no_hppl", "no_jglv", "no_edde", "hppl_replace", "es_repeat"]
 LoopSplit = Literal["ES", "EE", "HPPL"]
+HpplGroups = Literal["by_kind", "pooled", "calls_only"]
 
 # The paper's EDDE scenario constraints (one is drawn per child).
 DEFAULT_SCENARIOS = [
@@ -43,7 +44,7 @@ class ProbeParams(BaseModel):
     # group (call / clarify / irrelevant) and every group gets its proportional share of
     # the HPPL size (free-text PPL is not comparable with JSON-call PPL); pooled = one
     # ranking over all; calls_only = no-call samples never enter HPPL.
-    hppl_groups: Literal["by_kind", "pooled", "calls_only"] = "by_kind"
+    hppl_groups: HpplGroups = "by_kind"
 
 
 class JudgeParams(BaseModel):
