@@ -72,6 +72,7 @@ def synthetic_iteration(n: int, seed: int = 0) -> dict[str, pa.Table]:
     probe = pl.select(
         sample_id=ds.get_column("sample_id"),
         iter=pl.lit(1, dtype=pl.Int32),
+        kind=ds.get_column("kind"),
         raw_text=pl.lit("<tool_call>...</tool_call>"),
         think=pl.lit(None, dtype=pl.String),
         prediction=pl.lit(None, dtype=pl.String),
@@ -97,6 +98,7 @@ def synthetic_iteration(n: int, seed: int = 0) -> dict[str, pa.Table]:
         verdict=pl.col("outcome").replace_strict(VERDICT_OF),
         label_after=pl.when(pl.col("outcome") == "LR").then(pl.lit('{"calls":[],"text":"fixed"}')),
         label_hash_after=pl.when(pl.col("outcome") == "LR").then(pl.lit("fixedhash")),
+        kind_after=pl.when(pl.col("outcome") == "LR").then(pl.lit("irrelevant")),
     )
     seeds_es = verdicts.filter(pl.col("outcome").is_in(["MR", "LR"])).select("sample_id")
     children = seeds_es.join(

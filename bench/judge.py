@@ -15,7 +15,7 @@ import time
 
 from looptool.core.codec import parse_completion, render_label
 from looptool.core.match import match_strict
-from looptool.core.tables import DATASET, PROBE, rows_to_table, sample_to_row
+from looptool.core.tables import DATASET, PROBE, rows_to_table, sample_kind, sample_to_row
 from looptool.core.types import Label, Message, Sample, ToolCall, ToolSpec, canonical_json
 from looptool.loop.judge import mismatch_items, run_judge, tier0, tier1
 from looptool.params.loop import LoopParams
@@ -77,6 +77,7 @@ def synthetic(n: int):
             {
                 "sample_id": s.sample_id,
                 "iter": 1,
+                "kind": sample_kind(s),
                 "raw_text": text,
                 "prediction": canonical_json(parsed.to_label().to_json()),
                 "match": match_strict(parsed, s.label).ok,

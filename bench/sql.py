@@ -57,6 +57,7 @@ def write_tables(root: Path, rows: int, iters: int) -> None:
                 NULL::VARCHAR AS raw_judge,
                 '{{"calls":[{{"arguments":{{"city":"x"}},"name":"f"}}]}}' AS label_before,
                 NULL::VARCHAR AS label_after, NULL::VARCHAR AS label_hash_after,
+                NULL::VARCHAR AS kind_after,
                 ((h >> 16) % 1000) / 100.0 AS ppl,
                 ['MR','MR','HPPL','LR','DROPPED','MR'][1 + h % 6] AS outcome
               FROM ({base})
@@ -64,7 +65,8 @@ def write_tables(root: Path, rows: int, iters: int) -> None:
         """)  # fmt: skip
         con.execute(f"""
             COPY (
-              SELECT sample_id, iter, '<tool_call>..</tool_call>' AS raw_text, NULL::VARCHAR AS think,
+              SELECT sample_id, iter, 'single' AS kind, '<tool_call>..</tool_call>' AS raw_text,
+                NULL::VARCHAR AS think,
                 NULL::VARCHAR AS prediction, NULL::VARCHAR AS parse_error, h % 3 = 0 AS match,
                 'value_mismatch' AS match_reason, 1.0 + ((h >> 16) % 1000) / 100.0 AS ppl,
                 20::INTEGER AS n_tokens, h % 7 = 0 AS hppl

@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> None:
         dataset = read_parquet(f"data/iter_{j}/dataset.parquet")
         probe = read_parquet(f"data/iter_{j}/probe.parquet")
         verdicts = read_parquet(f"data/iter_{j}/verdicts.parquet")
+        heldout = read_parquet("data/seed/heldout.parquet")
         generator = open_engine(params, params.engines.generator, "generator")
         verifier = None
         if lp.expand.llm_verify == "generator":
@@ -42,8 +43,9 @@ def main(argv: list[str] | None = None) -> None:
             date=params.project.date,
             params=lp,
             seed=params.project.seed,
+            heldout=heldout,
         )
-    except (FileNotFoundError, EngineError) as exc:
+    except (FileNotFoundError, EngineError, ValueError) as exc:
         sys.exit(f"error: expand@{j}: {exc}")
     write_parquet_atomic(f"data/iter_{j}/expansions.parquet", res.table)
     write_json_atomic(f"data/iter_{j}/expand_metrics.json", {"iteration": j, **res.metrics})

@@ -121,7 +121,8 @@ def build(
             ppl = round(rng.uniform(1.0, 3.0), 3)
             is_hppl = match and ppl > 2.2
             probe.append({
-                "sample_id": r["sample_id"], "iter": j, "raw_text": "<tool_call>..</tool_call>",
+                "sample_id": r["sample_id"], "iter": j, "kind": r["kind"],
+                "raw_text": "<tool_call>..</tool_call>",
                 "think": None, "prediction": r["label"] if match else None,
                 "parse_error": None, "match": match,
                 "match_reason": "match" if match else "value_mismatch",
@@ -140,6 +141,7 @@ def build(
                 "analysis": None, "correct_approach": None, "judge_model": "tiny",
                 "response_order": "label_first", "raw_judge": None,
                 "label_before": r["label"], "label_after": new["label"] if new else None,
+                "kind_after": new["kind"] if new else None,
                 "outcome": outcome,
             })  # fmt: skip
             if verdict == "PRED_WRONG":

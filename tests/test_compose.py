@@ -44,7 +44,7 @@ def _row(sid: str, **kw) -> dict:
         "label": f'{{"calls":[],"text":"{sid}"}}',
         "label_hash": f"h_{sid}",
         "label_rev": 0,
-        "kind": "no_call",
+        "kind": "irrelevant",
         "origin": "seed",
         "born_iter": 0,
         **kw,
@@ -65,6 +65,7 @@ def synth(
             {
                 "sample_id": f"d{i}",
                 "iter": 1,
+                "kind": "irrelevant",
                 "raw_text": "",
                 "match": mastered,
                 "match_reason": "x",
@@ -88,6 +89,7 @@ def synth(
                 "label_before": f'{{"calls":[],"text":"d{i}"}}',
                 "label_after": f'{{"calls":[],"text":"new{i}"}}' if lr else None,
                 "label_hash_after": f"nh{i}" if lr else None,
+                "kind_after": "irrelevant" if lr else None,
                 "ppl": ppl * (10 if outcome == "HPPL" else 1),
                 "outcome": outcome,
             }
@@ -419,6 +421,8 @@ def test_one_full_iteration_through_the_stages(tmp_path, tiny_model_dir, monkeyp
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("LOOPTOOL_CACHE_DIR", raising=False)
     write_parquet_atomic("data/seed/samples.parquet", _seed_samples(150))
+    write_parquet_atomic("data/iter_0/warmstart_samples.parquet", SEED_USED.empty_table())
+    write_parquet_atomic("data/seed/heldout.parquet", SAMPLES.empty_table())
     (tmp_path / "data/iter_1").mkdir(parents=True, exist_ok=True)
     (tmp_path / "data/iter_1/model").symlink_to(tiny_model_dir, target_is_directory=True)
     hf = {"backend": "hf", "model": str(tiny_model_dir), "batch_size": 16}
@@ -512,3 +516,39 @@ def test_static_baseline_skips_the_loop_data_stages(tmp_path, monkeypatch):
         assert out.num_rows == 0 and out.schema.equals(schema)
         m = json.loads(Path(f"data/iter_1/{metrics}.json").read_text())
         assert m["skipped"].startswith("eval.static_baseline")
+
+
+def test_hppl_trim_keeps_the_kind_groups_in_proportion():
+    """30 HPPL candidates (20 refusals with high PPL, 10 calls with low PPL) for 6 slots."""
+    kinds = ["irrelevant"] * 20 + ["single"] * 10
+    ds = rows_to_table(
+        [_row(f"d{i}", kind=k, split="SEED", iter=1, copy=0) for i, k in enumerate(kinds)],
+        DATASET,
+    )
+    probe = rows_to_table(
+        [
+            {"sample_id": f"d{i}", "iter": 1, "kind": k, "raw_text": "", "match": True,
+             "match_reason": "match", "ppl": (50.0 if k == "irrelevant" else 1.0) + i,
+             "n_tokens": 1, "hppl": True}
+            for i, k in enumerate(kinds)
+        ],
+        PROBE,
+    )  # fmt: skip
+    used = rows_to_table([{"sample_id": f"d{i}", "used_iter": 1} for i in range(30)], SEED_USED)
+    tables = {
+        "dataset": ds,
+        "probe": probe,
+        "verdicts": VERDICTS.empty_table(),
+        "expansions": EXPANSIONS.empty_table(),
+        "seed_samples": ds.select(SAMPLES.names).cast(SAMPLES),
+        "seed_used": used,
+    }
+    loop = {"dataset_size": 6, "compose": {"seed_new": 0}}
+    by_kind, _, _ = run(tables, **loop)
+    assert sorted(by_kind.get_column("kind")) == ["irrelevant"] * 4 + ["single"] * 2
+    # within each group the highest PPL is kept
+    assert ids(by_kind, "HPPL") == {"d19", "d18", "d17", "d16", "d29", "d28"}
+    pooled, _, _ = run(tables, **loop, probe={"hppl_groups": "pooled"})
+    assert set(pooled.get_column("kind")) == {"irrelevant"}
+    calls, _, _ = run(tables, **loop, probe={"hppl_groups": "calls_only"})
+    assert sorted(calls.get_column("kind")) == ["single"] * 6

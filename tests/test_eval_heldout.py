@@ -95,6 +95,11 @@ def test_heldout_accuracy_kinds_and_failures() -> None:
         .rows()
     )
     assert {k: v["accuracy"] for k, v in m["by_kind"].items()} == pytest.approx(dict(want_kind))
+    # kind groups: h1, h7 right of 6 call-labelled; h2 right, h6 a parse error of 2 clarify
+    assert m["by_kind_group"] == {
+        "call": {"accuracy": pytest.approx(2 / 6), "n": 6},
+        "clarify": {"accuracy": 0.5, "n": 2},
+    }
     assert sum(m["reasons"].values()) == len(rows)
     # call-labelled: h0 h1 h3 h4 h5 h7 (6); a parseable call from h1, h4, h7
     assert m["n_call_labelled"] == 6 and m["tool_call_rate"] == pytest.approx(3 / 6)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import re
 
 import polars as pl
@@ -14,9 +15,11 @@ from looptool.core.tables import (
     DATASET,
     EXPANSIONS,
     PROBE,
+    SAMPLES,
     VERDICTS,
     rows_to_table,
     sample_from_row,
+    sample_kind,
     sample_to_row,
 )
 from looptool.core.types import Label, Message, Sample, ToolCall, ToolSpec, canonical_json
@@ -24,6 +27,7 @@ from looptool.engines import make_engine
 from looptool.engines.base import Generation
 from looptool.loop.edde_template import grounded
 from looptool.loop.expand import error_seeds, parse_child, run_expand
+from looptool.loop.near_dup import ShingleIndex, jaccard, shingles
 from looptool.params.engines import EngineSpec
 from looptool.params.loop import DEFAULT_SCENARIOS, LoopParams
 
@@ -91,6 +95,7 @@ def iteration(
             {
                 "sample_id": s.sample_id,
                 "iter": 1,
+                "kind": sample_kind(s),
                 "raw_text": render_label(wrong),
                 "match": False,
                 "match_reason": "name_mismatch",
@@ -112,13 +117,14 @@ def iteration(
                 "label_before": canonical_json(s.label.to_json()),
                 "label_after": canonical_json(after.to_json()) if after else None,
                 "label_hash_after": after.hash if after else None,
+                "kind_after": sample_kind(s.model_copy(update={"label": after})) if after else None,
                 "outcome": o,
             }
         )
     return ds, rows_to_table(pr, PROBE), rows_to_table(vd, VERDICTS)
 
 
-def expand(samples, outcomes, generator=None, new_labels=None, **expand_params):
+def expand(samples, outcomes, generator=None, new_labels=None, heldout=None, **expand_params):
     gen = generator or make_engine(EngineSpec(backend="template"), "generator")
     ds, pr, vd = iteration(samples, outcomes, new_labels)
     params = LoopParams(expand=expand_params)
@@ -132,6 +138,7 @@ def expand(samples, outcomes, generator=None, new_labels=None, **expand_params):
         date="2026-11-22",
         params=params,
         seed=0,
+        heldout=heldout,
     )
     assert res.table.schema.equals(EXPANSIONS)
     return pl.from_arrow(res.table), res.metrics
@@ -279,6 +286,65 @@ def test_parse_rules_and_sibling_tiers():
     }
 
 
+ANNIVERSARY = (
+    "Hello, my partner and I are planning a small anniversary dinner next month and we "
+    "would love a quiet corner. Please book Luigi for 3 people on 2026-07-01, we will "
+    "arrive around eight in the evening and may bring a small cake if that is allowed."
+)
+TEAM = (
+    "Good morning, our team wants to celebrate the end of a long project with a relaxed "
+    "lunch somewhere central. Could you reserve Luigi for 3 people on 2026-07-01 at noon, "
+    "ideally near a window, and note that one of us is vegetarian?"
+)
+
+
+def test_children_leaking_the_heldout_split_are_rejected():
+    args = {"restaurant": "Luigi", "people": 3, "date": "2026-07-01"}
+    same = _child_json(args, content=ANNIVERSARY)
+    near = _child_json(args, content=TEAM + " Thanks!")
+    other = _child_json(
+        {"restaurant": "Blue Fin", "people": 2, "date": "2026-08-15"},
+        content="Table for two at Blue Fin on 2026-08-15, please.",
+    )
+    texts = [same, near, other]
+    seed = book_sample(1)
+    held_same = parse_child(same, seed.tools)
+    held_near = parse_child(near.replace(" Thanks!", " Many thanks!"), seed.tools)
+    child_near = parse_child(near, seed.tools)
+    # The premise: a near-duplicate by the EDDE threshold, yet not the same sample.
+    assert held_near.sample_id != child_near.sample_id
+    assert jaccard(shingles(held_near), shingles(child_near)) >= 0.9
+    heldout = rows_to_table([sample_to_row(held_same), sample_to_row(held_near)], SAMPLES)
+
+    free, _ = expand([seed], ["MR"], generator=Scripted(texts), k=3)
+    assert free.get_column("accepted").to_list() == [True, True, True]  # no held-out given
+
+    df, m = expand([seed], ["MR"], generator=Scripted(texts), k=3, heldout=heldout)
+    r = {row["child_index"]: row for row in df.iter_rows(named=True)}
+    assert r[0]["reject_tier"] == "heldout_dup" and held_same.sample_id in r[0]["reject_reason"]
+    assert r[0]["reject_reason"].startswith("same sample_id as held-out sample")
+    assert r[1]["reject_tier"] == "heldout_dup" and held_near.sample_id in r[1]["reject_reason"]
+    assert r[1]["reject_reason"].startswith("near-duplicate of held-out sample")
+    assert r[2]["accepted"]
+    assert m["rejected_per_tier"] == {"heldout_dup": 2}
+
+
+def test_shingle_index_finds_exactly_the_pairs_at_or_above_the_threshold():
+    rng = random.Random(7)
+    vocab = [f"w{i}" for i in range(40)]
+    base = [frozenset(rng.sample(vocab, rng.randint(1, 25))) for _ in range(60)]
+    # Near copies of some sets so that high similarities occur.
+    sets = base + [frozenset(set(b) ^ {rng.choice(vocab)}) for b in base[:30]]
+    ids = [f"h{i}" for i in range(len(sets))]
+    for t in (0.5, 0.8, 0.9, 1.0):
+        index = ShingleIndex(ids, sets, t)
+        for q in [*sets, *(frozenset(rng.sample(vocab, 12)) for _ in range(30))]:
+            best = max((jaccard(q, s), -i) for i, s in enumerate(sets))
+            want = (ids[-best[1]], best[0]) if best[0] >= t else None
+            assert index.most_similar(q) == want
+    assert "h3" in index and "x" not in index
+
+
 def test_llm_tier_rejects_ungrounded_children():
     template = make_engine(EngineSpec(backend="template"), "generator")
     ungrounded = _child_json(
@@ -371,3 +437,10 @@ def test_parse_child_accepts_names_specs_and_openai_calls():
             json.dumps({"context": [{"role": "user", "content": "x"}], "label": {"calls": []}}),
             [WEATHER],
         )
+
+
+def test_a_broken_heldout_row_is_a_clear_error():
+    good = sample_to_row(book_sample(2))
+    heldout = rows_to_table([good, {**good, "sample_id": "bad", "context": "[{oops"}], SAMPLES)
+    with pytest.raises(ValueError, match=r"held-out row 1 \(bad\)"):
+        expand([book_sample(1)], ["MR"], heldout=heldout)

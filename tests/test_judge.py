@@ -17,11 +17,23 @@ import pytest
 import yaml
 
 from looptool.core.codec import parse_completion, render_label
-from looptool.core.match import match_strict
-from looptool.core.tables import DATASET, PROBE, VERDICTS, rows_to_table, sample_to_row
+from looptool.core.match import match_normalized, match_strict
+from looptool.core.tables import (
+    DATASET,
+    EXPANSIONS,
+    PROBE,
+    SAMPLES,
+    SEED_USED,
+    VERDICTS,
+    rows_to_table,
+    sample_from_row,
+    sample_kind,
+    sample_to_row,
+)
 from looptool.core.types import Label, Message, Sample, ToolCall, ToolSpec, canonical_json
 from looptool.engines.base import Generation
-from looptool.loop.judge import label_correction_metrics, run_judge
+from looptool.loop.compose import compose_next
+from looptool.loop.judge import assign_both_correct, label_correction_metrics, run_judge
 from looptool.loop.judge_parse import parse_judgement
 from looptool.loop.probe import select_hppl
 from looptool.params.loop import LoopParams
@@ -74,6 +86,7 @@ def tables(cases: list[tuple[Sample, str, float]], mastered: int = 4) -> tuple[p
             {
                 "sample_id": s.sample_id,
                 "iter": 1,
+                "kind": sample_kind(s),
                 "raw_text": pred,
                 "think": None,
                 "prediction": canonical_json(lab.to_json()) if lab else None,
@@ -270,6 +283,133 @@ def test_llm_verdict_paths_and_outcomes():
     assert m["llm_calls_made"] == 10
     assert lw["analysis"] == "checked the city." and lw["correct_approach"] == "ask for Paris."
     assert json.loads(lw["raw_judge"])[0]["option"] in ("ONLY_A", "ONLY_B")
+
+
+def test_schema_rules_take_precedence_over_equivalence():
+    wrong_case = sample(1, city="Paris", unit="celsius")
+    bad_label = sample(2, city="Paris", unit="Celsius")  # the label breaks the enum's case
+    surface = sample(3, city="Paris", unit="celsius")
+    pred = {"city": "Paris", "unit": "Celsius"}
+    # The premise: tier-0 normalization alone would call the wrong-case enum equivalent.
+    assert match_normalized(
+        [ToolCall(name="get_weather", arguments=pred)], wrong_case.label.calls, [WEATHER]
+    ).ok
+    cases = [
+        (wrong_case, call(**pred), 2.0),
+        (bad_label, call(city="Paris", unit="celsius"), 2.0),
+        (surface, call(city=" PARIS ", unit="celsius"), 2.0),
+    ]
+    eng = FakeJudge()
+    df, m = judge(cases, [eng], rules_label_wrong="accept")
+    r = by_id(df)
+    w = r[wrong_case.sample_id]
+    assert (w["verdict"], w["tier"], w["outcome"]) == ("PRED_WRONG", "rules", "MR")
+    assert "enum get_weather.unit" in w["reason"]  # an error seed, not a surface variant
+    lw = r[bad_label.sample_id]
+    assert (lw["verdict"], lw["tier"], lw["outcome"]) == ("LABEL_WRONG", "rules", "LR")
+    assert (r[surface.sample_id]["verdict"], r[surface.sample_id]["tier"]) == (
+        "BOTH_CORRECT",
+        "equiv",
+    )
+    assert eng.calls == [] and m["resolved_by_tiers_0_1"] == 3
+    # With the rules off, tier 0 still decides alone (as configured).
+    df, _ = judge(cases[:1], [FakeJudge()], rules=False)
+    assert (df.row(0, named=True)["verdict"], df.row(0, named=True)["tier"]) == (
+        "BOTH_CORRECT",
+        "equiv",
+    )
+
+
+def no_call_sample(i: int, text: str) -> Sample:
+    ctx = [Message(role="user", content=f"Can you book me a flight to Rome? ({i})")]
+    return Sample(tools=[WEATHER], context=ctx, label=Label(text=text))
+
+
+def test_no_call_kinds_reach_the_judge_and_relabels_change_kind():
+    refusal = no_call_sample(1, "I can only look up the weather.")  # irrelevant label
+    empty = no_call_sample(2, "I can only look up the weather.")
+    call_to_text = sample(3, city="Lyon")  # the label calls; asking back is right
+    text_to_call = no_call_sample(4, "I cannot help with that.")  # a call is right
+    cases = [
+        (refusal, "Where would you like to fly?", 2.0),  # a clarification: another kind
+        (empty, "", 2.0),
+        (call_to_text, "Which city do you mean?", 2.0),
+        (text_to_call, call(city="Paris"), 2.0),
+    ]
+    eng = FakeJudge()
+
+    def option(req):
+        good = ("only look up the weather", "Which city", TRUTH)
+        ok_a, ok_b = (any(g in x for g in good) for x in _candidates(req))
+        return {(True, False): "ONLY_A", (False, True): "ONLY_B"}[(ok_a, ok_b)]
+
+    eng.option = option
+    ds, probe = tables(cases)
+    reasons = dict(pl.from_arrow(probe).select("sample_id", "match_reason").iter_rows())
+    assert (reasons[refusal.sample_id], reasons[empty.sample_id]) == ("answer_kind", "empty_answer")
+    params = LoopParams(judge={"order": "fixed", "analysis_max_tokens": 0})
+    res = run_judge([eng], ds, probe, iteration=1, date="2026-11-22", params=params)
+    r = by_id(pl.from_arrow(res.table))
+    # A clarification against an irrelevance label is a real mismatch: the LLM decides.
+    assert (r[refusal.sample_id]["tier"], r[refusal.sample_id]["verdict"]) == ("llm", "PRED_WRONG")
+    assert (r[empty.sample_id]["tier"], r[empty.sample_id]["verdict"]) == ("rules", "PRED_WRONG")
+    ct, tc = r[call_to_text.sample_id], r[text_to_call.sample_id]
+    assert (ct["verdict"], ct["kind_after"]) == ("LABEL_WRONG", "clarify")
+    assert (tc["verdict"], tc["kind_after"]) == ("LABEL_WRONG", "single")
+    assert r[refusal.sample_id]["kind_after"] is None
+
+    # compose carries the new kind into D_2 with the new label
+    seeds = rows_to_table([sample_to_row(s) for s, _, _ in cases], SAMPLES)
+    used = rows_to_table(
+        [{"sample_id": x, "used_iter": 1} for x in ds.column("sample_id").to_pylist()], SEED_USED
+    )
+    out = compose_next(
+        ds, probe, res.table, EXPANSIONS.empty_table(), seeds, used, next_j=2, params=params
+    )
+    d2 = {row["sample_id"]: row for row in out.dataset.to_pylist()}
+    for sid, kind in ((call_to_text.sample_id, "clarify"), (text_to_call.sample_id, "single")):
+        assert (d2[sid]["kind"], d2[sid]["origin"], d2[sid]["label_rev"]) == (kind, "relabel", 1)
+        assert sample_kind(sample_from_row(d2[sid])) == kind
+    assert d2[refusal.sample_id]["kind"] == "irrelevant"  # MR: label and kind kept
+
+
+def test_both_correct_joins_hppl_by_the_cut_of_its_kind_group():
+    """Mastered calls PPL 1..4, mastered refusals 50..80; BOTH_CORRECT mismatches: a call
+    at PPL 5 and a refusal at PPL 60."""
+    calls = [(f"c{i}", "single", float(i), True) for i in range(1, 5)]
+    refusals = [(f"r{i}", "irrelevant", 40.0 + 10 * i, True) for i in range(1, 5)]
+    both = [("bc_call", "parallel", 5.0, False), ("bc_refusal", "irrelevant", 60.0, False)]
+    verdicts = rows_to_table(
+        [
+            {"sample_id": sid, "iter": 1, "verdict": "BOTH_CORRECT", "tier": "llm",
+             "reason": "r", "label_before": "{}", "ppl": ppl, "outcome": "BOTH_CORRECT"}
+            for sid, _, ppl, _ in both
+        ],
+        VERDICTS,
+    )  # fmt: skip
+
+    def outcomes(rows: list[tuple], groups: str = "by_kind") -> dict[str, str]:
+        probe = rows_to_table(
+            [
+                {"sample_id": sid, "iter": 1, "kind": kind, "raw_text": "", "match": ok,
+                 "match_reason": "x", "ppl": ppl, "n_tokens": 1, "hppl": False}
+                for sid, kind, ppl, ok in rows
+            ],
+            PROBE,
+        )  # fmt: skip
+        params = LoopParams(probe={"hppl_quantile": 0.25, "hppl_groups": groups})
+        table = assign_both_correct(verdicts, select_hppl(probe, params.probe), params)
+        return dict(pl.from_arrow(table).select("sample_id", "outcome").iter_rows())
+
+    rows = calls + refusals + both
+    # pooled: the 2 HPPL slots go to the refusals (80, 70): the call never reaches the cut
+    assert outcomes(rows, "pooled") == {"bc_call": "KEPT_OUT", "bc_refusal": "KEPT_OUT"}
+    # by_kind: one slot per group; cuts 4 (calls) and 80 (refusals)
+    assert outcomes(rows) == {"bc_call": "HPPL", "bc_refusal": "KEPT_OUT"}
+    # calls_only: no-call samples never join HPPL
+    assert outcomes(rows, "calls_only") == {"bc_call": "HPPL", "bc_refusal": "KEPT_OUT"}
+    # a group without a mastered HPPL sample applies the rule to its BOTH_CORRECT ones
+    assert outcomes(calls + both) == {"bc_call": "HPPL", "bc_refusal": "HPPL"}
 
 
 def _orders(df: pl.DataFrame) -> dict[str, str]:

@@ -96,6 +96,7 @@ def test_greedy_requests_match_and_ppl_from_generation():
     assert not r1["match"] and r1["match_reason"] == "value_mismatch" and r1["n_tokens"] == 3
     assert r1["ppl"] == pytest.approx(math.exp(2.0))
     assert r2["match"]  # a no-call answer to a no-call label
+    assert [r["kind"] for r in (r0, r1, r2)] == ["single", "single", "clarify"]  # label kinds
     assert (
         not r3["match"]
         and r3["prediction"] is None
@@ -131,11 +132,13 @@ def test_ppl_over_the_label_or_always_scored():
     assert [r.completion for r in eng.score_requests] == [call("Lyon")]
 
 
-def _probe_table(ppls: list[float | None], matches: list[bool]):
+def _probe_table(ppls: list[float | None], matches: list[bool], kinds: list[str] | None = None):
+    kinds = kinds or ["single"] * len(ppls)
     rows = [
         {
             "sample_id": f"s{i:02d}",
             "iter": 1,
+            "kind": k,
             "raw_text": "",
             "match": m,
             "match_reason": "x",
@@ -143,7 +146,7 @@ def _probe_table(ppls: list[float | None], matches: list[bool]):
             "n_tokens": 1,
             "hppl": False,
         }
-        for i, (p, m) in enumerate(zip(ppls, matches, strict=True))
+        for i, (p, m, k) in enumerate(zip(ppls, matches, kinds, strict=True))
     ]
     return rows_to_table(rows, PROBE)
 
@@ -173,8 +176,80 @@ def test_hppl_selection_quantile_and_count():
         "s06",
         "s08",
     ]
-    assert hppl_threshold(select_hppl(t, ProbeParams(hppl_mode="count", hppl_count=3))) == 7.0
-    assert hppl_threshold(select_hppl(t, ProbeParams(hppl_mode="count", hppl_count=0))) is None
+    assert hppl_threshold(select_hppl(t, ProbeParams(hppl_mode="count", hppl_count=3))) == {
+        "all": 7.0
+    }
+    assert hppl_threshold(select_hppl(t, ProbeParams(hppl_mode="count", hppl_count=0))) == {}
+
+
+def _kinds_table():
+    """24 mastered samples whose no-call PPLs dominate a pooled ranking: 12 calls (PPL
+    1.1..2.2), 8 irrelevance replies (20..27), 4 clarifications (10..13); one call mismatch."""
+    ppls = [1.0 + (i + 1) / 10 for i in range(12)]
+    ppls += [20.0 + i for i in range(8)] + [10.0 + i for i in range(4)] + [99.0]
+    kinds = ["single", "parallel", "multi_step"] * 4 + ["irrelevant"] * 8 + ["clarify"] * 4
+    return _probe_table(ppls, [True] * 24 + [False], [*kinds, "single"])
+
+
+def _selected_groups(t) -> dict[str, list[float]]:
+    df = pl.from_arrow(t).filter(pl.col("hppl"))
+    group = {"single": "call", "parallel": "call", "multi_step": "call"}
+    out: dict[str, list[float]] = {}
+    for kind, ppl in df.select("kind", "ppl").iter_rows():
+        out.setdefault(group.get(kind, kind), []).append(ppl)
+    return {g: sorted(v, reverse=True) for g, v in out.items()}
+
+
+def test_hppl_groups_rank_ppl_within_each_kind_group():
+    t = _kinds_table()
+    quarter = ProbeParams(hppl_quantile=0.25)  # ceil(0.25 * 24) = 6 HPPL samples
+    pooled = _selected_groups(select_hppl(t, quarter.model_copy(update={"hppl_groups": "pooled"})))
+    assert pooled == {"irrelevant": [27.0, 26.0, 25.0, 24.0, 23.0, 22.0]}  # the collapse mode
+    by_kind = _selected_groups(select_hppl(t, quarter))  # by_kind is the default
+    # 6 slots in proportion 12 : 8 : 4, each group's own highest PPLs
+    assert by_kind == {"call": [2.2, 2.1, 2.0], "irrelevant": [27.0, 26.0], "clarify": [13.0]}
+    calls = select_hppl(t, quarter.model_copy(update={"hppl_groups": "calls_only"}))
+    assert _selected_groups(calls) == {"call": [2.2, 2.1, 2.0]}  # ceil(0.25 * 12)
+    # count mode splits the count the same way; the cut is per group
+    by_count = select_hppl(t, ProbeParams(hppl_mode="count", hppl_count=12))
+    assert {g: len(v) for g, v in _selected_groups(by_count).items()} == {
+        "call": 6,
+        "irrelevant": 4,
+        "clarify": 2,
+    }
+    assert hppl_threshold(by_count, "by_kind") == {"call": 1.7, "irrelevant": 24.0, "clarify": 12.0}
+    assert hppl_threshold(by_count) == {"all": 1.7}
+
+
+def test_probe_metrics_per_kind_group():
+    m = probe_metrics(select_hppl(_kinds_table(), ProbeParams(hppl_quantile=0.25)))
+    assert (m["n"], m["mastered"], m["hppl"], m["hppl_threshold"]) == (25, 24, 6, 2.0)
+    assert m["by_kind_group"] == {
+        "call": {
+            "n": 13,
+            "mastered": 12,
+            "mismatch": 1,
+            "mastery_rate": 12 / 13,
+            "hppl": 3,
+            "hppl_threshold": 2.0,
+        },
+        "clarify": {
+            "n": 4,
+            "mastered": 4,
+            "mismatch": 0,
+            "mastery_rate": 1.0,
+            "hppl": 1,
+            "hppl_threshold": 13.0,
+        },
+        "irrelevant": {
+            "n": 8,
+            "mastered": 8,
+            "mismatch": 0,
+            "mastery_rate": 1.0,
+            "hppl": 2,
+            "hppl_threshold": 26.0,
+        },
+    }
 
 
 def test_probe_with_tiny_model_is_greedy_and_cached(tiny_model_dir, tmp_path):

@@ -108,6 +108,9 @@ def match_calls(pred: list[ToolCall], gold: list[ToolCall]) -> MatchResult:
 CALL_KINDS: tuple[str, ...] = ("single", "parallel", "multi_step")
 NO_CALL_KINDS: tuple[str, ...] = ("clarify", "irrelevant")
 KIND_GROUPS: tuple[str, ...] = ("call", *NO_CALL_KINDS)
+# kind -> kind group for the call kinds (the no-call kinds are their own group); also the
+# mapping for Polars ``pl.col("kind").replace(KIND_GROUP_OF)``.
+KIND_GROUP_OF: dict[str, str] = dict.fromkeys(CALL_KINDS, "call")
 
 
 def no_call_kind(text: str | None) -> str:
@@ -123,7 +126,7 @@ def no_call_kind(text: str | None) -> str:
 
 def kind_group(kind: str) -> str:
     """``call`` for the call kinds, else the no-call kind itself (legacy ``no_call`` kept)."""
-    return "call" if kind in CALL_KINDS else kind
+    return KIND_GROUP_OF.get(kind, kind)
 
 
 def match_strict(pred: ParsedOutput | Label | str, label: Label) -> MatchResult:

@@ -56,6 +56,7 @@ PROBE = pa.schema(
     [
         pa.field("sample_id", pa.string(), nullable=False),
         pa.field("iter", pa.int32(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),  # the label's kind (SAMPLE_FIELDS)
         pa.field("raw_text", pa.string(), nullable=False),
         pa.field("think", pa.string()),
         pa.field("prediction", pa.string()),  # canonical label JSON; null on parse error
@@ -85,6 +86,7 @@ VERDICTS = pa.schema(
         pa.field("label_before", pa.string(), nullable=False),
         pa.field("label_after", pa.string()),  # set when LABEL_WRONG replaced the label
         pa.field("label_hash_after", pa.string()),
+        pa.field("kind_after", pa.string()),  # the new label's kind (a relabel may change it)
         pa.field("ppl", pa.float64()),  # the probe's PPL (decides BOTH_CORRECT -> HPPL)
         pa.field("outcome", pa.string(), nullable=False),  # MR | LR | HPPL | KEPT_OUT | DROPPED
     ]
@@ -97,7 +99,7 @@ EXPANSIONS = pa.schema(
         pa.field("scenario", pa.string(), nullable=False),
         pa.field("child_index", pa.int32(), nullable=False),
         pa.field("accepted", pa.bool_(), nullable=False),
-        pa.field("reject_tier", pa.string()),  # parse | rules | dedup | llm
+        pa.field("reject_tier", pa.string()),  # parse | rules | dedup | heldout_dup | llm
         pa.field("reject_reason", pa.string()),
         pa.field("raw_text", pa.string()),  # the generator's output, for inspection
     ]

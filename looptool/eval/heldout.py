@@ -10,7 +10,7 @@ from __future__ import annotations
 import polars as pl
 import pyarrow as pa
 
-from looptool.core.match import CALL_KINDS, match_strict
+from looptool.core.match import CALL_KINDS, KIND_GROUP_OF, match_strict
 from looptool.core.tables import EVAL_ITEMS, label_from_json, rows_to_table, sample_from_row
 from looptool.engines.base import Engine, SamplingParams
 from looptool.eval.policy import generate_answers
@@ -79,16 +79,18 @@ def evaluate_heldout(
 
 
 def heldout_metrics(items: pa.Table | pl.DataFrame) -> dict:
-    """accuracy, n, parse_rate, per-kind accuracy and failure reasons of held-out items."""
+    """accuracy, n, parse_rate, accuracy per kind and per kind group (call / clarify /
+    irrelevant) and failure reasons of held-out items."""
     df = items if isinstance(items, pl.DataFrame) else pl.from_arrow(items)
     assert isinstance(df, pl.DataFrame)
     df = df.filter(pl.col("suite") == "heldout")
     scored = df.filter(~pl.col("reason").is_in(NOT_SCORED))
     n = scored.height
-    by_kind = (
-        scored.group_by("category")
+    by_kind, by_group = (
+        scored.group_by(key)
         .agg(n=pl.len().cast(pl.Int64), accuracy=pl.col("ok").mean())
         .sort("category")
+        for key in ("category", pl.col("category").replace(KIND_GROUP_OF))
     )
     reasons = df.group_by("reason").agg(n=pl.len().cast(pl.Int64)).sort("reason")
     parsed = scored.filter(~pl.col("reason").is_in(["parse_error", "engine_error"])).height
@@ -109,6 +111,9 @@ def heldout_metrics(items: pa.Table | pl.DataFrame) -> dict:
         "not_scored": df.height - n,
         "by_kind": {
             r["category"]: {"accuracy": r["accuracy"], "n": r["n"]} for r in by_kind.to_dicts()
+        },
+        "by_kind_group": {
+            r["category"]: {"accuracy": r["accuracy"], "n": r["n"]} for r in by_group.to_dicts()
         },
         "reasons": {r["reason"]: r["n"] for r in reasons.to_dicts()},
     }

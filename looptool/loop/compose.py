@@ -8,8 +8,10 @@ split ``SEED``; the rest of D_seed is the Seed-new pool.
 D_{j+1} (:func:`compose_next`):
 
 1. Candidates. ES = MR + LR judge outcomes (LR rows carry the prediction as label,
-   ``label_rev + 1``, origin ``relabel``); EE = accepted EDDE children; HPPL = the probe's
-   HPPL selection plus BOTH_CORRECT mismatches the judge sent to HPPL, highest PPL first;
+   ``label_rev + 1``, origin ``relabel``, the new label's kind); EE = accepted EDDE
+   children; HPPL = the probe's HPPL selection plus BOTH_CORRECT mismatches the judge sent
+   to HPPL, in HPPL order (``probe.hppl_groups``: highest PPL first, by default within
+   each kind group with the groups kept in proportion, :func:`~looptool.loop.probe.rank_by_ppl`);
    Seed-new pool = D_seed samples never used in training (cumulative ``seed_used``),
    seeded shuffle.
 2. Seed-new target S: ``compose.seed_new`` (an explicit count, e.g. a per-iteration
@@ -21,12 +23,12 @@ D_{j+1} (:func:`compose_next`):
    remainders going to the splits in ``priority`` order and no non-empty split dropping
    to zero; ``priority`` first gives each split up to ``min_share * B`` rows, then the
    rest of B to the splits in ``priority`` order (default ES, EE, HPPL). Within a split:
-   ES and EE keep a seeded random subset, HPPL keeps the highest PPL.
+   ES and EE keep a seeded random subset, HPPL keeps the head of its HPPL order.
 4. Ablations (DESIGN §6, Table 4) change the candidates or substitute the EE slots:
    ``no_hppl`` random mastered samples (split MASTERED) in place of HPPL, same count;
    ``no_jglv`` every mismatch is an ES row with its label kept (no LR, no BOTH_CORRECT to
-   HPPL); ``no_edde`` no EE; ``hppl_replace`` the EE slots go to the next-highest-PPL
-   mastered samples (split HPPL); ``es_repeat`` the EE slots go to repeats of the
+   HPPL); ``no_edde`` no EE; ``hppl_replace`` the EE slots go to the next mastered
+   samples in HPPL order (split HPPL); ``es_repeat`` the EE slots go to repeats of the
    selected ES rows (split ES, ``copy`` > 0).
 5. Shortfall (fewer candidates than B) is filled by extra Seed-new from the pool, then by
    repeating selected loop rows in ES, EE, HPPL order; only if there is nothing at all to
@@ -47,6 +49,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from looptool.core.tables import DATASET, SAMPLE_FIELDS, SAMPLES, SEED_USED
+from looptool.loop.probe import rank_by_ppl
 from looptool.params.loop import LoopParams
 
 SAMPLE_COLS = [f.name for f in SAMPLE_FIELDS]
@@ -86,10 +89,6 @@ def _shuffled(df: pl.DataFrame, seed: int) -> pl.DataFrame:
         return df
     key = pl.col("sample_id").hash(seed=seed % (2**32))
     return df.with_columns(_o=key).sort(["_o", "sample_id"]).drop("_o")
-
-
-def _by_ppl(df: pl.DataFrame) -> pl.DataFrame:
-    return df.sort(["ppl", "sample_id"], descending=[True, False], nulls_last=True)
 
 
 def _repeat(df: pl.DataFrame, n: int) -> pl.DataFrame:
@@ -159,6 +158,7 @@ _PLAN_COLS = {
     "outcome": pl.String,
     "label_after": pl.String,
     "label_hash_after": pl.String,
+    "kind_after": pl.String,
     "_rep": pl.Boolean,  # a deliberate repeat of a row already in the plan
 }
 
@@ -228,6 +228,9 @@ def _materialize(plan: pl.DataFrame, sources: dict[str, pa.Table], iteration: in
             lr, pc.add(cols["label_rev"], pa.scalar(1, pa.int32())), cols["label_rev"]
         )
         cols["origin"] = pc.if_else(lr, pa.scalar("relabel"), cols["origin"])
+        # An LR row without `kind_after` (none is written so) keeps its kind, never a null.
+        kind_after = pc.coalesce(keys.get_column("kind_after").to_arrow(), cols["kind"])
+        cols["kind"] = pc.if_else(lr, kind_after, cols["kind"])
     for name in ("split", "iter", "copy"):
         cols[name] = keys.get_column(name).to_arrow()
     return pa.table({f.name: cols[f.name] for f in DATASET}).cast(DATASET)
@@ -287,14 +290,19 @@ def compose_next(
     n_target, ablation, cp = params.dataset_size, params.ablation, params.compose
     rs = seed * 1_000_003 + next_j  # one RNG stream per (project seed, iteration)
     ds = _keys(dataset, "dataset")
-    pr = _df(probe, ["sample_id", "match", "ppl", "hppl"])
-    vd = _df(verdicts, ["sample_id", "outcome", "label_after", "label_hash_after", "ppl"])
+    groups = params.probe.hppl_groups
+    pr = _df(probe, ["sample_id", "match", "ppl", "hppl", "kind"])
+    vd = _df(
+        verdicts, ["sample_id", "outcome", "label_after", "label_hash_after", "kind_after", "ppl"]
+    )
 
     # 1. candidates (key frames) -------------------------------------------------------
     if ablation == "no_jglv":
         es = ds.join(pr.filter(~pl.col("match")).select("sample_id"), on="sample_id")
         es = es.with_columns(outcome=pl.lit("MR"))
-        hppl_bc = ds.head(0).with_columns(ppl=pl.lit(None, dtype=pl.Float64))
+        hppl_bc = ds.head(0).with_columns(
+            ppl=pl.lit(None, dtype=pl.Float64), kind=pl.lit(None, dtype=pl.String)
+        )
     else:
         es = ds.join(
             vd.filter(pl.col("outcome").is_in(["MR", "LR"])).drop("ppl"),
@@ -305,12 +313,13 @@ def compose_next(
             vd.filter(pl.col("outcome") == "HPPL").select("sample_id", "ppl"),
             on="sample_id",
             maintain_order="left",
-        )
+        ).join(pr.select("sample_id", "kind"), on="sample_id", how="left")
     es = es.with_columns(split=pl.lit("ES"))
 
     mastered = ds.join(pr.filter(pl.col("match")).drop("match"), on="sample_id")
-    hppl = _by_ppl(
-        pl.concat([mastered.filter(pl.col("hppl")).drop("hppl"), hppl_bc], how="diagonal_relaxed")
+    hppl = rank_by_ppl(
+        pl.concat([mastered.filter(pl.col("hppl")).drop("hppl"), hppl_bc], how="diagonal_relaxed"),
+        groups,
     )
     hppl_split = "HPPL"
     if ablation == "no_hppl":
@@ -354,7 +363,8 @@ def compose_next(
         more = mastered.filter(pl.col("ppl").is_not_null()).join(
             hppl_sel, on="sample_id", how="anti"
         )
-        substitute = _by_ppl(more).head(ee_sel.height).with_columns(split=pl.lit("HPPL"))
+        substitute = rank_by_ppl(more, groups).head(ee_sel.height)
+        substitute = substitute.with_columns(split=pl.lit("HPPL"))
         ee_sel = ee_sel.head(0)
     elif ablation == "es_repeat":
         substitute = _repeat(es_sel, ee_sel.height).with_columns(_rep=pl.lit(True))

@@ -6,6 +6,8 @@ seed's tools, conversation, correct step, the wrong step and the judge's analysi
 answers with one JSON sample. Each child goes through: parse -> rules tier (schema rules
 on the label and on earlier calls, a context that ends on the user's or a tool's turn) ->
 duplicate / near-duplicate check against the seed, its accepted siblings and D_j ->
+held-out check (a child whose sample_id or near-duplicate is in the held-out split is
+rejected, tier ``heldout_dup``: evaluation must not leak into training) ->
 LLM tier (a VALID/INVALID check by the generator or judge role; the template backend
 serves it with a grounding check). Every child is a row of ``expansions.parquet``,
 accepted or with its reject tier and reason.
@@ -46,6 +48,7 @@ from looptool.engines.base import ChatRequest, ChoiceRequest, Engine, SamplingPa
 from looptool.loop import edde_template  # noqa: F401  (registers the template tasks)
 from looptool.loop.judge import render_conversation, render_tools, supports_choice
 from looptool.loop.judge_parse import strip_think
+from looptool.loop.near_dup import ShingleIndex, jaccard, shingles
 from looptool.loop.probe import unique_samples
 from looptool.params.loop import LoopParams
 from looptool.prompts import load_prompt
@@ -285,21 +288,6 @@ def rule_violation(sample: Sample) -> str | None:
     return None
 
 
-def shingles(sample: Sample, n: int = 3) -> frozenset[str]:
-    """Word n-grams of the conversation and the label (tools and tool order left out)."""
-    text = render_conversation(sample.context) + "\n" + canonical_json(sample.label.to_json())
-    words = re.findall(r"\w+|[^\w\s]", text.lower())
-    if len(words) < n:
-        return frozenset([" ".join(words)])
-    return frozenset(" ".join(words[i : i + n]) for i in range(len(words) - n + 1))
-
-
-def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
-    if not a and not b:
-        return 1.0
-    return len(a & b) / len(a | b)
-
-
 def verify_requests(children: list[Child], date: str) -> list[ChoiceRequest]:
     out = []
     for c in children:
@@ -400,6 +388,34 @@ def _child_row(c: Child, iteration: int) -> dict:
     }
 
 
+def heldout_index(heldout: pa.Table | None, threshold: float) -> ShingleIndex | None:
+    """A near-duplicate index over the held-out samples (None without a held-out table);
+    ValueError naming the row when one does not rebuild into a sample."""
+    if heldout is None:
+        return None
+    rows = heldout.select(["sample_id", "tools", "context", "label"]).to_pylist()
+    sets = []
+    for i, r in enumerate(rows):
+        try:
+            sets.append(shingles(sample_from_row(r)))
+        except (ValueError, TypeError, ValidationError) as exc:
+            first = str(exc).splitlines()[0]
+            raise ValueError(f"held-out row {i} ({r['sample_id']}): {first}") from None
+    return ShingleIndex([r["sample_id"] for r in rows], sets, threshold)
+
+
+def heldout_duplicate(index: ShingleIndex | None, sid: str, sh: frozenset[str]) -> str | None:
+    """Why a child leaks a held-out sample (same sample_id, or a near-duplicate), or None."""
+    if index is None:
+        return None
+    if sid in index:
+        return f"same sample_id as held-out sample {sid}"
+    hit = index.most_similar(sh)
+    if hit is None:
+        return None
+    return f"near-duplicate of held-out sample {hit[0]} (jaccard {hit[1]:.3f})"
+
+
 def run_expand(
     generator: Engine,
     verifier: Engine | None,
@@ -411,8 +427,10 @@ def run_expand(
     date: str,
     params: LoopParams,
     seed: int = 0,
+    heldout: pa.Table | None = None,
 ) -> ExpandResult:
-    """Generate, parse, verify and deduplicate k children per error seed."""
+    """Generate, parse, verify and deduplicate k children per error seed; children that
+    duplicate or near-duplicate a ``heldout`` sample are rejected (tier ``heldout_dup``)."""
     ep = params.expand
     seeds = error_seeds(dataset, probe, verdicts)
     if params.ablation == "no_edde" or ep.k == 0:
@@ -442,6 +460,7 @@ def run_expand(
         if bad:
             c.reject_tier, c.reject_reason = "rules", bad
 
+    held = heldout_index(heldout, ep.near_dup_threshold)
     for parent_id, group in by_parent.items():
         parent_sh = shingles(group[0].parent.sample)
         kept: list[Child] = []
@@ -465,6 +484,10 @@ def run_expand(
                 c.reject_reason = (
                     f"near-duplicate of its {other} (jaccard {max(sim_seed, sim_sib):.3f})"
                 )
+                continue
+            leak = heldout_duplicate(held, sid, c.shingles)
+            if leak:
+                c.reject_tier, c.reject_reason = "heldout_dup", leak
                 continue
             kept.append(c)
 

@@ -2,19 +2,25 @@
 
 Every probe mismatch gets one verdict:
 
-- tier 0 ``equiv``: prediction equals the label after normalization -> BOTH_CORRECT;
-- tier 1 ``rules``: schema rules (:func:`looptool.core.rules.check_calls`): prediction
-  invalid and label valid -> PRED_WRONG; both invalid -> BOTH_WRONG; label invalid and
-  prediction valid -> LABEL_WRONG (``rules_label_wrong: accept``) or a candidate the LLM
-  confirms (``confirm``: prediction right -> LABEL_WRONG, else BOTH_WRONG);
+- tier 1 ``rules`` (first, so it takes precedence over tier 0): schema rules
+  (:func:`looptool.core.rules.check_calls`): prediction invalid and label valid ->
+  PRED_WRONG (a wrong-case enum value is an error seed, not a surface variant); both
+  invalid -> BOTH_WRONG; label invalid and prediction valid -> LABEL_WRONG
+  (``rules_label_wrong: accept``) or a candidate the LLM confirms (``confirm``:
+  prediction right -> LABEL_WRONG, else BOTH_WRONG);
+- tier 0 ``equiv``, for the mismatches the rules leave with both sides valid: the
+  prediction's calls equal the label's after normalization -> BOTH_CORRECT. No-call
+  answers are never normalized: a clarification against an irrelevance label (or back)
+  is a real mismatch (:func:`looptool.core.match.no_call_kind`) and goes to the LLM;
 - tier 2 ``llm``: one or several judge models see tools, conversation, date and the two
   responses as "A" and "B" (order fixed, seeded-random or both), answer with a
   position-relative verdict read by constrained choice or a strict parser; unreadable ->
   UNPARSED with the raw text. Disagreements (orders, models) go through ``tie_break``.
 
 Outcomes (Alg. 1): PRED_WRONG -> MR; LABEL_WRONG -> LR (label replaced by the prediction,
-old label kept in ``label_before``); BOTH_CORRECT -> HPPL when its PPL reaches the HPPL cut
-else KEPT_OUT; BOTH_WRONG -> DROPPED; UNPARSED -> ``unparsed_outcome``.
+old label kept in ``label_before``, the new label's kind in ``kind_after``); BOTH_CORRECT ->
+HPPL when its PPL reaches the HPPL cut of its kind group (``hppl_groups``) else KEPT_OUT;
+BOTH_WRONG -> DROPPED; UNPARSED -> ``unparsed_outcome``.
 """
 
 from __future__ import annotations
@@ -30,11 +36,17 @@ import pyarrow as pa
 
 from looptool.core.match import match_normalized
 from looptool.core.rules import check_calls
-from looptool.core.tables import VERDICTS, label_from_json, rows_to_table
+from looptool.core.tables import VERDICTS, label_from_json, rows_to_table, sample_kind
 from looptool.core.types import Label, Message, Sample, ToolSpec, canonical_json, content_hash
 from looptool.engines.base import ChatRequest, ChoiceRequest, Engine, SamplingParams
 from looptool.loop.judge_parse import VERDICT_OPTIONS, parse_judgement, sections, strip_think
-from looptool.loop.probe import hppl_count, hppl_threshold, rank_by_ppl, unique_samples
+from looptool.loop.probe import (
+    hppl_count,
+    hppl_threshold,
+    kind_group_col,
+    rank_by_ppl,
+    unique_samples,
+)
 from looptool.params.loop import JudgeParams, LoopParams
 from looptool.prompts import load_prompt
 
@@ -182,7 +194,9 @@ def judge_prompt(item: Item, order: str, date: str, instructions: str) -> list[d
 def tier0(item: Item) -> Decision | None:
     pred = item.prediction
     if pred is None or pred.is_no_call or item.sample.label.is_no_call:
-        return None  # no-call vs no-call is a strict match already; text is not normalized
+        # Text answers are not normalized: two no-call answers that reach the judge differ
+        # in kind (clarify vs irrelevant) or one is empty, which no normalization fixes.
+        return None
     res = match_normalized(pred.calls, item.sample.label.calls, item.sample.tools)
     if res.ok:
         return Decision("BOTH_CORRECT", "equiv", "equal after normalization")
@@ -426,9 +440,10 @@ def run_judge(
                 "PRED_WRONG", "none", "ablation no_jglv: every mismatch is a model error"
             )
             continue
-        d = tier0(it) if jp.equivalence else None
-        if d is None and jp.rules:
-            d = tier1(it, jp)
+        # Rules first: a schema-invalid side is never excused as a surface variant.
+        d = tier1(it, jp) if jp.rules else None
+        if d is None and jp.equivalence and not it.candidate:
+            d = tier0(it)
         if d is None:
             pending.append(i)
         decisions[i] = d
@@ -467,7 +482,11 @@ def run_judge(
     rows = []
     for it, d in zip(items, decisions, strict=True):
         assert d is not None
-        relabel = d.verdict == "LABEL_WRONG"
+        new = (  # the relabeled sample (LABEL_WRONG: the prediction becomes the label)
+            Sample(tools=it.sample.tools, context=it.sample.context, label=it.prediction)
+            if d.verdict == "LABEL_WRONG" and it.prediction is not None
+            else None
+        )
         rows.append(
             {
                 "sample_id": it.sample_id,
@@ -481,10 +500,10 @@ def run_judge(
                 "response_order": d.order,
                 "raw_judge": d.raw,
                 "label_before": it.label_json,
-                "label_after": canonical_json(it.prediction.to_json())
-                if relabel and it.prediction
-                else None,
-                "label_hash_after": it.prediction.hash if relabel and it.prediction else None,
+                "label_after": canonical_json(new.label.to_json()) if new else None,
+                "label_hash_after": new.label.hash if new else None,
+                # A call label relabeled to a text answer (or back) changes kind.
+                "kind_after": sample_kind(new) if new else None,
                 "ppl": it.ppl,
                 "outcome": _outcome(d, it, jp),
             }
@@ -504,19 +523,31 @@ def run_judge(
 def assign_both_correct(verdicts: pa.Table, probe: pa.Table, params: LoopParams) -> pa.Table:
     """BOTH_CORRECT -> HPPL when PPL reaches the mastered HPPL cut, else KEPT_OUT.
 
-    Without any mastered HPPL sample (no cut), the HPPL rule is applied to the
-    BOTH_CORRECT samples themselves.
+    The cut is per kind group unless ``probe.hppl_groups`` is pooled (calls_only: no-call
+    samples never join HPPL). For a group without a mastered HPPL sample (no cut), the
+    HPPL rule is applied to the group's BOTH_CORRECT samples themselves.
     """
+    groups = params.probe.hppl_groups
     df = pl.from_arrow(verdicts)
-    assert isinstance(df, pl.DataFrame)
-    both = df.filter(pl.col("verdict") == "BOTH_CORRECT")
-    finite = pl.col("ppl").is_not_null() & pl.col("ppl").is_finite()
-    thr = hppl_threshold(probe)
-    if thr is not None:
-        chosen = both.filter(finite & (pl.col("ppl") >= thr)).get_column("sample_id")
-    else:
-        pool = rank_by_ppl(both.filter(finite))
-        chosen = pool.head(hppl_count(pool.height, params.probe)).get_column("sample_id")
+    kinds = pl.from_arrow(probe.select(["sample_id", "kind"]))
+    assert isinstance(df, pl.DataFrame) and isinstance(kinds, pl.DataFrame)
+    both = (
+        df.filter(pl.col("verdict") == "BOTH_CORRECT")
+        .select("sample_id", "ppl")
+        .join(kinds.unique("sample_id"), on="sample_id", how="left")
+        .filter(pl.col("ppl").is_not_null() & pl.col("ppl").is_finite())
+    )
+    if groups == "calls_only":
+        both = both.filter(kind_group_col() == "call")
+    cuts = hppl_threshold(probe, groups)
+    both = both.with_columns(
+        _cut=(pl.lit("all") if groups == "pooled" else kind_group_col()).replace_strict(
+            cuts, default=None, return_dtype=pl.Float64
+        )
+    )
+    above = both.filter(pl.col("ppl") >= pl.col("_cut")).get_column("sample_id")
+    pool = rank_by_ppl(both.filter(pl.col("_cut").is_null()), groups)
+    chosen = pl.concat([above, pool.head(hppl_count(pool.height, params.probe))["sample_id"]])
     df = df.with_columns(
         outcome=pl.when(pl.col("verdict") != "BOTH_CORRECT")
         .then(pl.col("outcome"))

@@ -8,7 +8,8 @@ generation's own token log-probs are used (no second pass); with one, the answer
 scored teacher-forced right after the prompt, i.e. not conditioned on the reasoning (the
 engine protocol cannot score a continuation of a partial assistant turn). Optionally the
 label is scored teacher-forced instead. HPPL = the highest-PPL mastered samples (top
-quantile or count).
+quantile or count), ranked within each kind group (call / clarify / irrelevant) by default
+(``hppl_groups``): free-text PPL is not comparable with JSON-call PPL.
 """
 
 from __future__ import annotations
@@ -21,12 +22,12 @@ import polars as pl
 import pyarrow as pa
 
 from looptool.core.codec import THINK_CLOSE, parse_completion, render_label
-from looptool.core.match import match_strict
+from looptool.core.match import KIND_GROUP_OF, match_strict
 from looptool.core.tables import PROBE, rows_to_table, sample_from_row
 from looptool.core.types import Sample, canonical_json
 from looptool.engines.base import Engine, SamplingParams, ScoreRequest
 from looptool.loop.prompting import policy_request
-from looptool.params.loop import ProbeParams
+from looptool.params.loop import HpplGroups, ProbeParams
 
 
 def answer_part(raw: str) -> str:
@@ -115,6 +116,7 @@ def run_probe(
             {
                 "sample_id": row["sample_id"],
                 "iter": iteration,
+                "kind": row["kind"],
                 "raw_text": gen.text,
                 "think": parsed.think,
                 "prediction": canonical_json(label.to_json()) if label is not None else None,
@@ -134,6 +136,11 @@ def _finite_ppl() -> pl.Expr:
     return pl.col("ppl").is_not_null() & pl.col("ppl").is_finite()
 
 
+def kind_group_col() -> pl.Expr:
+    """The kind group (call / clarify / irrelevant) of a frame's ``kind`` column."""
+    return pl.col("kind").replace(KIND_GROUP_OF)
+
+
 def hppl_count(n_pool: int, params: ProbeParams) -> int:
     """How many of ``n_pool`` candidates the HPPL rule selects."""
     if params.hppl_mode == "count":
@@ -141,41 +148,81 @@ def hppl_count(n_pool: int, params: ProbeParams) -> int:
     return min(n_pool, math.ceil(params.hppl_quantile * n_pool))
 
 
-def rank_by_ppl(df: pl.DataFrame) -> pl.DataFrame:
-    """Highest PPL first; sample_id breaks ties so the order is total and reproducible."""
-    return df.sort(["ppl", "sample_id"], descending=[True, False])
+def rank_by_ppl(df: pl.DataFrame, groups: HpplGroups = "pooled") -> pl.DataFrame:
+    """HPPL candidates (``ppl``, ``sample_id``, and ``kind`` unless pooled) in selection
+    order under ``hppl_groups``: every ``head(n)`` is the HPPL choice of size ``n``.
+
+    pooled: highest PPL first (sample_id breaks ties, so the order is total and
+    reproducible). calls_only: the same over the call-kind rows only. by_kind: highest
+    PPL first within each kind group, the groups interleaved by Webster's rule (key
+    (rank + 0.5) / group size), so any ``head(n)`` holds each group in proportion to its
+    size instead of letting one group's PPL scale crowd out the others.
+    """
+    df = df.sort(["ppl", "sample_id"], descending=[True, False], nulls_last=True)
+    if groups == "pooled":
+        return df
+    df = df.with_columns(_g=kind_group_col())
+    if groups == "calls_only":
+        return df.filter(pl.col("_g") == "call").drop("_g")
+    # Rows are in PPL order, so int_range over the group is each row's rank in its group.
+    webster = (pl.int_range(pl.len()).over("_g") + 0.5) / pl.len().over("_g")
+    return (
+        df.with_columns(_k=webster)
+        .sort(["_k", "ppl", "sample_id"], descending=[False, True, False], nulls_last=True)
+        .drop("_g", "_k")
+    )
 
 
 def select_hppl(probe: pa.Table, params: ProbeParams) -> pa.Table:
-    """Set ``hppl`` on the top mastered samples by PPL (mode quantile or count)."""
+    """Set ``hppl`` on the top mastered samples by PPL (mode quantile or count), ranked
+    as ``params.hppl_groups`` says (:func:`rank_by_ppl`)."""
     df = pl.from_arrow(probe)
     assert isinstance(df, pl.DataFrame)
-    pool = rank_by_ppl(df.filter(pl.col("match") & _finite_ppl()))
+    mastered = df.filter(pl.col("match") & _finite_ppl())
+    pool = rank_by_ppl(mastered, params.hppl_groups)
+    # The size follows the pool the rule ranks (calls_only: the call-kind samples).
     chosen = pool.head(hppl_count(pool.height, params)).get_column("sample_id")
     df = df.with_columns(hppl=pl.col("sample_id").is_in(chosen.implode()))
     return df.to_arrow().cast(PROBE)
 
 
-def hppl_threshold(probe: pa.Table | pl.DataFrame) -> float | None:
-    """Lowest PPL among the selected HPPL samples (None when nothing was selected).
+def hppl_threshold(
+    probe: pa.Table | pl.DataFrame, groups: HpplGroups = "pooled"
+) -> dict[str, float]:
+    """The HPPL cut: lowest PPL among the selected HPPL samples, per kind group (one
+    entry ``"all"`` when ``groups`` is pooled); a group with no selected sample has none.
 
-    A BOTH_CORRECT mismatch at or above it joins HPPL (Alg. 1).
+    A BOTH_CORRECT mismatch at or above its group's cut joins HPPL (Alg. 1).
     """
     df = pl.from_arrow(probe) if isinstance(probe, pa.Table) else probe
     assert isinstance(df, pl.DataFrame)
+    group = pl.lit("all") if groups == "pooled" else kind_group_col()
     sel = df.filter(pl.col("hppl"))
-    return None if sel.height == 0 else float(sel.get_column("ppl").min())  # type: ignore[arg-type]
+    if sel.height == 0:
+        return {}
+    cuts = sel.group_by(group.alias("g")).agg(pl.col("ppl").min())
+    return {g: float(v) for g, v in cuts.iter_rows()}
 
 
 def probe_metrics(probe: pa.Table) -> dict:
-    """Mastery rate, parse failures, mismatch reasons, PPL summary, HPPL size and cut."""
+    """Mastery rate, parse failures, mismatch reasons, PPL summary, HPPL size and cut;
+    the counts, HPPL size and cut also per kind group (call / clarify / irrelevant)."""
     df = pl.from_arrow(probe)
     assert isinstance(df, pl.DataFrame)
     n = df.height
     mastered = int(df.get_column("match").sum()) if n else 0
     ppl = df.filter(_finite_ppl()).get_column("ppl")
     reasons = Counter(df.filter(~pl.col("match")).get_column("match_reason").to_list())
-    thr = hppl_threshold(df)
+    cuts = hppl_threshold(df, "by_kind")
+    groups = (
+        df.group_by(kind_group_col().alias("group"))
+        .agg(
+            n=pl.len().cast(pl.Int64),
+            mastered=pl.col("match").sum().cast(pl.Int64),
+            hppl=pl.col("hppl").sum().cast(pl.Int64),
+        )
+        .sort("group")
+    )
 
     def stat(s: pl.Series, fn: str) -> float | None:
         return None if s.len() == 0 else float(getattr(s, fn)())
@@ -192,5 +239,16 @@ def probe_metrics(probe: pa.Table) -> dict:
         "ppl_max": stat(ppl, "max"),
         "mean_tokens": float(df.get_column("n_tokens").mean()) if n else 0.0,  # type: ignore[arg-type]
         "hppl": int(df.get_column("hppl").sum()) if n else 0,
-        "hppl_threshold": thr,
+        "hppl_threshold": min(cuts.values(), default=None),
+        "by_kind_group": {
+            g: {
+                "n": gn,
+                "mastered": m,
+                "mismatch": gn - m,
+                "mastery_rate": m / gn,
+                "hppl": h,
+                "hppl_threshold": cuts.get(g),
+            }
+            for g, gn, m, h in groups.iter_rows()
+        },
     }

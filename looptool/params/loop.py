@@ -10,6 +10,7 @@ from looptool.params.engines import EngineSpec
 
 Ablation = Literal["none", "no_hppl", "no_jglv", "no_edde", "hppl_replace", "es_repeat"]
 LoopSplit = Literal["ES", "EE", "HPPL"]
+HpplGroups = Literal["by_kind", "pooled", "calls_only"]
 
 # The paper's EDDE scenario constraints (one is drawn per child).
 DEFAULT_SCENARIOS = [
@@ -39,6 +40,11 @@ class ProbeParams(BaseModel):
     hppl_mode: Literal["quantile", "count"] = "quantile"
     hppl_quantile: float = Field(0.25, gt=0.0, le=1.0)
     hppl_count: int = Field(100, ge=0)
+    # Which mastered samples compete for HPPL: by_kind = PPL is ranked within each kind
+    # group (call / clarify / irrelevant) and every group gets its proportional share of
+    # the HPPL size (free-text PPL is not comparable with JSON-call PPL); pooled = one
+    # ranking over all; calls_only = no-call samples never enter HPPL.
+    hppl_groups: HpplGroups = "by_kind"
 
 
 class JudgeParams(BaseModel):
