@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench venv
+.PHONY: run test lint bench venv compare
 
 venv: $(STAMP)
 
@@ -22,6 +22,11 @@ $(STAMP): pyproject.toml requirements.lock
 run: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/looptool status
+
+# The loop vs the static baseline as DVC experiments (README "Comparing the loop with
+# static training"), e.g. make compare COMPARE_ARGS="--ablations --params params.smol.yaml"
+compare: $(STAMP)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/looptool compare $(COMPARE_ARGS)
 
 test: $(STAMP)
 	$(VENV)/bin/pytest -q -x -p no:cacheprovider tests

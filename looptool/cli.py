@@ -21,6 +21,8 @@ COMMANDS: dict[str, str] = {
     "sql": "looptool.store.cli:sql",
     "lineage": "looptool.store.cli:lineage",
     "export": "looptool.store.cli:export",
+    # loop vs static (and ablations) as DVC experiments (looptool/compare/cli.py)
+    "compare": "looptool.compare.cli:compare",
 }
 
 

@@ -61,7 +61,8 @@ def run_eval(
     items = pa.concat_tables(parts).cast(EVAL_ITEMS)
     metrics: dict = {
         "iter": j,
-        "static_baseline": ep.static_baseline,
+        # the warm start (j = 0) is shared by both arms and does not depend on the flag
+        "static_baseline": ep.static_baseline if j else None,
         "model": str(layout.model_dir(j).relative_to(layout.root)),
         "heldout": heldout_metrics(items),
         "bfcl": bfcl_metrics(items) if ep.bfcl else None,

@@ -16,8 +16,9 @@ class EvalParams(BaseModel):
     # The paper's "w/o iterations" baseline: when true, compose@j builds every D_{j+1}
     # from the seed pool only (split SEED, |D| = loop.dataset_size, unused seed samples
     # first), ignoring probe/verdicts/expansions, so the same pipeline trains on D_seed
-    # every iteration. Run it as a DVC experiment (`dvc exp run -S eval.static_baseline=true`)
-    # and compare curves with `dvc plots diff`. eval.json records the flag.
+    # every iteration. `looptool compare` runs it as a DVC experiment next to the loop
+    # (`dvc exp run -S eval.static_baseline=true`). eval.json of eval@j (j >= 1) records
+    # the flag; eval_warmstart does not depend on it, so both arms share the warm start.
     static_baseline: bool = False
     max_tokens: int = Field(256, ge=1)  # generation budget per answer
     thinking: bool = False  # enable_thinking for the chat template (as in probing)
