@@ -18,7 +18,7 @@ from looptool.core.types import ToolCall
 from looptool.engines.base import ChatRequest, EngineError, Generation
 from looptool.eval.bfcl import first_acceptable_output, load_bfcl
 from looptool.eval.bfcl_policy import bfcl_metrics, evaluate_bfcl, select_entries
-from looptool.eval.heldout import evaluate_heldout, heldout_metrics, wilson_interval
+from looptool.eval.heldout import evaluate_heldout, heldout_metrics
 from looptool.eval.iteration import extend_curve
 
 REPO = Path(__file__).resolve().parents[1]
@@ -104,14 +104,6 @@ def test_heldout_accuracy_kinds_and_failures() -> None:
     # call-labelled: h0 h1 h3 h4 h5 h7 (6); a parseable call from h1, h4, h7
     assert m["n_call_labelled"] == 6 and m["tool_call_rate"] == pytest.approx(3 / 6)
     assert m["ci_low"] < 3 / 8 < m["ci_high"] and m["ci_method"] == "wilson95"
-
-
-def test_wilson_interval_known_values() -> None:
-    # Worked by hand from the closed form: (p + z²/2n ± z·sqrt(p(1-p)/n + z²/4n²)) / (1 + z²/n)
-    assert wilson_interval(0, 10) == pytest.approx((0.0, 3.8416 / 13.8416), abs=1e-9)
-    assert wilson_interval(5, 10) == pytest.approx((0.23659, 0.76341), abs=1e-5)
-    assert wilson_interval(81, 263) == pytest.approx((0.25529, 0.36621), abs=1e-5)
-    assert wilson_interval(0, 0) is None
 
 
 def _bfcl_dir(tmp: Path) -> Path:

@@ -13,6 +13,7 @@ import pyarrow as pa
 from looptool.core.match import CALL_KINDS, KIND_GROUP_OF, match_strict
 from looptool.core.tables import EVAL_ITEMS, label_from_json, rows_to_table, sample_from_row
 from looptool.engines.base import Engine, SamplingParams
+from looptool.eval.interval import wilson_interval
 from looptool.eval.policy import generate_answers
 from looptool.loop.prompting import policy_request
 
@@ -20,21 +21,6 @@ from looptool.loop.prompting import policy_request
 NOT_SCORED = ("bad_sample",)
 # Reasons of a call-labelled item whose answer held no parseable call.
 NO_CALL_ANSWER = ("missing_calls", "parse_error", "engine_error")
-
-
-def wilson_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float] | None:
-    """Wilson score interval of a binomial proportion (95% for z = 1.96); None when n = 0.
-
-    Chosen over the normal approximation because held-out accuracies sit near 0 here,
-    where the normal interval collapses to a point or leaves [0, 1].
-    """
-    if n <= 0:
-        return None
-    p = hits / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def evaluate_heldout(
@@ -95,7 +81,7 @@ def heldout_metrics(items: pa.Table | pl.DataFrame) -> dict:
     reasons = df.group_by("reason").agg(n=pl.len().cast(pl.Int64)).sort("reason")
     parsed = scored.filter(~pl.col("reason").is_in(["parse_error", "engine_error"])).height
     hits = int(scored["ok"].sum()) if n else 0
-    ci = wilson_interval(hits, n)
+    ci = wilson_interval(hits, n) if n else None
     calls = scored.filter(pl.col("category").is_in(CALL_KINDS))
     with_call = calls.filter(~pl.col("reason").is_in(NO_CALL_ANSWER)).height
     return {
