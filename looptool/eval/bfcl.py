@@ -176,8 +176,9 @@ def _literal(node: ast.expr) -> Any:
 _FENCE_RE = re.compile(r"^```[a-zA-Z]*\s*\n?(.*?)\n?```$", re.S)
 
 
-def parse_python_calls(text: str) -> list[dict]:
-    """Parse ``[f(a=1), pkg.g(b="x")]`` (or a bare call) into BFCL decoded calls."""
+def parse_python_call_parts(text: str) -> list[tuple[str, list, dict[str, Any]]]:
+    """Parse ``[f(1, a=2), pkg.g(b="x")]`` (or a bare call) into (name, positional, keyword)
+    triples of literal values, never evaluating anything. Raises DecodeError."""
     s = text.strip()
     m = _FENCE_RE.match(s)
     if m:
@@ -189,13 +190,11 @@ def parse_python_calls(text: str) -> list[dict]:
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
         raise DecodeError(f"not Python call syntax: {getattr(exc, 'msg', exc)}") from None
     nodes = body.elts if isinstance(body, (ast.List, ast.Tuple)) else [body]
-    calls: list[dict] = []
+    calls: list[tuple[str, list, dict[str, Any]]] = []
     try:
         for i, node in enumerate(nodes):
             if not isinstance(node, ast.Call):
                 raise DecodeError(f"item {i} is not a function call")
-            if node.args:
-                raise DecodeError(f"call {i}: positional arguments are not supported")
             args: dict[str, Any] = {}
             for kw in node.keywords:
                 if kw.arg is None:
@@ -203,9 +202,21 @@ def parse_python_calls(text: str) -> list[dict]:
                 if kw.arg in args:
                     raise DecodeError(f"call {i}: argument {kw.arg!r} repeated")
                 args[kw.arg] = _literal(kw.value)
-            calls.append({_dotted(node.func): args})
+            if any(isinstance(a, ast.Starred) for a in node.args):
+                raise DecodeError(f"call {i}: *args are not supported")
+            calls.append((_dotted(node.func), [_literal(a) for a in node.args], args))
     except RecursionError:
         raise DecodeError("expression too deeply nested") from None
+    return calls
+
+
+def parse_python_calls(text: str) -> list[dict]:
+    """Parse ``[f(a=1), pkg.g(b="x")]`` (or a bare call) into BFCL decoded calls."""
+    calls: list[dict] = []
+    for i, (name, positional, args) in enumerate(parse_python_call_parts(text)):
+        if positional:
+            raise DecodeError(f"call {i}: positional arguments are not supported")
+        calls.append({name: args})
     return calls
 
 
