@@ -4,11 +4,15 @@ checker as the judge (needs the installed bfcl-eval; make venv installs it)."""
 from __future__ import annotations
 
 import builtins
+import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from looptool.cli import main
 from looptool.core.codec import render_calls
 from looptool.core.types import ToolCall
 from looptool.engines.base import ChatRequest, Generation, SamplingParams
@@ -221,3 +225,74 @@ def test_malformed_results_are_verdicts_not_errors(entries: dict[str, MultiTurnE
     assert score_multi_turn(entry, [[[1]]]).error_type == "multi_turn:inference_error"
     short = [[list(t)] for t in entry.ground_truth][:-1]
     assert score_multi_turn(entry, short).error_type == "multi_turn:force_terminated"
+
+
+def test_eval_bfcl_scores_multi_turn_results_in_bfcl_format(
+    entries: dict[str, MultiTurnEntry], tmp_path: Path
+) -> None:
+    """`looptool eval bfcl --predictions` with BFCL's own multi-turn result format, mixed
+    with single-turn lines; no --data needed for the multi-turn ids."""
+    good = entries["multi_turn_base_0"]
+    wrong = entries["multi_turn_miss_func_1"]
+    wrong_turns = [[list(t)] for t in wrong.ground_truth]
+    wrong_turns[1] = [["mkdir(dir_name='nope')"]]
+    lines = [
+        {"id": good.id, "result": [[list(t)] for t in good.ground_truth]},
+        {"id": wrong.id, "result": wrong_turns},
+        {"id": "multi_turn_base_1", "result": "not a list"},
+        {"id": "irrelevance_0", "result": "No function fits."},
+    ]
+    preds = tmp_path / "preds.jsonl"
+    preds.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    out = tmp_path / "scored.jsonl"
+    r = CliRunner().invoke(main, ["eval", "bfcl", "--predictions", str(preds), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    rows = {x["id"]: x for x in map(json.loads, out.read_text().splitlines())}
+    assert rows[good.id] == {"id": good.id, "valid": True, "error_type": None}
+    assert rows[wrong.id]["error_type"] == "multi_turn:instance_state_mismatch"
+    assert rows["multi_turn_base_1"]["error_type"] == "multi_turn:inference_error"
+    assert rows["irrelevance_0"]["valid"]
+    table = {ln.split()[0]: ln.split() for ln in r.output.splitlines() if ln.strip()}
+    assert table["multi_turn_base"][1:4] == ["200", "2", "1"]
+    assert table["multi_turn_miss_func"][1:4] == ["200", "1", "0"]
+
+
+@pytest.mark.slow
+def test_bfcl_run_cli_with_the_tiny_model(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """bfcl-run end to end on the tiny hf model: files, table, rescoring, cache resume."""
+    args = [
+        "eval", "bfcl-run", "--model", str(tiny_model_dir), "--limit", "1",
+        "--categories", "simple_python,irrelevance,multi_turn_base",
+        "--max-tokens", "8", "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "o"),
+    ]  # fmt: skip
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    assert "bfcl-eval 2026.3.23" in r.output and "v3 (Table 1): Overall" in r.output
+    scores = json.loads((tmp_path / "o" / "scores.json").read_text())
+    assert set(scores["categories"]) == {"simple_python", "irrelevance", "multi_turn_base"}
+    assert set(scores["v3"]) == {
+        "Overall", "Non-Live AST", "Live", "Multi-Turn", "Relevance", "Irrelevance"
+    }  # fmt: skip
+    verdicts = [json.loads(x) for x in (tmp_path / "o" / "verdicts.jsonl").read_text().splitlines()]
+    assert [v["category"] for v in verdicts] == ["simple_python", "irrelevance", "multi_turn_base"]
+    preds = tmp_path / "o" / "predictions.jsonl"
+    scored = tmp_path / "rescored.jsonl"
+    r2 = CliRunner().invoke(
+        main, ["eval", "bfcl", "--predictions", str(preds), "--out", str(scored)]
+    )
+    assert r2.exit_code == 0, r2.output
+    rescored = {x["id"]: x["valid"] for x in map(json.loads, scored.read_text().splitlines())}
+    # every prediction line rescored to the run's verdict (an engine error on a
+    # single-turn item leaves no prediction; a multi-turn one leaves its partial result)
+    assert rescored.items() <= {v["id"]: v["valid"] for v in verdicts}.items()
+    assert {v["id"] for v in verdicts if v["reason"] != "engine_error"} <= set(rescored)
+    # a rerun is served from the request cache; only requests that failed (over-long
+    # prompts for this tiny model: not cached) go to the backend again
+    r3 = CliRunner().invoke(main, args)
+    assert r3.exit_code == 0, r3.output
+    again = json.loads((tmp_path / "o" / "scores.json").read_text())
+    first, second = scores["engine"], again["engine"]
+    assert (
+        second["cache_hits"] == first["cache_hits"] + first["cache_misses"] - second["cache_misses"]
+    )
+    assert second["cache_hits"] > 0 and again["categories"] == scores["categories"]

@@ -13,10 +13,10 @@ from __future__ import annotations
 import ast
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import polars as pl
 
@@ -30,6 +30,11 @@ SCORED_CATEGORIES: tuple[str, ...] = (
 EXTRA_CATEGORIES: tuple[str, ...] = ("simple_java", "simple_javascript")
 NO_ANSWER_CATEGORIES: tuple[str, ...] = ("irrelevance", "live_irrelevance", "live_relevance")
 ALL_CATEGORIES: tuple[str, ...] = SCORED_CATEGORIES + EXTRA_CATEGORIES + NO_ANSWER_CATEGORIES
+# Played against executable environments (looptool.eval.bfcl_multiturn); their data and
+# environments come from the installed bfcl-eval, not from a data dir.
+MULTI_TURN_CATEGORIES: tuple[str, ...] = (
+    "multi_turn_base", "multi_turn_miss_func", "multi_turn_miss_param", "multi_turn_long_context",
+)  # fmt: skip
 
 # The repo's vendored copy (data/bfcl beside the package), used when --data is not given.
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "data" / "bfcl"
@@ -46,7 +51,7 @@ def category_of(entry_id: Any) -> str | None:
     if m is None:
         return None
     cat = _LEGACY.get(m["cat"], m["cat"])
-    return cat if cat in ALL_CATEGORIES else None
+    return cat if cat in ALL_CATEGORIES or cat in MULTI_TURN_CATEGORIES else None
 
 
 @dataclass
@@ -71,6 +76,10 @@ class BfclEntry:
                 dot_to_underscore=dot_to_underscore,
             )
         return c
+
+    def score(self, result: Any, dot_to_underscore: bool = False) -> BfclResult:
+        """:func:`score_entry` of this entry."""
+        return score_entry(self, result, dot_to_underscore)
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
@@ -321,7 +330,7 @@ class EvalReport:
             pl.len().cast(pl.Int64).alias("predicted"),
             pl.col("valid").sum().cast(pl.Int64).alias("valid"),
         )
-        order = {c: i for i, c in enumerate((*ALL_CATEGORIES, "unmatched"))}
+        order = {c: i for i, c in enumerate((*ALL_CATEGORIES, *MULTI_TURN_CATEGORIES, "unmatched"))}
         agg = agg.with_columns(
             pl.col("category")
             .replace_strict(self.data_counts, default=None, return_dtype=pl.Int64)
@@ -379,8 +388,16 @@ def read_predictions(path: str | Path) -> Iterator[tuple[int, Any, str | None]]:
                 yield lineno, None, f"invalid JSON ({getattr(exc, 'msg', 'too deeply nested')})"
 
 
+class ScorableEntry(Protocol):
+    """A BFCL entry of any kind: single-turn (BfclEntry) or multi-turn."""
+
+    category: str
+
+    def score(self, result: Any, dot_to_underscore: bool = False) -> BfclResult: ...
+
+
 def evaluate(
-    data: dict[str, BfclEntry],
+    data: Mapping[str, ScorableEntry],
     records: Iterable[tuple[int, Any, str | None]],
     *,
     dot_to_underscore: bool = False,
@@ -418,7 +435,7 @@ def evaluate(
             continue
         seen[eid] = lineno
         try:
-            res = score_entry(entry, obj["result"], dot_to_underscore)
+            res = entry.score(obj["result"], dot_to_underscore)
         except BfclDataError as exc:
             problems.append((lineno, f"id {eid!r}: unusable BFCL entry: {exc}"))
             res = BfclResult(False, "bad_entry", {"message": str(exc)})
@@ -434,14 +451,23 @@ def evaluate(
 def evaluate_file(
     data_dir: str | Path, predictions: str | Path, *, dot_to_underscore: bool = False
 ) -> EvalReport:
-    """Load only the categories the predictions need, then score every line."""
+    """Load only the categories the predictions need, then score every line. Multi-turn
+    ids are scored against the installed bfcl-eval data (official checker)."""
     records = list(read_predictions(predictions))
     wanted = {
         category_of(obj.get("id"))
         for _, obj, err in records
         if err is None and isinstance(obj, dict)
     }
-    data = load_bfcl(data_dir, [c for c in ALL_CATEGORIES if c in wanted])
+    data: dict[str, ScorableEntry] = dict(
+        load_bfcl(data_dir, [c for c in ALL_CATEGORIES if c in wanted])
+    )
+    multi = [c for c in MULTI_TURN_CATEGORIES if c in wanted]
+    if multi:
+        # imported here: bfcl_multiturn builds on this module
+        from looptool.eval.bfcl_multiturn import load_multi_turn
+
+        data.update(load_multi_turn(multi))
     counts: dict[str, int] = {}
     for e in data.values():
         counts[e.category] = counts.get(e.category, 0) + 1

@@ -21,15 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from looptool.core.codec import parse_completion
+from looptool.core.match_bfcl import BfclResult
 from looptool.core.types import ToolCall
 from looptool.engines.base import ChatRequest, Engine, SamplingParams
 from looptool.eval import bfcl_official
+from looptool.eval.bfcl import MULTI_TURN_CATEGORIES
 from looptool.eval.bfcl_env import BfclEnvironment, CallRejected, EnvCall
 from looptool.eval.policy import generate_answers
-
-MULTI_TURN_CATEGORIES: tuple[str, ...] = (
-    "multi_turn_base", "multi_turn_miss_func", "multi_turn_miss_param", "multi_turn_long_context",
-)  # fmt: skip
 
 
 class MultiTurnDataError(ValueError):
@@ -56,6 +54,12 @@ class MultiTurnEntry:
     def environment(self) -> BfclEnvironment:
         """A fresh environment in the entry's initial state."""
         return BfclEnvironment(self.involved_classes, self.initial_config, self.long_context)
+
+    def score(self, result: Any, dot_to_underscore: bool = False) -> BfclResult:
+        """:func:`score_multi_turn` as a BfclResult (names are BFCL's own, no '.' rule)."""
+        v = score_multi_turn(self, result)
+        details = {"message": v.message, "refused": v.refused} if not v.valid else {}
+        return BfclResult(v.valid, v.error_type or "", details)
 
     def checker_entry(self) -> dict:
         """The fields the official checker reads from a test entry."""

@@ -28,13 +28,13 @@ from looptool.core.types import Label, Message, Sample, ToolSpec, ToolSpecError
 from looptool.engines.base import ChatRequest, Engine, SamplingParams
 from looptool.eval.bfcl import (
     ALL_CATEGORIES,
+    MULTI_TURN_CATEGORIES,
     BfclEntry,
     available_categories,
     load_bfcl,
     score_entry,
 )
 from looptool.eval.bfcl_multiturn import (
-    MULTI_TURN_CATEGORIES,
     MultiTurnEntry,
     load_multi_turn,
     play_multi_turn,

@@ -21,8 +21,7 @@ from collections.abc import Mapping
 from functools import cache
 
 from looptool.eval import bfcl_official
-from looptool.eval.bfcl import ALL_CATEGORIES
-from looptool.eval.bfcl_multiturn import MULTI_TURN_CATEGORIES
+from looptool.eval.bfcl import ALL_CATEGORIES, MULTI_TURN_CATEGORIES
 
 V3_COLUMNS: tuple[str, ...] = (
     "Overall", "Non-Live AST", "Live", "Multi-Turn", "Relevance", "Irrelevance",
