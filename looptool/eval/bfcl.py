@@ -82,7 +82,9 @@ class BfclEntry:
         return score_entry(self, result, dot_to_underscore)
 
 
-def _read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+def read_jsonl(path: Path, key: str = "id") -> Iterator[tuple[int, dict]]:
+    """(line number, object) per non-empty line of a BFCL data file; each object must
+    hold a string ``key``. Raises BfclDataError naming the file and line."""
     with open(path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
@@ -91,8 +93,8 @@ def _read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise BfclDataError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from None
-            if not isinstance(obj, dict) or not isinstance(obj.get("id"), str):
-                raise BfclDataError(f"{path}:{lineno}: expected an object with a string 'id'")
+            if not isinstance(obj, dict) or not isinstance(obj.get(key), str):
+                raise BfclDataError(f"{path}:{lineno}: expected an object with a string {key!r}")
             yield lineno, obj
 
 
@@ -124,12 +126,12 @@ def load_bfcl(
             apath = d / "possible_answer" / f"BFCL_v4_{cat}.json"
             if not apath.is_file():
                 raise BfclDataError(f"{qpath}: possible-answer file missing: {apath}")
-            for lineno, obj in _read_jsonl(apath):
+            for lineno, obj in read_jsonl(apath):
                 gt = obj.get("ground_truth")
                 if not isinstance(gt, list):
                     raise BfclDataError(f"{apath}:{lineno}: 'ground_truth' must be a list")
                 answers[obj["id"]] = gt
-        for lineno, obj in _read_jsonl(qpath):
+        for lineno, obj in read_jsonl(qpath):
             eid = obj["id"]
             funcs = obj.get("function")
             if not isinstance(funcs, list):

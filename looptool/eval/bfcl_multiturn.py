@@ -12,7 +12,6 @@ has BFCL's own format, a list per turn of a list per step of call strings.
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -21,17 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from looptool.core.codec import parse_completion
-from looptool.core.match_bfcl import BfclResult
+from looptool.core.match_bfcl import BfclDataError, BfclResult
 from looptool.core.types import ToolCall
 from looptool.engines.base import ChatRequest, Engine, SamplingParams
 from looptool.eval import bfcl_official
-from looptool.eval.bfcl import MULTI_TURN_CATEGORIES
+from looptool.eval.bfcl import MULTI_TURN_CATEGORIES, read_jsonl
 from looptool.eval.bfcl_env import BfclEnvironment, CallRejected, EnvCall
 from looptool.eval.policy import generate_answers
-
-
-class MultiTurnDataError(ValueError):
-    """A malformed multi-turn data file (message names the file and line)."""
 
 
 @dataclass
@@ -70,23 +65,10 @@ class MultiTurnEntry:
         }
 
 
-def _jsonl(path: Path, key: str = "id") -> Iterable[tuple[int, dict]]:
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if line.strip():
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise MultiTurnDataError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from None
-                if not isinstance(obj, dict) or not isinstance(obj.get(key), str):
-                    raise MultiTurnDataError(f"{path}:{lineno}: expected an object with {key!r}")
-                yield lineno, obj
-
-
 def _class_docs(class_name: str, cache: dict[str, list[dict]]) -> list[dict]:
     if class_name not in cache:
         path = bfcl_official.multi_turn_func_doc_path(class_name)
-        cache[class_name] = [obj for _, obj in _jsonl(path, key="name")]
+        cache[class_name] = [obj for _, obj in read_jsonl(path, key="name")]
     return cache[class_name]
 
 
@@ -102,27 +84,27 @@ def load_multi_turn(
     out: dict[str, MultiTurnEntry] = {}
     for cat in wanted:
         if cat not in MULTI_TURN_CATEGORIES:
-            raise MultiTurnDataError(f"unknown multi-turn category {cat!r}")
+            raise BfclDataError(f"unknown multi-turn category {cat!r}")
         qpath = d / f"BFCL_v4_{cat}.json"
         apath = d / "possible_answer" / f"BFCL_v4_{cat}.json"
         for p in (qpath, apath):
             if not p.is_file():
-                raise MultiTurnDataError(f"BFCL multi-turn file missing: {p}")
-        answers = {obj["id"]: obj.get("ground_truth") for _, obj in _jsonl(apath)}
-        for lineno, obj in _jsonl(qpath):
+                raise BfclDataError(f"BFCL multi-turn file missing: {p}")
+        answers = {obj["id"]: obj.get("ground_truth") for _, obj in read_jsonl(apath)}
+        for lineno, obj in read_jsonl(qpath):
             where = f"{qpath}:{lineno}"
             gt = answers.get(obj["id"])
             turns, classes = obj.get("question"), obj.get("involved_classes")
             if not isinstance(gt, list) or not all(isinstance(t, list) for t in gt):
-                raise MultiTurnDataError(f"{where}: no ground truth (list per turn) in {apath}")
+                raise BfclDataError(f"{where}: no ground truth (list per turn) in {apath}")
             if not isinstance(turns, list) or len(turns) != len(gt):
-                raise MultiTurnDataError(f"{where}: 'question' must hold one list per turn")
+                raise BfclDataError(f"{where}: 'question' must hold one list per turn")
             if not isinstance(classes, list) or not classes:
-                raise MultiTurnDataError(f"{where}: 'involved_classes' must be a non-empty list")
+                raise BfclDataError(f"{where}: 'involved_classes' must be a non-empty list")
             try:
                 functions = [doc for c in classes for doc in _class_docs(c, docs_cache)]
             except KeyError as exc:
-                raise MultiTurnDataError(f"{where}: {exc.args[0]}") from None
+                raise BfclDataError(f"{where}: {exc.args[0]}") from None
             held_out: dict[int, list[dict]] = {}
             for turn, names in (obj.get("missed_function") or {}).items():
                 held = [f for f in functions if f.get("name") in set(names)]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TypeVar
 
@@ -231,16 +231,19 @@ def evaluate_bfcl(engine: Engine, data_dir: str | Path, *, iteration: int, **kw)
 _ITEM_KEYS = ("item_id", "category", "ok", "reason", "raw_text")
 
 
-def category_counts(rows: Iterable[Mapping]) -> dict[str, tuple[int, int]]:
-    """{category: (correct, scored)} over rows with ``category`` and ``ok``; malformed
-    entries (reason bad_entry) are not scored."""
-    out: dict[str, tuple[int, int]] = {}
-    for r in rows:
-        if r.get("reason") == "bad_entry":
-            continue
-        ok, n = out.get(r["category"], (0, 0))
-        out[r["category"]] = (ok + bool(r["ok"]), n + 1)
-    return out
+def category_counts(df: pl.DataFrame) -> dict[str, tuple[int, int]]:
+    """{category: (correct, scored)} from rows with category, ok, reason, in category
+    order; malformed entries (reason bad_entry) are not scored."""
+    per = (
+        df.filter(pl.col("reason") != "bad_entry")
+        .group_by("category")
+        .agg(n=pl.len().cast(pl.Int64), correct=pl.col("ok").sum().cast(pl.Int64))
+    )
+    order = {c: i for i, c in enumerate(ENTRY_ORDER)}
+    per = per.sort(
+        pl.col("category").replace_strict(order, default=len(order), return_dtype=pl.Int64)
+    )
+    return {r["category"]: (r["correct"], r["n"]) for r in per.to_dicts()}
 
 
 def bfcl_metrics(items: pa.Table | pl.DataFrame) -> dict:
@@ -250,21 +253,14 @@ def bfcl_metrics(items: pa.Table | pl.DataFrame) -> dict:
     assert isinstance(df, pl.DataFrame)
     df = df.filter(pl.col("suite") == "bfcl")
     not_scored = df.filter(pl.col("reason") == "bad_entry").height
+    counts = category_counts(df)
     df = df.filter(pl.col("reason") != "bad_entry")
-    per = df.group_by("category").agg(
-        n=pl.len().cast(pl.Int64), correct=pl.col("ok").sum().cast(pl.Int64)
-    )
-    order = {c: i for i, c in enumerate(ENTRY_ORDER)}
-    per = per.sort(
-        pl.col("category").replace_strict(order, default=len(order), return_dtype=pl.Int64)
-    )
-    counts = {r["category"]: (r["correct"], r["n"]) for r in per.to_dicts()}
     out: dict = {c: {"accuracy": ok / n, "n": n} for c, (ok, n) in counts.items()}
     out["overall"] = {
         "accuracy": sum(m["accuracy"] for m in out.values()) / len(out) if out else None,
         "micro_accuracy": float(df["ok"].mean()) if df.height else None,
         "n": df.height,
-        "categories": per.height,
+        "categories": len(counts),
         "not_scored": not_scored,  # malformed entries, kept in eval_items with the reason
     }
     if counts:

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import click
+import polars as pl
 
 from looptool.core.match_bfcl import BfclDataError
 from looptool.eval.bfcl import DEFAULT_DATA_DIR, evaluate_file
@@ -136,7 +137,6 @@ def bfcl_run_cmd(
     from looptool.engines.base import EngineError
     from looptool.engines.factory import open_engine
     from looptool.eval import bfcl_official
-    from looptool.eval.bfcl_multiturn import MultiTurnDataError
     from looptool.eval.bfcl_policy import category_counts, run_bfcl
     from looptool.eval.bfcl_scores import format_table, v3_columns, v4_columns
     from looptool.params.engines import EngineSpec
@@ -160,10 +160,12 @@ def bfcl_run_cmd(
         wall = time.monotonic() - start
     except (
         bfcl_official.BfclEvalMissing, EngineError, FileNotFoundError, ValueError,
-        BfclDataError, MultiTurnDataError,
+        BfclDataError,
     ) as exc:  # fmt: skip
         raise click.ClickException(str(exc)) from None
-    counts = category_counts(rows)
+    counts = category_counts(
+        pl.DataFrame([{k: r[k] for k in ("category", "ok", "reason")} for r in rows])
+    )
     _write_jsonl(out / "predictions.jsonl", [
         {"id": r["item_id"], "result": r["result"]} for r in rows if "result" in r
     ])  # fmt: skip
