@@ -137,11 +137,16 @@ def bfcl_run_cmd(
     from looptool.engines.base import EngineError
     from looptool.engines.factory import open_engine
     from looptool.eval import bfcl_official
-    from looptool.eval.bfcl_policy import category_counts, run_bfcl
+    from looptool.eval.bfcl_policy import ENTRY_ORDER, category_counts, run_bfcl
     from looptool.eval.bfcl_scores import format_table, v3_columns, v4_columns
     from looptool.params.engines import EngineSpec
 
     cats = [c.strip() for c in categories.split(",") if c.strip()] if categories else None
+    unknown = [c for c in cats or [] if c not in ENTRY_ORDER]
+    if unknown:
+        raise click.BadParameter(
+            f"unknown {unknown}; known: {', '.join(ENTRY_ORDER)}", param_hint="--categories"
+        )
     try:
         version = bfcl_official.version()
         spec = EngineSpec(
