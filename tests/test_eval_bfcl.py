@@ -40,7 +40,8 @@ from looptool.eval.bfcl import (
         ("live_irrelevance_10-1-0", "live_irrelevance"),
         ("live_relevance_3-3-0", "live_relevance"),
         ("simple_5", "simple_python"),  # BFCL v3 name
-        ("multi_turn_base_0", None),
+        ("multi_turn_base_0", "multi_turn_base"),  # scored by the official checker
+        ("web_search_base_0", None),
         ("live_multiple", None),
         ("simple_python_x", None),
         ("", None),

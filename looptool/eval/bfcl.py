@@ -13,10 +13,10 @@ from __future__ import annotations
 import ast
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import polars as pl
 
@@ -30,6 +30,11 @@ SCORED_CATEGORIES: tuple[str, ...] = (
 EXTRA_CATEGORIES: tuple[str, ...] = ("simple_java", "simple_javascript")
 NO_ANSWER_CATEGORIES: tuple[str, ...] = ("irrelevance", "live_irrelevance", "live_relevance")
 ALL_CATEGORIES: tuple[str, ...] = SCORED_CATEGORIES + EXTRA_CATEGORIES + NO_ANSWER_CATEGORIES
+# Played against executable environments (looptool.eval.bfcl_multiturn); their data and
+# environments come from the installed bfcl-eval, not from a data dir.
+MULTI_TURN_CATEGORIES: tuple[str, ...] = (
+    "multi_turn_base", "multi_turn_miss_func", "multi_turn_miss_param", "multi_turn_long_context",
+)  # fmt: skip
 
 # The repo's vendored copy (data/bfcl beside the package), used when --data is not given.
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "data" / "bfcl"
@@ -46,7 +51,7 @@ def category_of(entry_id: Any) -> str | None:
     if m is None:
         return None
     cat = _LEGACY.get(m["cat"], m["cat"])
-    return cat if cat in ALL_CATEGORIES else None
+    return cat if cat in ALL_CATEGORIES or cat in MULTI_TURN_CATEGORIES else None
 
 
 @dataclass
@@ -72,8 +77,14 @@ class BfclEntry:
             )
         return c
 
+    def score(self, result: Any, dot_to_underscore: bool = False) -> BfclResult:
+        """:func:`score_entry` of this entry."""
+        return score_entry(self, result, dot_to_underscore)
 
-def _read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+
+def read_jsonl(path: Path, key: str = "id") -> Iterator[tuple[int, dict]]:
+    """(line number, object) per non-empty line of a BFCL data file; each object must
+    hold a string ``key``. Raises BfclDataError naming the file and line."""
     with open(path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
@@ -82,8 +93,8 @@ def _read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise BfclDataError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from None
-            if not isinstance(obj, dict) or not isinstance(obj.get("id"), str):
-                raise BfclDataError(f"{path}:{lineno}: expected an object with a string 'id'")
+            if not isinstance(obj, dict) or not isinstance(obj.get(key), str):
+                raise BfclDataError(f"{path}:{lineno}: expected an object with a string {key!r}")
             yield lineno, obj
 
 
@@ -115,12 +126,12 @@ def load_bfcl(
             apath = d / "possible_answer" / f"BFCL_v4_{cat}.json"
             if not apath.is_file():
                 raise BfclDataError(f"{qpath}: possible-answer file missing: {apath}")
-            for lineno, obj in _read_jsonl(apath):
+            for lineno, obj in read_jsonl(apath):
                 gt = obj.get("ground_truth")
                 if not isinstance(gt, list):
                     raise BfclDataError(f"{apath}:{lineno}: 'ground_truth' must be a list")
                 answers[obj["id"]] = gt
-        for lineno, obj in _read_jsonl(qpath):
+        for lineno, obj in read_jsonl(qpath):
             eid = obj["id"]
             funcs = obj.get("function")
             if not isinstance(funcs, list):
@@ -176,8 +187,9 @@ def _literal(node: ast.expr) -> Any:
 _FENCE_RE = re.compile(r"^```[a-zA-Z]*\s*\n?(.*?)\n?```$", re.S)
 
 
-def parse_python_calls(text: str) -> list[dict]:
-    """Parse ``[f(a=1), pkg.g(b="x")]`` (or a bare call) into BFCL decoded calls."""
+def parse_python_call_parts(text: str) -> list[tuple[str, list, dict[str, Any]]]:
+    """Parse ``[f(1, a=2), pkg.g(b="x")]`` (or a bare call) into (name, positional, keyword)
+    triples of literal values, never evaluating anything. Raises DecodeError."""
     s = text.strip()
     m = _FENCE_RE.match(s)
     if m:
@@ -189,13 +201,11 @@ def parse_python_calls(text: str) -> list[dict]:
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
         raise DecodeError(f"not Python call syntax: {getattr(exc, 'msg', exc)}") from None
     nodes = body.elts if isinstance(body, (ast.List, ast.Tuple)) else [body]
-    calls: list[dict] = []
+    calls: list[tuple[str, list, dict[str, Any]]] = []
     try:
         for i, node in enumerate(nodes):
             if not isinstance(node, ast.Call):
                 raise DecodeError(f"item {i} is not a function call")
-            if node.args:
-                raise DecodeError(f"call {i}: positional arguments are not supported")
             args: dict[str, Any] = {}
             for kw in node.keywords:
                 if kw.arg is None:
@@ -203,9 +213,21 @@ def parse_python_calls(text: str) -> list[dict]:
                 if kw.arg in args:
                     raise DecodeError(f"call {i}: argument {kw.arg!r} repeated")
                 args[kw.arg] = _literal(kw.value)
-            calls.append({_dotted(node.func): args})
+            if any(isinstance(a, ast.Starred) for a in node.args):
+                raise DecodeError(f"call {i}: *args are not supported")
+            calls.append((_dotted(node.func), [_literal(a) for a in node.args], args))
     except RecursionError:
         raise DecodeError("expression too deeply nested") from None
+    return calls
+
+
+def parse_python_calls(text: str) -> list[dict]:
+    """Parse ``[f(a=1), pkg.g(b="x")]`` (or a bare call) into BFCL decoded calls."""
+    calls: list[dict] = []
+    for i, (name, positional, args) in enumerate(parse_python_call_parts(text)):
+        if positional:
+            raise DecodeError(f"call {i}: positional arguments are not supported")
+        calls.append({name: args})
     return calls
 
 
@@ -310,7 +332,7 @@ class EvalReport:
             pl.len().cast(pl.Int64).alias("predicted"),
             pl.col("valid").sum().cast(pl.Int64).alias("valid"),
         )
-        order = {c: i for i, c in enumerate((*ALL_CATEGORIES, "unmatched"))}
+        order = {c: i for i, c in enumerate((*ALL_CATEGORIES, *MULTI_TURN_CATEGORIES, "unmatched"))}
         agg = agg.with_columns(
             pl.col("category")
             .replace_strict(self.data_counts, default=None, return_dtype=pl.Int64)
@@ -368,8 +390,16 @@ def read_predictions(path: str | Path) -> Iterator[tuple[int, Any, str | None]]:
                 yield lineno, None, f"invalid JSON ({getattr(exc, 'msg', 'too deeply nested')})"
 
 
+class ScorableEntry(Protocol):
+    """A BFCL entry of any kind: single-turn (BfclEntry) or multi-turn."""
+
+    category: str
+
+    def score(self, result: Any, dot_to_underscore: bool = False) -> BfclResult: ...
+
+
 def evaluate(
-    data: dict[str, BfclEntry],
+    data: Mapping[str, ScorableEntry],
     records: Iterable[tuple[int, Any, str | None]],
     *,
     dot_to_underscore: bool = False,
@@ -407,7 +437,7 @@ def evaluate(
             continue
         seen[eid] = lineno
         try:
-            res = score_entry(entry, obj["result"], dot_to_underscore)
+            res = entry.score(obj["result"], dot_to_underscore)
         except BfclDataError as exc:
             problems.append((lineno, f"id {eid!r}: unusable BFCL entry: {exc}"))
             res = BfclResult(False, "bad_entry", {"message": str(exc)})
@@ -423,14 +453,23 @@ def evaluate(
 def evaluate_file(
     data_dir: str | Path, predictions: str | Path, *, dot_to_underscore: bool = False
 ) -> EvalReport:
-    """Load only the categories the predictions need, then score every line."""
+    """Load only the categories the predictions need, then score every line. Multi-turn
+    ids are scored against the installed bfcl-eval data (official checker)."""
     records = list(read_predictions(predictions))
     wanted = {
         category_of(obj.get("id"))
         for _, obj, err in records
         if err is None and isinstance(obj, dict)
     }
-    data = load_bfcl(data_dir, [c for c in ALL_CATEGORIES if c in wanted])
+    data: dict[str, ScorableEntry] = dict(
+        load_bfcl(data_dir, [c for c in ALL_CATEGORIES if c in wanted])
+    )
+    multi = [c for c in MULTI_TURN_CATEGORIES if c in wanted]
+    if multi:
+        # imported here: bfcl_multiturn builds on this module
+        from looptool.eval.bfcl_multiturn import load_multi_turn
+
+        data.update(load_multi_turn(multi))
     counts: dict[str, int] = {}
     for e in data.values():
         counts[e.category] = counts.get(e.category, 0) + 1

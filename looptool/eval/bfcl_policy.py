@@ -1,5 +1,7 @@
-"""The policy on BFCL's single-turn categories: prompt, decode greedily, score with the
-project's BFCL evaluator (looptool.eval.bfcl, BFCL-mode ToolMatch).
+"""The policy on BFCL: prompt, decode greedily, score. Single-turn categories are scored
+by the project's BFCL evaluator (looptool.eval.bfcl, BFCL-mode ToolMatch), multi-turn
+ones are played against the official environments and scored by the official checker
+(looptool.eval.bfcl_multiturn).
 
 Each entry is prompted like a training sample: the policy system prompt, the entry's
 question as the conversation, its function docs as the tool list (normalized to JSON
@@ -9,11 +11,15 @@ schema when possible, else passed through as written). A per-category subset
 
 from __future__ import annotations
 
+import json
 import random
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TypeVar
 
 import polars as pl
 import pyarrow as pa
+from tqdm.auto import tqdm
 
 from looptool.core.codec import parse_completion
 from looptool.core.match_bfcl import BfclDataError
@@ -22,24 +28,35 @@ from looptool.core.types import Label, Message, Sample, ToolSpec, ToolSpecError
 from looptool.engines.base import ChatRequest, Engine, SamplingParams
 from looptool.eval.bfcl import (
     ALL_CATEGORIES,
+    MULTI_TURN_CATEGORIES,
     BfclEntry,
     available_categories,
     load_bfcl,
     score_entry,
 )
+from looptool.eval.bfcl_multiturn import (
+    MultiTurnEntry,
+    load_multi_turn,
+    play_multi_turn,
+    score_multi_turn,
+)
+from looptool.eval.bfcl_scores import v3_columns, v4_columns
 from looptool.eval.policy import generate_answers
-from looptool.loop.prompting import policy_messages
+from looptool.loop.prompting import policy_messages, policy_system
+
+E = TypeVar("E", BfclEntry, MultiTurnEntry)
 
 
-def select_entries(
-    entries: dict[str, BfclEntry], per_category: int | None, seed: int
-) -> list[BfclEntry]:
+ENTRY_ORDER: tuple[str, ...] = (*ALL_CATEGORIES, *MULTI_TURN_CATEGORIES)
+
+
+def select_entries(entries: Mapping[str, E], per_category: int | None, seed: int) -> list[E]:
     """Up to ``per_category`` entries of each category, a seeded sample in id order."""
     by_cat: dict[str, list[str]] = {}
     for eid, e in entries.items():
         by_cat.setdefault(e.category, []).append(eid)
-    chosen: list[BfclEntry] = []
-    for cat in sorted(by_cat, key=lambda c: ALL_CATEGORIES.index(c)):
+    chosen: list[E] = []
+    for cat in sorted(by_cat, key=ENTRY_ORDER.index):
         ids = sorted(by_cat[cat])
         if per_category is not None and len(ids) > per_category:
             ids = sorted(random.Random(f"{seed}:{cat}").sample(ids, per_category))
@@ -47,60 +64,61 @@ def select_entries(
     return chosen
 
 
+def bfcl_tools(functions: list[dict], where: str) -> list[dict]:
+    """BFCL function docs as the OpenAI tool list (normalized to JSON schema when possible)."""
+    tools: list[dict] = []
+    for i, fn in enumerate(functions):
+        try:
+            tools.append(ToolSpec.from_any(fn, where=f"{where} function {i}").to_openai())
+        except ToolSpecError:
+            # a doc our normalizer rejects is still what BFCL shows the model
+            tools.append({"type": "function", "function": fn})
+    return tools
+
+
 def entry_prompt(entry: BfclEntry, date: str) -> tuple[list[dict], list[dict]]:
     """(messages, tools) for one BFCL entry. Raises ValueError on a malformed question."""
     turns = entry.question or []
     raw_msgs = [m for turn in turns for m in (turn if isinstance(turn, list) else [turn])]
     context = [Message.model_validate(m) for m in raw_msgs]
-    tools: list[dict] = []
-    for i, fn in enumerate(entry.functions):
-        try:
-            tools.append(ToolSpec.from_any(fn, where=f"{entry.id} function {i}").to_openai())
-        except ToolSpecError:
-            # a doc our normalizer rejects is still what BFCL shows the model
-            tools.append({"type": "function", "function": fn})
     sample = Sample(tools=[], context=context, label=Label(text=""))
-    return policy_messages(sample, date), tools
+    return policy_messages(sample, date), bfcl_tools(entry.functions, entry.id)
 
 
-def evaluate_bfcl(
-    engine: Engine,
-    data_dir: str | Path,
-    *,
-    iteration: int,
-    date: str,
-    categories: list[str] | None = None,
-    per_category: int | None = 20,
-    seed: int = 0,
-    max_tokens: int = 256,
-    thinking: bool = False,
-    dot_to_underscore: bool = False,
-) -> pa.Table:
-    """Decode and score a per-category subset of BFCL; returns EVAL_ITEMS rows."""
+def _check_categories(categories: list[str] | None, data_dir: str | Path) -> tuple[list, list]:
+    """(single-turn, multi-turn) categories to run; None = every one available."""
     present = available_categories(data_dir) if Path(data_dir).is_dir() else []
-    if categories is not None:
-        unknown = [c for c in categories if c not in ALL_CATEGORIES]
-        if unknown:
-            raise ValueError(
-                f"eval.bfcl_categories: unknown {unknown}; known: {', '.join(ALL_CATEGORIES)}"
-            )
-        missing = [c for c in categories if c not in present]
-        if missing:
-            raise FileNotFoundError(f"{data_dir}: no BFCL_v4_<category>.json for {missing}")
-    entries = select_entries(load_bfcl(data_dir, categories), per_category, seed)
-    items: list[dict] = []
+    if categories is None:
+        return present, list(MULTI_TURN_CATEGORIES)
+    unknown = [c for c in categories if c not in ENTRY_ORDER]
+    if unknown:
+        raise ValueError(
+            f"eval.bfcl_categories: unknown {unknown}; known: {', '.join(ENTRY_ORDER)}"
+        )
+    single = [c for c in categories if c in ALL_CATEGORIES]
+    missing = [c for c in single if c not in present]
+    if missing:
+        raise FileNotFoundError(f"{data_dir}: no BFCL_v4_<category>.json for {missing}")
+    return single, [c for c in categories if c in MULTI_TURN_CATEGORIES]
+
+
+def _single_turn_rows(
+    engine: Engine, entries: list[BfclEntry], *, date: str, sampling: SamplingParams,
+    thinking: bool, dot_to_underscore: bool, bar: tqdm,
+) -> list[dict]:  # fmt: skip
+    rows: list[dict] = []
     todo: list[tuple[int, BfclEntry]] = []
     requests: list[ChatRequest] = []
-    sampling = SamplingParams(max_tokens=max_tokens, temperature=0.0)
     for e in entries:
-        base = {"iter": iteration, "suite": "bfcl", "item_id": e.id, "category": e.category}
+        base = {"item_id": e.id, "category": e.category}
         try:
             messages, tools = entry_prompt(e, date)
         except ValueError as exc:  # pydantic ValidationError included
-            items.append({**base, "ok": False, "reason": "bad_entry", "raw_text": str(exc)[:500]})
+            rows.append({**base, "ok": False, "reason": "bad_entry", "raw_text": str(exc)[:500]})
+            bar.update()
             continue
-        todo.append((len(items), e))
-        items.append(base)
+        todo.append((len(rows), e))
+        rows.append(base)
         requests.append(
             ChatRequest(
                 messages=messages,
@@ -109,10 +127,17 @@ def evaluate_bfcl(
                 chat_template_kwargs={"enable_thinking": thinking},
             )  # fmt: skip
         )
-    for (i, e), (text, error) in zip(todo, generate_answers(engine, requests), strict=True):
+    chunk = max(1, engine.batch_size) * 4
+    answers: list[tuple[str | None, str | None]] = []
+    for start in range(0, len(requests), chunk):
+        part = requests[start : start + chunk]
+        answers += generate_answers(engine, part, chunk)
+        bar.update(len(part))
+    for (i, e), (text, error) in zip(todo, answers, strict=True):
         if text is None:
-            items[i].update(ok=False, reason="engine_error", raw_text=error)
+            rows[i].update(ok=False, reason="engine_error", raw_text=error)
             continue
+        rows[i]["result"] = text
         parsed = parse_completion(text)
         # A clean parse is scored as the calls it holds (none = no call); a broken one is
         # handed over as text so the evaluator records the decode error.
@@ -120,32 +145,127 @@ def evaluate_bfcl(
         try:
             res = score_entry(e, result, dot_to_underscore)
         except BfclDataError as exc:
-            items[i].update(ok=False, reason="bad_entry", raw_text=f"{exc}\n---\n{text}")
+            rows[i].update(ok=False, reason="bad_entry", raw_text=f"{exc}\n---\n{text}")
             continue
-        items[i].update(
-            ok=res.valid, reason="valid" if res.valid else res.error_type, raw_text=text
+        rows[i].update(ok=res.valid, reason="valid" if res.valid else res.error_type, raw_text=text)
+    return rows
+
+
+def _multi_turn_rows(
+    engine: Engine, entries: list[MultiTurnEntry], *, date: str, sampling: SamplingParams,
+    thinking: bool, bar: tqdm,
+) -> list[dict]:  # fmt: skip
+    runs = play_multi_turn(
+        engine, entries, system=[{"role": "system", "content": policy_system(date)}], to_tools=bfcl_tools,
+        params=sampling, thinking=thinking, on_done=lambda _run: bar.update(),
+    )  # fmt: skip
+    rows: list[dict] = []
+    for run in runs:
+        verdict = score_multi_turn(run.entry, run.result)
+        reason = "valid" if verdict.valid else (verdict.error_type or "invalid")
+        if run.stop == "engine_error":
+            reason = "engine_error"
+        rows.append(
+            {
+                "item_id": run.entry.id,
+                "category": run.entry.category,
+                "ok": verdict.valid,
+                "reason": reason,
+                "raw_text": json.dumps(run.log, ensure_ascii=False),
+                "result": run.result,
+                "message": verdict.message,
+                "refused": run.refused,
+                "stop": run.stop,
+            }
         )
+    return rows
+
+
+def run_bfcl(
+    engine: Engine,
+    data_dir: str | Path,
+    *,
+    date: str,
+    categories: list[str] | None = None,
+    per_category: int | None = 20,
+    multi_turn_per_category: int | None = None,
+    seed: int = 0,
+    max_tokens: int = 256,
+    thinking: bool = False,
+    dot_to_underscore: bool = False,
+    progress: bool = False,
+) -> list[dict]:
+    """Decode and score a per-category subset of BFCL, single- and multi-turn.
+
+    One row per entry: item_id, category, ok, reason ("valid" or the failure), raw_text
+    (the completion; for multi-turn the per-step log as JSON) and ``result`` in BFCL's
+    result format. Multi-turn categories come from the installed bfcl-eval data.
+    """
+    single_cats, multi_cats = _check_categories(categories, data_dir)
+    single = select_entries(load_bfcl(data_dir, single_cats), per_category, seed)
+    multi: list[MultiTurnEntry] = []
+    if multi_cats:
+        mt_n = per_category if multi_turn_per_category is None else multi_turn_per_category
+        multi = select_entries(load_multi_turn(multi_cats), mt_n, seed)
+    sampling = SamplingParams(max_tokens=max_tokens, temperature=0.0)
+    with tqdm(total=len(single) + len(multi), desc="bfcl", disable=not progress) as bar:
+        rows = _single_turn_rows(
+            engine, single, date=date, sampling=sampling, thinking=thinking,
+            dot_to_underscore=dot_to_underscore, bar=bar,
+        )  # fmt: skip
+        rows += _multi_turn_rows(
+            engine, multi, date=date, sampling=sampling, thinking=thinking, bar=bar
+        )
+    return rows
+
+
+def evaluate_bfcl(engine: Engine, data_dir: str | Path, *, iteration: int, **kw) -> pa.Table:
+    """:func:`run_bfcl` as EVAL_ITEMS rows of iteration ``iteration``."""
+    items = [
+        {"iter": iteration, "suite": "bfcl", **{k: r.get(k) for k in _ITEM_KEYS}}
+        for r in run_bfcl(engine, data_dir, **kw)
+    ]
     return rows_to_table(items, EVAL_ITEMS)
 
 
+_ITEM_KEYS = ("item_id", "category", "ok", "reason", "raw_text")
+
+
+def category_counts(df: pl.DataFrame) -> dict[str, tuple[int, int]]:
+    """{category: (correct, scored)} from rows with category, ok, reason, in category
+    order; malformed entries (reason bad_entry) are not scored."""
+    per = (
+        df.filter(pl.col("reason") != "bad_entry")
+        .group_by("category")
+        .agg(n=pl.len().cast(pl.Int64), correct=pl.col("ok").sum().cast(pl.Int64))
+    )
+    order = {c: i for i, c in enumerate(ENTRY_ORDER)}
+    per = per.sort(
+        pl.col("category").replace_strict(order, default=len(order), return_dtype=pl.Int64)
+    )
+    return {r["category"]: (r["correct"], r["n"]) for r in per.to_dicts()}
+
+
 def bfcl_metrics(items: pa.Table | pl.DataFrame) -> dict:
-    """Per-category accuracy and ``overall`` (macro mean over categories, plus micro)."""
+    """Per-category accuracy, ``overall`` (macro mean over categories, plus micro) and the
+    leaderboard columns (``v3_<column>``, ``v4_<column>``, official aggregation)."""
     df = items if isinstance(items, pl.DataFrame) else pl.from_arrow(items)
     assert isinstance(df, pl.DataFrame)
     df = df.filter(pl.col("suite") == "bfcl")
     not_scored = df.filter(pl.col("reason") == "bad_entry").height
+    counts = category_counts(df)
     df = df.filter(pl.col("reason") != "bad_entry")
-    per = df.group_by("category").agg(n=pl.len().cast(pl.Int64), accuracy=pl.col("ok").mean())
-    order = {c: i for i, c in enumerate(ALL_CATEGORIES)}
-    per = per.sort(
-        pl.col("category").replace_strict(order, default=len(order), return_dtype=pl.Int64)
-    )
-    out: dict = {r["category"]: {"accuracy": r["accuracy"], "n": r["n"]} for r in per.to_dicts()}
+    out: dict = {c: {"accuracy": ok / n, "n": n} for c, (ok, n) in counts.items()}
     out["overall"] = {
-        "accuracy": float(per["accuracy"].mean()) if per.height else None,  # macro
+        "accuracy": sum(m["accuracy"] for m in out.values()) / len(out) if out else None,
         "micro_accuracy": float(df["ok"].mean()) if df.height else None,
         "n": df.height,
-        "categories": per.height,
+        "categories": len(counts),
         "not_scored": not_scored,  # malformed entries, kept in eval_items with the reason
     }
+    if counts:
+        for prefix, cols in (("v3", v3_columns(counts)), ("v4", v4_columns(counts))):
+            for name, acc in cols.items():
+                key = f"{prefix}_{name.lower().replace('-', '_').replace(' ', '_')}"
+                out[key] = {"accuracy": acc, "n": None}
     return out

@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from looptool.core.tables import EVAL_ITEMS
 from looptool.engines.base import Engine
+from looptool.eval import bfcl_official
 from looptool.eval.bfcl_policy import bfcl_metrics, evaluate_bfcl
 from looptool.eval.heldout import evaluate_heldout, heldout_metrics
 from looptool.eval.policy import policy_spec
@@ -54,6 +55,7 @@ def run_eval(
             evaluate_bfcl(
                 engine, bfcl_dir, iteration=j, date=params.project.date,
                 categories=ep.bfcl_categories, per_category=ep.bfcl_per_category,
+                multi_turn_per_category=ep.bfcl_multi_turn_per_category,
                 seed=ep.bfcl_seed, max_tokens=ep.max_tokens, thinking=ep.thinking,
                 dot_to_underscore=ep.bfcl_dot_to_underscore,
             )
@@ -67,6 +69,8 @@ def run_eval(
         "heldout": heldout_metrics(items),
         "bfcl": bfcl_metrics(items) if ep.bfcl else None,
     }
+    if ep.bfcl:
+        metrics["bfcl_eval_version"] = bfcl_official.version()
     stats = getattr(engine, "stats", None)
     if callable(stats):
         metrics["engine"] = stats()
@@ -110,5 +114,6 @@ def format_eval(metrics: dict) -> str:
     ]
     for cat, m in (metrics.get("bfcl") or {}).items():
         a = "n/a" if m["accuracy"] is None else f"{100 * m['accuracy']:.1f}%"
-        lines.append(f"  bfcl {cat:<24} {a:>7}  n={m['n']}")
+        n = "" if m["n"] is None else f"  n={m['n']}"
+        lines.append(f"  bfcl {cat:<24} {a:>7}{n}")
     return "\n".join(lines)

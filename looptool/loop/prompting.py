@@ -7,12 +7,17 @@ from looptool.engines.base import ChatRequest, SamplingParams
 from looptool.prompts import load_prompt
 
 
+def policy_system(date: str) -> str:
+    """The policy's system prompt: instructions and the date."""
+    return load_prompt("system_policy").format(date=date).strip()
+
+
 def policy_messages(sample: Sample, date: str) -> list[dict]:
     """System prompt (instructions + date) followed by the sample's context, OpenAI format.
 
     A system message already in the context is appended to ours rather than dropped.
     """
-    system = load_prompt("system_policy").format(date=date).strip()
+    system = policy_system(date)
     messages = [m.to_openai() for m in sample.context]
     if messages and messages[0]["role"] == "system":
         system = f"{system}\n\n{messages[0]['content']}"

@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 class EvalParams(BaseModel):
     """eval@j: the iteration's policy on the held-out split (strict ToolMatch) and on
-    BFCL's single-turn categories (BFCL-mode ToolMatch)."""
+    BFCL: single-turn categories (BFCL-mode ToolMatch) and the executable multi-turn ones
+    (official environments and checker, from the installed bfcl-eval)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -25,10 +26,12 @@ class EvalParams(BaseModel):
     heldout_limit: int | None = Field(None, ge=1)  # first N held-out samples; null = all
     bfcl: bool = True  # false skips BFCL (held-out only)
     bfcl_dir: str = "data/bfcl"
-    # null = every single-turn category present in bfcl_dir
+    # null = every single-turn category present in bfcl_dir and the four multi-turn ones
     bfcl_categories: list[str] | None = None
     # Entries per category (seeded sample, the same set every iteration); null = all.
     bfcl_per_category: int | None = Field(20, ge=1)
+    # Entries per multi-turn category (each is a whole conversation); null = all.
+    bfcl_multi_turn_per_category: int | None = Field(5, ge=1)
     bfcl_seed: int = 0
     # BFCL names may contain '.', which some function-calling APIs reject ('.' -> '_').
     bfcl_dot_to_underscore: bool = False
