@@ -204,8 +204,8 @@ def run_bfcl(
     single_cats, multi_cats = _check_categories(categories, data_dir)
     single = select_entries(load_bfcl(data_dir, single_cats), per_category, seed)
     multi: list[MultiTurnEntry] = []
-    if multi_cats:
-        mt_n = per_category if multi_turn_per_category is None else multi_turn_per_category
+    mt_n = per_category if multi_turn_per_category is None else multi_turn_per_category
+    if multi_cats and mt_n != 0:
         multi = select_entries(load_multi_turn(multi_cats), mt_n, seed)
     sampling = SamplingParams(max_tokens=max_tokens, temperature=0.0)
     with tqdm(total=len(single) + len(multi), desc="bfcl", disable=not progress) as bar:

@@ -30,8 +30,9 @@ class EvalParams(BaseModel):
     bfcl_categories: list[str] | None = None
     # Entries per category (seeded sample, the same set every iteration); null = all.
     bfcl_per_category: int | None = Field(20, ge=1)
-    # Entries per multi-turn category (each is a whole conversation); null = all.
-    bfcl_multi_turn_per_category: int | None = Field(5, ge=1)
+    # Entries per multi-turn category (each is a whole conversation); null = all; 0 = none
+    # (a CPU budget: SmolLM2 took ~11 min per conversation, measured).
+    bfcl_multi_turn_per_category: int | None = Field(5, ge=0)
     bfcl_seed: int = 0
     # BFCL names may contain '.', which some function-calling APIs reject ('.' -> '_').
     bfcl_dot_to_underscore: bool = False
