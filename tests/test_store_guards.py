@@ -150,7 +150,10 @@ _READS = st.sampled_from([
 
 
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=60,
+    deadline=None,
+    database=None,  # its example database would be written into the hashed project (the cwd)
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
     parts=st.lists(st.one_of(_WRITES, _READS), min_size=1, max_size=4),
