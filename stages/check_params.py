@@ -3,8 +3,9 @@
 Its only dependencies are the whole file and the validation code, so any edit, even one
 no other stage tracks (a typo such as `loop.dataset_sise`), runs it on the next
 `dvc repro`, which then fails naming the key instead of silently doing nothing. Every
-iteration's `overrides` are validated too, and every imported tool file must sit in
-data/tools/ (the folder stage seed_apis depends on), so editing one makes seed_apis stale.
+iteration's `overrides` are validated too, and an input named in params that no dvc.yaml
+dependency covers (a tool file outside data/tools/, a warmstart.base_model other than
+engines.policy.model, ...) is refused: see looptool/params/tracked.py.
 
 python -m stages.check_params [--params params.yaml]
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 import sys
 
 from looptool.params import ParamsError
-from looptool.params.seed import untracked_import
+from looptool.params.tracked import untracked_inputs
 from stages._common import stage_params
 
 
@@ -25,9 +26,8 @@ def main(argv: list[str] | None = None) -> None:
             params.for_iteration(int(key))
     except ParamsError as exc:
         sys.exit(f"error: {exc}")
-    for i, imp in enumerate(params.seed.apis.imports):
-        if why := untracked_import(imp.path):
-            sys.exit(f"error: params: seed.apis.imports[{i}].path: {why}; copy the file there")
+    if problems := untracked_inputs(params):
+        sys.exit("error: params.yaml: inputs DVC would not track\n  " + "\n  ".join(problems))
     print(f"params valid: {len(params.iterations)} iteration(s)")
 
 

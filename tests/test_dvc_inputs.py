@@ -100,3 +100,23 @@ def test_check_params_names_typos_and_untracked_imports(repo: Path) -> None:
         assert "not inside data/tools/" in res.stdout + res.stderr
     finally:
         (repo / "params.yaml").write_text(good)
+
+
+def test_untracked_inputs_are_named() -> None:
+    from looptool.params import load_params
+    from looptool.params.tracked import untracked_inputs
+
+    for profile in ("params.yaml", "params.gpu.yaml", "params.smol.yaml"):
+        assert untracked_inputs(load_params(REPO / profile)) == [], profile
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["seed"]["apis"]["imports"] = [{"path": "data/tools/ok.json"}, {"path": "/tmp/x.json"},
+                                      {"path": "data/tools/../x.json"}]  # fmt: skip
+    raw["warmstart"]["base_model"] = "/models/other"
+    raw["engines"]["tiny_model"]["corpus"] = "data/iter_1/dataset.parquet"
+    from looptool.params import Params
+
+    problems = untracked_inputs(Params.model_validate(raw))
+    assert [p.split(":")[0] for p in problems] == [
+        "seed.apis.imports[1].path", "seed.apis.imports[2].path", "warmstart.base_model",
+        "engines.tiny_model.corpus",
+    ]  # fmt: skip

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import posixpath
-from pathlib import PurePosixPath
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -28,19 +26,6 @@ class TreeFiles(BaseModel):
 
     context: str = "data/trees/context_tree.yaml"
     constraint: str = "data/trees/constraint_tree.yaml"
-
-
-# Imported tool files live here: stage seed_apis depends on this folder in dvc.yaml, so
-# editing, adding or removing a file makes it stale (DVC cannot list a params list as deps).
-TOOLS_DIR = "data/tools"
-
-
-def untracked_import(path: str) -> str | None:
-    """Why a `seed.apis.imports` path is not covered by seed_apis's DVC deps (None: it is)."""
-    rel = PurePosixPath(posixpath.normpath(path.replace("\\", "/")))
-    if rel.is_absolute() or rel.parts[:2] != tuple(TOOLS_DIR.split("/")) or len(rel.parts) < 3:
-        return f"{path!r} is not inside {TOOLS_DIR}/, the folder DVC tracks for stage seed_apis"
-    return None
 
 
 class ToolImport(BaseModel):
