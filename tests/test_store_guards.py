@@ -278,3 +278,12 @@ def test_connection_is_locked_down(project: Path) -> None:
     assert settings["autoload_known_extensions"] == "false"
     # spill files never land in the working directory (DuckDB's in-memory default: .tmp)
     assert not Path(settings["temp_directory"]).resolve().is_relative_to(project.resolve())
+
+
+def test_status_ignores_a_corrupt_table_it_does_not_read(tmp_path: Path) -> None:
+    root = tmp_path / "p"
+    build(root, iters=2)
+    bad = root / "data/iter_2/verdicts.parquet"
+    bad.write_bytes(b"PAR1 truncated")
+    res = CliRunner().invoke(main, ["status", "--no-dvc", "--root", str(root)])
+    assert res.exit_code == 0 and "Traceback" not in res.output, res.output

@@ -136,7 +136,7 @@ def collect_status(root: str | Path = ".", check_dvc: bool = True) -> Status:
     layout = Layout.at(root)
     declared, params_error = _declared_iterations(layout.root)
     nxt = {d["j"]: d.get("next", d["j"] + 1) for d in declared}
-    con = connect(layout.root)
+    con = connect(layout.root, views=("datasets", "samples"))  # only what status reads
     sizes = con.sql(
         "SELECT iter, coalesce(split, '?') AS split, count(*)::BIGINT AS n FROM datasets GROUP BY ALL"
     ).pl()
