@@ -277,8 +277,9 @@ def _create_view(con: duckdb.DuckDBPyConnection, layout: Layout, view: str) -> N
         files = [p for _, p in seed]
         body = "\nUNION ALL BY NAME\n".join(parts)
     else:
-        files = [p for _, p in layout.table_files(view)]
-        body = _iter_union(layout.table_files(view)) if files else _empty(ITER_TABLES[view][1])
+        built = layout.table_files(view)
+        files = [p for _, p in built]
+        body = _iter_union(built) if built else _empty(ITER_TABLES[view][1])
     try:
         con.execute(f"CREATE OR REPLACE VIEW {view} AS {body}")
     except duckdb.Error as exc:
