@@ -182,6 +182,24 @@ def test_iteration_two_knob_reruns_only_iteration_two(project: Path) -> None:
     ran = {
         line.split("'")[1] for line in res.stdout.splitlines() if line.startswith("Running stage")
     }
+    assert "check_params" in ran, res.stdout  # params.yaml changed: validated first
+    ran.discard("check_params")
     assert ran, res.stdout
     assert all(name.endswith("@2") for name in ran), ran
     assert {"train@2", "probe@2", "compose@2"} <= ran
+
+
+def test_typo_in_params_fails_repro_naming_the_key(project: Path) -> None:
+    dvc = str(BIN / "dvc")
+    path = project / "params.yaml"
+    good = path.read_text()
+    params = yaml.safe_load(good)
+    params["loop"]["dataset_sise"] = 5  # a typo no stage tracks
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
+    res = subprocess.run([dvc, "repro"], cwd=project, env=env, capture_output=True, text=True)
+    assert res.returncode != 0, res.stdout
+    assert "loop.dataset_sise: unknown key" in res.stdout + res.stderr
+    path.write_text(good)
+    noop = _run([dvc, "repro"], project)
+    assert "Running stage" not in noop.stdout, noop.stdout

@@ -179,3 +179,30 @@ def test_malformed_tool_files_give_a_clear_error(tmp_path: Path, content, fmt, n
 def test_missing_tool_file(tmp_path: Path):
     with pytest.raises(ToolImportError, match="tool file not found"):
         import_tools(tmp_path / "nope.json")
+
+
+def test_import_rejects_an_invalid_json_schema_type_with_a_reason(tmp_path: Path):
+    p = tmp_path / "typo.json"
+    good = {"name": "ok", "parameters": {"type": "object", "properties": {"q": {"type": "str"}}}}
+    typo = {
+        "name": "typo",
+        "parameters": {"type": "object", "properties": {"q": {"type": "strng"}}},
+    }
+    p.write_text(json.dumps([good, typo]))
+    rows, rejects = import_tools(p)
+    assert [r["name"] for r in rows] == ["ok"]
+    assert json.loads(rows[0]["spec"])["parameters"]["properties"]["q"] == {"type": "string"}
+    assert len(rejects) == 1 and rejects[0]["item_id"] == "typo.json#1"
+    assert "unknown type 'strng'" in rejects[0]["reason"]
+    assert "parameters.properties.q.type" in rejects[0]["reason"]
+
+
+def test_import_where_every_entry_is_rejected_fails(tmp_path: Path):
+    p = tmp_path / "all_bad.json"
+    p.write_text(json.dumps([{"description": "no name"}, {"name": "x", "parameters": "nope"}]))
+    with pytest.raises(ToolImportError, match="none of its 2 tool"):
+        import_tools(p)
+    dup = tmp_path / "dup.json"
+    dup.write_text(json.dumps([{"name": "taken_already"}]))
+    with pytest.raises(ToolImportError, match="duplicate name 'taken_already'"):
+        import_tools(dup, taken={"taken_already"})

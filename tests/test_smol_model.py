@@ -14,6 +14,7 @@ from test_train import DATE, synthetic_samples, write_samples
 from looptool.core.codec import parse_completion
 from looptool.engines.base import SamplingParams
 from looptool.engines.gguf_import import (
+    MACHINE_KEYS,
     MANIFEST,
     ModelImportError,
     import_gguf,
@@ -66,6 +67,7 @@ def test_converted_checkpoint_is_a_plain_hf_checkpoint(smol_dir):
     manifest = json.loads((smol_dir / MANIFEST).read_text())
     assert manifest["sha256"] == SPEC.sha256
     assert manifest["own_chat_template_problem"]  # SmolLM2's template renders no tools
+    assert not set(MACHINE_KEYS) & set(manifest)  # same bytes in every clone
     config = json.loads((smol_dir / "config.json").read_text())
     assert "quantization_config" not in config and config["architectures"] == ["LlamaForCausalLM"]
     model = AutoModelForCausalLM.from_pretrained(str(smol_dir))

@@ -83,6 +83,15 @@ def test_dvc_staleness_is_reported(project: Path) -> None:
 
 
 def test_empty_dir(tmp_path: Path) -> None:
+    (tmp_path / "params.yaml").write_text("{}\n")
     res = CliRunner().invoke(main, ["status", "--no-dvc", "--root", str(tmp_path)])
     assert res.exit_code == 0, res.output
     assert "no iterations declared or built" in res.output and "not built" in res.output
+
+
+@pytest.mark.parametrize("cmd", [["status", "--no-dvc"], ["sql", "SELECT 1"], ["lineage", "abc"],
+                                 ["diff", "seed", "D1"]])  # fmt: skip
+def test_root_pointing_at_nothing_fails(tmp_path: Path, cmd: list[str]) -> None:
+    for root, why in ((tmp_path, "not a LoopTool project"), (tmp_path / "nope", "no such folder")):
+        res = CliRunner().invoke(main, [*cmd, "--root", str(root)])
+        assert res.exit_code == 2 and why in res.output, res.output

@@ -33,7 +33,8 @@ class ToolSpecError(ValueError):
     """A tool/function spec that cannot be normalized; the message names the problem."""
 
 
-# BFCL and other loose dialects -> JSON-schema type. Unknown names mean "any value".
+# BFCL and other loose dialects -> JSON-schema type ("any": any value). Other names are
+# errors: a typo like "strng" must not become an unconstrained property.
 _TYPE_ALIASES: dict[str, str | None] = {
     "string": "string",
     "str": "string",
@@ -76,10 +77,15 @@ def normalize_schema(schema: JSON, where: str = "parameters") -> dict:
             for t in types:
                 if not isinstance(t, str):
                     raise ToolSpecError(f"{where}.type: expected a string, got {t!r}")
-                alias = _TYPE_ALIASES.get(t.lower(), None)
+                if t.lower() not in _TYPE_ALIASES:
+                    raise ToolSpecError(
+                        f"{where}.type: unknown type {t!r} (use string, integer, number, "
+                        "boolean, array, object, null or any)"
+                    )
+                alias = _TYPE_ALIASES[t.lower()]
                 if alias is None:
                     mapped = []
-                    break  # "any" (or an unknown dialect type) leaves the value unconstrained
+                    break  # "any" leaves the value unconstrained
                 if alias not in mapped:
                     mapped.append(alias)
             if mapped:

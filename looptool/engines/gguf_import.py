@@ -32,6 +32,7 @@ from looptool.params.imports import ModelImport
 from looptool.store.io import atomic_dir, sha256_file
 
 MANIFEST = "looptool_import.json"  # written into the checkpoint directory
+MACHINE_KEYS = ("gguf_path", "seconds")  # in the metrics file only, not the checkpoint
 
 _PROBE_TOOL = {
     "type": "function",
@@ -287,6 +288,8 @@ def import_gguf(spec: ModelImport, out_dir: str | os.PathLike | None = None) -> 
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+        # the checkpoint keeps no machine path or timing, so every clone gets the same bytes
+        kept = {k: v for k, v in manifest.items() if k not in MACHINE_KEYS}
+        (tmp / MANIFEST).write_text(json.dumps(kept, indent=2) + "\n", encoding="utf-8")
         manifest["seconds"] = round(time.perf_counter() - t0, 2)
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return ImportResult(out, manifest)

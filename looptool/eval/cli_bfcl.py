@@ -54,6 +54,8 @@ def bfcl_cmd(data_dir: Path, predictions: Path, dot_to_underscore: bool, out: Pa
         report = evaluate_file(data_dir, predictions, dot_to_underscore=dot_to_underscore)
     except (FileNotFoundError, BfclDataError) as exc:
         raise click.ClickException(str(exc)) from None
+    if not report.rows:
+        raise click.ClickException(f"{predictions}: no predictions in the file; nothing to score")
     for lineno, message in report.problems:
         click.echo(f"{predictions}:{lineno}: {message}", err=True)
     if out is not None:

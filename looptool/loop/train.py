@@ -205,7 +205,10 @@ def last_checkpoint(output_dir: Path) -> str | None:
 
 
 def save_checkpoint_atomic(trainer, out_dir: str | os.PathLike) -> None:
-    """Save model + tokenizer with save_pretrained into a temp dir, then rename into place."""
+    """Save model + tokenizer with save_pretrained into a temp dir, then rename into place.
+
+    Nothing path- or time-dependent is kept, so the same training gives the same bytes in
+    any checkout (DVC hashes and model ids match across clones)."""
     out = Path(out_dir)
     tmp = out.with_name(f".{out.name}.tmp")
     if is_main_process() and tmp.exists():
@@ -213,6 +216,8 @@ def save_checkpoint_atomic(trainer, out_dir: str | os.PathLike) -> None:
     trainer.save_model(str(tmp))  # every rank takes part (sharded/ZeRO-3 weights get gathered)
     trainer.accelerator.wait_for_everyone()
     if is_main_process():
+        # holds output_dir (an absolute path): the same weights would hash differently per clone
+        (tmp / "training_args.bin").unlink(missing_ok=True)
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)

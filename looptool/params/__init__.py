@@ -83,4 +83,7 @@ def load_params(path: str | Path = "params.yaml") -> Params:
 
 
 def _format(exc: ValidationError) -> str:
-    return "\n".join(f"  {'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())
+    def msg(e: dict) -> str:  # pydantic's "Extra inputs are not permitted" is a typo'd key
+        return "unknown key (a typo?)" if e["type"] == "extra_forbidden" else e["msg"]
+
+    return "\n".join(f"  {'.'.join(str(x) for x in e['loc'])}: {msg(e)}" for e in exc.errors())

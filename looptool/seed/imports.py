@@ -6,8 +6,9 @@ Accepted files:
   JSON lines with one tool per line.
 - BFCL question files: JSON lines ``{"id": ..., "function": [doc, ...], ...}``.
 
-A file that cannot be read as one of these raises :class:`ToolImportError` naming the
-file (and line); a single entry that is not a valid spec becomes a reject row naming the
+A file that cannot be read as one of these, or whose every entry is rejected, raises
+:class:`ToolImportError` naming the file (and line); a single entry that is not a valid
+spec (e.g. an unknown JSON-schema type such as "strng") becomes a reject row naming the
 file and entry. Careful: importing BFCL's own docs into the seed pool leaks evaluation
 tools into training; use other files, or accept it knowingly.
 """
@@ -126,6 +127,11 @@ def import_tools(
             "errors": [],
         }
         rows.append(api_row(spec, None, hints, dom, "import", origin_ref=ref))
+    if not rows:  # a listed file that adds nothing is a mistake, not a quiet success
+        raise ToolImportError(
+            f"{p}: none of its {len(entries)} tool(s) could be imported; "
+            f"first reason: {rejects[0]['item_id']}: {rejects[0]['reason']}"
+        )
     return rows, rejects
 
 

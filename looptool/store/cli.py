@@ -12,12 +12,30 @@ from pathlib import Path
 
 import click
 
+
+def _project_root(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
+    """--root must be a LoopTool project: a folder with data/, params.yaml or dvc.yaml."""
+    if not value.is_dir():
+        raise click.BadParameter(f"{value}: no such folder", ctx, param)
+    if not any((value / n).exists() for n in ("data", "params.yaml", "dvc.yaml")):
+        raise click.BadParameter(
+            f"{value}: not a LoopTool project (no data/, params.yaml or dvc.yaml there)",
+            ctx, param,
+        )  # fmt: skip
+    return value
+
+
 ROOT_OPTION = click.option(
     "--root",
     type=click.Path(file_okay=False, path_type=Path),
     default=".",
     show_default=True,
+    callback=_project_root,
     help="Project root (the directory holding data/, params.yaml, dvc.yaml).",
+)
+
+FORCE_OPTION = click.option(
+    "--force", is_flag=True, help="Replace an existing output file (never a file DVC tracks)."
 )
 
 
@@ -76,19 +94,29 @@ def diff(a: str, b: str, root: Path, as_json: bool, examples: int) -> None:
     click.echo(_json(d.to_json()) if as_json else format_diff(d))
 
 
-@click.command("sql", short_help="DuckDB SQL over every iteration's tables.")
+@click.command("sql", short_help="Read-only DuckDB SQL over every iteration's tables.")
 @click.argument("query", required=False)
 @ROOT_OPTION
 @click.option("--csv", "csv_out", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the full result to this CSV file.")  # fmt: skip
 @click.option("--parquet", "parquet_out", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the full result to this parquet file.")  # fmt: skip
+@FORCE_OPTION
 @click.option("--max-rows", default=40, show_default=True, type=click.IntRange(min=1),
               help="Rows printed to the terminal.")  # fmt: skip
 def sql(
-    query: str | None, root: Path, csv_out: Path | None, parquet_out: Path | None, max_rows: int
+    query: str | None,
+    root: Path,
+    csv_out: Path | None,
+    parquet_out: Path | None,
+    force: bool,
+    max_rows: int,
 ) -> None:
-    """Run a DuckDB query over all iterations' tables; without QUERY, list the views.
+    """Run a read-only DuckDB query over all iterations' tables; without QUERY, list the views.
+
+    Only SELECT statements run (WITH, FROM, VALUES, DESCRIBE, SHOW, SUMMARIZE included);
+    files are readable only under data/. Results go to the terminal or, with --csv /
+    --parquet, to a new file (--force replaces one; files DVC tracks are never written).
 
     \b
     Views (every one has an `iter` column):
@@ -109,18 +137,28 @@ def sql(
     import duckdb
 
     from looptool.store.io import atomic_path, write_parquet_atomic
-    from looptool.store.views import connect, describe_views
+    from looptool.store.output_guard import OutputPathError, check_output_path
+    from looptool.store.read_only import ReadOnlyError, read_statements, referenced_tables
+    from looptool.store.views import VIEW_NAMES, TableError, connect, describe_views
 
-    con = connect(root)
     if not query:
-        for view, cols in describe_views(con).items():
+        for view in VIEW_NAMES:
+            try:
+                cols = describe_views(connect(root, views=[view]), [view])[view]
+            except TableError as exc:
+                click.echo(f"{view}: unavailable: {exc}")
+                continue
             click.echo(f"{view}: " + ", ".join(f"{c} {t}" for c, t in cols))
         return
     try:
+        statements = read_statements(query)
+        for out in (csv_out, parquet_out):
+            if out is not None:
+                check_output_path(out, force)
+        con = connect(root, views=referenced_tables(statements) & set(VIEW_NAMES))
         rel = con.sql(query)
-        if rel is None:  # a statement without a result (SET, CREATE, COPY ...)
-            click.echo("ok")
-            return
+        if rel is None:  # unreachable for SELECTs; kept so a surprise never prints a traceback
+            raise ReadOnlyError("the query returned no result")
         if csv_out or parquet_out:
             import pyarrow.csv as pacsv
 
@@ -136,6 +174,8 @@ def sql(
             )
             return
         df = rel.limit(max_rows + 1).pl()
+    except (ReadOnlyError, OutputPathError, TableError) as exc:
+        raise _fail(exc) from None
     except duckdb.Error as exc:
         raise click.ClickException(f"query failed: {exc}") from None
     click.echo(format_frame(df.head(max_rows)))
@@ -170,10 +210,11 @@ def lineage(sample_id: str, root: Path, as_json: bool) -> None:
     """
     from looptool.store.lineage import LineageError, format_lineage
     from looptool.store.lineage import lineage as get_lineage
+    from looptool.store.views import TableError
 
     try:
         lin = get_lineage(sample_id, root=root)
-    except LineageError as exc:
+    except (LineageError, TableError) as exc:
         raise _fail(exc) from None
     click.echo(_json(lin.to_json()) if as_json else format_lineage(lin))
 
@@ -191,19 +232,27 @@ def lineage(sample_id: str, root: Path, as_json: bool) -> None:
 )
 @click.option("--arguments", type=click.Choice(["string", "object"]), default="string", show_default=True,
               help="openai format: call arguments as JSON strings (OpenAI spec) or objects.")  # fmt: skip
-def export(version: str, root: Path, fmt: str, out: Path, date: str | None, arguments: str) -> None:
+@FORCE_OPTION
+def export(
+    version: str, root: Path, fmt: str, out: Path, date: str | None, arguments: str, force: bool
+) -> None:
     """Export a dataset version (seed, heldout, D<j> or a parquet file) for training elsewhere.
 
     Prompts use the policy's system prompt and tool list exactly as training does;
     the label becomes the assistant turn (tool_calls, or text for a no-call label).
+    --out must be a new file (--force replaces one) and never a file DVC tracks.
 
     Example: looptool export D3 --format openai --out d3.jsonl
     """
     from looptool.params import ParamsError
     from looptool.store.export import export_version
+    from looptool.store.output_guard import check_output_path
+    from looptool.store.views import Layout, resolve_version
 
     try:
-        n = export_version(version, fmt, out, root=root, date=date, arguments=arguments)
+        v = resolve_version(Layout.at(root), version)
+        check_output_path(out, force, inputs=(v.path,))
+        n = export_version(v, fmt, out, root=root, date=date, arguments=arguments)
     except (ValueError, OSError, ParamsError) as exc:
         raise _fail(exc) from None
     click.echo(f"{n:,} records written to {out} ({fmt})")

@@ -11,6 +11,7 @@ from pathlib import Path
 import polars as pl
 import yaml
 
+from looptool.store.dvc_lock import running_dvc_pid
 from looptool.store.views import Layout, connect
 
 # Stage of iteration j -> what its output is (relative to data/iter_j unless noted).
@@ -98,6 +99,9 @@ def dvc_status(root: Path, timeout: float = 300.0) -> DvcStatus:
         )
     if not (root / "dvc.yaml").is_file():
         return DvcStatus(False, f"no dvc.yaml in {root}: no stages to check")
+    if (pid := running_dvc_pid(repo)) is not None:  # `dvc status` would only say "delete the lock"
+        who = f"PID {pid}" if pid > 0 else "PID unknown"
+        return DvcStatus(False, f"a repro is running: {who} (staleness shown when it ends)")
     try:
         proc = subprocess.run(
             [sys.executable, "-m", "dvc", "status", "--json"],
@@ -132,7 +136,7 @@ def collect_status(root: str | Path = ".", check_dvc: bool = True) -> Status:
     layout = Layout.at(root)
     declared, params_error = _declared_iterations(layout.root)
     nxt = {d["j"]: d.get("next", d["j"] + 1) for d in declared}
-    con = connect(layout.root)
+    con = connect(layout.root, views=("datasets", "samples"))  # only what status reads
     sizes = con.sql(
         "SELECT iter, coalesce(split, '?') AS split, count(*)::BIGINT AS n FROM datasets GROUP BY ALL"
     ).pl()

@@ -18,7 +18,10 @@ the project root (DuckDB ``file_search_path``), so ``SELECT * FROM
 from __future__ import annotations
 
 import json
+import os
 import re
+import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -225,39 +228,115 @@ def metrics_rows(layout: Layout) -> list[tuple]:
     return rows
 
 
-def create_views(con: duckdb.DuckDBPyConnection, layout: Layout) -> None:
-    """(Re)create every view on ``con`` from the files that exist now."""
-    con.execute(f"SET file_search_path = {sql_literal(layout.root)}")
-    for view, (_, schema) in ITER_TABLES.items():
-        files = layout.table_files(view)
-        body = _iter_union(files) if files else _empty(schema)
+class TableError(ValueError):
+    """A table file DuckDB cannot read; the message names the file and what to run."""
+
+
+# view -> views it is built on (created first)
+_VIEW_DEPS: dict[str, tuple[str, ...]] = {"samples": ("datasets",)}
+
+
+def _unreadable(
+    con: duckdb.DuckDBPyConnection, layout: Layout, view: str, files: list[Path], err: Exception
+) -> TableError:
+    """The first file of ``files`` DuckDB cannot read, as one line with the fix."""
+    for path in files:
+        try:
+            con.execute(f"DESCRIBE SELECT * FROM read_parquet({sql_literal(path)})")
+        except duckdb.Error as exc:
+            rel = path.relative_to(layout.root) if path.is_relative_to(layout.root) else path
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            return TableError(
+                f"{rel}: cannot read this table ({first}); restore it with "
+                f"`dvc checkout {rel}` or rebuild it with `dvc repro`"
+            )
+    first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    return TableError(f"view {view}: {first}")
+
+
+def _create_view(con: duckdb.DuckDBPyConnection, layout: Layout, view: str) -> None:
+    if view == "metrics":
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _metrics ({METRICS_COLUMNS})")
+        rows = metrics_rows(layout)
+        if rows:
+            con.executemany("INSERT INTO _metrics VALUES (?, ?, ?, ?, ?, ?)", rows)
+        con.execute("CREATE OR REPLACE VIEW metrics AS SELECT * FROM _metrics")
+        return
+    if view == "samples":
+        seed = [
+            (name, path)
+            for name, path in (("seed", layout.seed_samples), ("heldout", layout.heldout))
+            if path.is_file()
+        ]
+        parts = [
+            f"SELECT '{name}' AS version, 0::INTEGER AS iter, NULL::VARCHAR AS split, * "
+            f"FROM read_parquet({sql_literal(path)})"
+            for name, path in seed
+        ]
+        parts.append("SELECT 'D' || CAST(iter AS VARCHAR) AS version, * FROM datasets")
+        files = [p for _, p in seed]
+        body = "\nUNION ALL BY NAME\n".join(parts)
+    else:
+        built = layout.table_files(view)
+        files = [p for _, p in built]
+        body = _iter_union(built) if built else _empty(ITER_TABLES[view][1])
+    try:
         con.execute(f"CREATE OR REPLACE VIEW {view} AS {body}")
-    parts = [
-        f"SELECT '{name}' AS version, 0::INTEGER AS iter, NULL::VARCHAR AS split, * "
-        f"FROM read_parquet({sql_literal(path)})"
-        for name, path in (("seed", layout.seed_samples), ("heldout", layout.heldout))
-        if path.is_file()
-    ]
-    parts.append("SELECT 'D' || CAST(iter AS VARCHAR) AS version, * FROM datasets")
-    con.execute("CREATE OR REPLACE VIEW samples AS " + "\nUNION ALL BY NAME\n".join(parts))
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _metrics ({METRICS_COLUMNS})")
-    rows = metrics_rows(layout)
-    if rows:
-        con.executemany("INSERT INTO _metrics VALUES (?, ?, ?, ?, ?, ?)", rows)
-    con.execute("CREATE OR REPLACE VIEW metrics AS SELECT * FROM _metrics")
+    except duckdb.Error as exc:
+        raise _unreadable(con, layout, view, files, exc) from None
 
 
-def connect(root: str | Path = ".", threads: int | None = None) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with the views over the project at ``root``."""
-    con = duckdb.connect(config={"threads": threads} if threads else {})
-    create_views(con, Layout.at(root))
+def create_views(
+    con: duckdb.DuckDBPyConnection, layout: Layout, views: Iterable[str] | None = None
+) -> None:
+    """(Re)create the named views (default: all) on ``con`` from the files that exist now.
+
+    Each view is built on its own, so one unreadable file fails only the views that read
+    it, with a TableError naming the file.
+    """
+    con.execute(f"SET file_search_path = {sql_literal(layout.root)}")
+    wanted = set(VIEW_NAMES if views is None else views) & set(VIEW_NAMES)
+    wanted |= {d for v in wanted for d in _VIEW_DEPS.get(v, ())}
+    for view in (*ITER_TABLES, "samples", "metrics"):  # samples reads datasets
+        if view in wanted:
+            _create_view(con, layout, view)
+
+
+def connect(
+    root: str | Path = ".", threads: int | None = None, views: Iterable[str] | None = None
+) -> duckdb.DuckDBPyConnection:
+    """An in-memory, locked-down DuckDB connection with views over the project at ``root``.
+
+    Only ``views`` (default: all) are built. File access is limited to the project's data/
+    (DuckDB ``allowed_directories``), extensions are neither installed nor autoloaded,
+    spill files go to a private temp dir (never the working directory), and the
+    configuration is locked once the views exist. Raises TableError for an unreadable file.
+    """
+    layout = Layout.at(root)
+    config: dict = {
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": False,
+        "temp_directory": str(Path(tempfile.gettempdir()) / f"looptool-duckdb-{os.getpid()}"),
+    }
+    if threads:
+        config["threads"] = threads
+    con = duckdb.connect(config=config)
+    # "data/" too: a relative path in a query is checked as written, then resolved
+    # against the root by file_search_path (DuckDB normalizes ".." before the check)
+    allowed = ", ".join(sql_literal(d) for d in (str(layout.data) + os.sep, "data" + os.sep))
+    con.execute(f"SET allowed_directories = [{allowed}]")
+    con.execute("SET enable_external_access = false")
+    create_views(con, layout, views)
+    con.execute("SET lock_configuration = true")
     return con
 
 
-def describe_views(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[str, str]]]:
-    """view -> [(column, type)] for the views this module creates."""
+def describe_views(
+    con: duckdb.DuckDBPyConnection, views: Iterable[str] = VIEW_NAMES
+) -> dict[str, list[tuple[str, str]]]:
+    """view -> [(column, type)] for the views this module creates (built on ``con``)."""
     out: dict[str, list[tuple[str, str]]] = {}
-    for view in VIEW_NAMES:
+    for view in views:
         rows = con.execute(f"DESCRIBE {view}").fetchall()
         out[view] = [(r[0], r[1]) for r in rows]
     return out

@@ -1,0 +1,62 @@
+"""Is a DVC command (e.g. `dvc repro`) running in a repository right now?
+
+DVC holds an exclusive flock on ``.dvc/tmp/lock`` (zc.lockfile; the file holds the PID)
+while it reads the pipeline, and while a stage runs it lists the stage's outputs with
+its PID in ``.dvc/tmp/rwlock`` (JSON). Both files stay behind afterwards, so only a held
+lock or the PID of a live process counts.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from pathlib import Path
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
+
+
+def _locked_pid(lock: Path) -> int | None:
+    """The PID in ``lock`` if some process holds its flock; -1 if held without a PID."""
+    try:
+        fh = open(lock, "rb")  # read-only: checking never changes the file
+    except OSError:
+        return None
+    with fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = fh.read(32).decode("ascii", "replace").strip()
+            return int(text) if text.isdigit() else -1
+        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    return None
+
+
+def _rwlock_pids(rwlock: Path) -> list[int]:
+    """Live PIDs listed in DVC's rwlock file (stages running now)."""
+    try:
+        info = json.loads(rwlock.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    entries = list((info.get("write") or {}).values())
+    entries += [e for readers in (info.get("read") or {}).values() for e in readers]
+    pids = {e.get("pid") for e in entries if isinstance(e, dict)}
+    return sorted(p for p in pids if isinstance(p, int) and p > 0 and _alive(p))
+
+
+def running_dvc_pid(repo_root: str | Path) -> int | None:
+    """PID of a live DVC process working in the repository (-1: unknown PID), or None."""
+    tmp = Path(repo_root) / ".dvc" / "tmp"
+    pid = _locked_pid(tmp / "lock")
+    if pid is not None:
+        return pid
+    live = _rwlock_pids(tmp / "rwlock")
+    return live[0] if live else None
