@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "sql": "looptool.store.cli:sql",
     "lineage": "looptool.store.cli:lineage",
     "export": "looptool.store.cli:export",
+    "report": "looptool.store.cli:report",
 }
 
 

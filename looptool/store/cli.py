@@ -98,6 +98,7 @@ def sql(
       verdicts    judge@j: verdict, tier, outcome, label_before/after
       expansions  expand@j: EDDE children, scenario, accepted, reject reason
       eval_items  eval@j: per held-out sample / BFCL entry: ok, reason, raw_text
+      train_steps train@j: one row per optimizer step (reward, zero-variance share, ...)
       metrics     every metrics json flattened: iter, stage, key, value, text
 
     \b
@@ -207,3 +208,32 @@ def export(version: str, root: Path, fmt: str, out: Path, date: str | None, argu
     except (ValueError, OSError, ParamsError) as exc:
         raise _fail(exc) from None
     click.echo(f"{n:,} records written to {out} ({fmt})")
+
+
+@click.command("report", short_help="One self-contained HTML page of the run (charts inline).")
+@ROOT_OPTION
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default="report.html",
+              show_default=True, help="Output HTML file (written atomically).")  # fmt: skip
+@click.option("--exp", "arms", multiple=True, metavar="NAME",
+              help="Overlay only this arm of compare/compare.csv (repeatable; default: all).")  # fmt: skip
+@click.option("--compare", "compare_csv", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Arms CSV of `looptool compare` [default: ROOT/compare/compare.csv].")  # fmt: skip
+def report(root: Path, out: Path, arms: tuple[str, ...], compare_csv: Path | None) -> None:
+    """Write one HTML page with the run's curves and distributions, viewable offline.
+
+    Sections: eval per iteration (held-out exact match with 95% intervals, tool-call
+    rate, BFCL per category; arms of `looptool compare` overlaid), training curves per
+    step, D_j composition / mastery / PPL, JGLV verdicts and label corrections, EDDE
+    acceptance and rejects, seed figures. Charts are inline SVG: no script, font or
+    network is needed to view the file. Prints the path written.
+    """
+    import duckdb
+
+    from looptool.store.report import write_report
+    from looptool.store.report_data import ReportInputError
+
+    try:
+        path = write_report(out, root=root, compare_csv=compare_csv, arms=arms)
+    except (ReportInputError, duckdb.Error, OSError) as exc:
+        raise _fail(exc) from None
+    click.echo(str(path.resolve()))

@@ -7,6 +7,8 @@ Views (each with an ``iter`` column; files of iterations not built yet are simpl
 - ``datasets``: D_j rows (DATASET schema), iter j.
 - ``probe``, ``verdicts``, ``expansions``: per-iteration tables of probe@j, judge@j, expand@j.
 - ``eval_items``: eval@j per-item results (held-out samples and BFCL entries).
+- ``train_steps``: train@j per-optimizer-step rows (``data/iter_j/train_plots.csv``), with
+  whichever columns the trainer logged (files with different columns union by name).
 - ``metrics``: every ``*metrics.json`` (data/seed and data/iter_j) and ``eval.json``
   flattened to (iter, stage, file, key, value, text); iter is null for seed stages.
 
@@ -38,7 +40,12 @@ ITER_TABLES: dict[str, tuple[str, pa.Schema]] = {
     "expansions": ("expansions.parquet", EXPANSIONS),
     "eval_items": ("eval_items.parquet", EVAL_ITEMS),
 }
-VIEW_NAMES = ("samples", "datasets", "probe", "verdicts", "expansions", "eval_items", "metrics")
+# per-step training logs (CSV, columns grow with the trainer's logging)
+TRAIN_STEPS_FILE = "train_plots.csv"
+VIEW_NAMES = (
+    "samples", "datasets", "probe", "verdicts", "expansions", "eval_items", "train_steps",
+    "metrics",
+)  # fmt: skip
 
 
 class VersionError(ValueError):
@@ -142,7 +149,7 @@ def sql_literal(path: Path | str) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
-def _iter_union(files: list[tuple[int, Path]]) -> str:
+def _iter_union(files: list[tuple[int, Path]], reader: str = "read_parquet") -> str:
     """One SELECT per file with a constant ``iter`` (the directory's j), unioned by name.
 
     A constant per file (rather than parsing ``filename``) keeps projection pushdown and
@@ -150,7 +157,7 @@ def _iter_union(files: list[tuple[int, Path]]) -> str:
     """
     parts = [
         f"SELECT {j}::INTEGER AS iter, COLUMNS(lambda c: c != 'iter') "
-        f"FROM read_parquet({sql_literal(p)})"
+        f"FROM {reader}({sql_literal(p)})"
         for j, p in files
     ]
     return "\nUNION ALL BY NAME\n".join(parts)
@@ -232,6 +239,19 @@ def create_views(con: duckdb.DuckDBPyConnection, layout: Layout) -> None:
         files = layout.table_files(view)
         body = _iter_union(files) if files else _empty(schema)
         con.execute(f"CREATE OR REPLACE VIEW {view} AS {body}")
+    steps = [
+        (j, p)
+        for j in layout.iterations()
+        if (p := layout.iter_dir(j) / TRAIN_STEPS_FILE).is_file()
+    ]
+    con.execute(
+        "CREATE OR REPLACE VIEW train_steps AS "
+        + (
+            _iter_union(steps, "read_csv")
+            if steps
+            else "SELECT NULL::INTEGER AS iter, NULL::BIGINT AS step WHERE false"
+        )
+    )
     parts = [
         f"SELECT '{name}' AS version, 0::INTEGER AS iter, NULL::VARCHAR AS split, * "
         f"FROM read_parquet({sql_literal(path)})"
