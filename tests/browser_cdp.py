@@ -202,5 +202,15 @@ def ink_fraction(png: bytes) -> float:
     return sum(hist[:240]) / max(1, img.width * img.height)
 
 
+def colour_fraction(png: bytes) -> float:
+    """Share of saturated pixels: the data marks (axes, grid and text are grey)."""
+    import io
+
+    from PIL import Image
+
+    sat = Image.open(io.BytesIO(png)).convert("RGB").convert("HSV").getchannel("S")
+    return sum(sat.histogram()[64:]) / max(1, sat.width * sat.height)
+
+
 def file_url(path: Path) -> str:
     return Path(path).resolve().as_uri()
