@@ -1,4 +1,4 @@
-# Two entry points: `make run` (the whole CPU-default loop) and `make test`.
+# Two entry points: `make run` (the whole CPU-default loop, then report.html) and `make test`.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -22,6 +22,8 @@ $(STAMP): pyproject.toml requirements.lock
 run: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/looptool status
+	@echo "report (open in a browser; works offline):"
+	@$(VENV)/bin/looptool report --out report.html
 
 test: $(STAMP)
 	$(VENV)/bin/pytest -q -x -p no:cacheprovider tests

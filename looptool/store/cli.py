@@ -33,11 +33,13 @@ def _json(obj: object) -> str:
 @ROOT_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 @click.option("--no-dvc", is_flag=True, help="Skip `dvc status` (staleness) and report files only.")
-def status(root: Path, as_json: bool, no_dvc: bool) -> None:
+@click.option("--wide", is_flag=True, help="One column per stage (the default fits 100 columns).")
+def status(root: Path, as_json: bool, no_dvc: bool, wide: bool) -> None:
     """Iterations built, dataset sizes per split, eval headline, and stale DVC stages.
 
-    Columns train..eval say whether each stage's output of iteration j exists
-    (compose@j writes D_{j+1}). Staleness comes from `dvc status`; outside a DVC
+    Marks under `tpjxce` (train probe judge expand compose eval; one column each with
+    --wide) say whether each stage's output of iteration j exists (compose@j writes
+    D_{j+1}). Staleness comes from `dvc status`; outside a DVC
     repository it is reported as unknown.
     """
     from looptool.store.status import collect_status, format_status
@@ -46,7 +48,7 @@ def status(root: Path, as_json: bool, no_dvc: bool) -> None:
         st = collect_status(root, check_dvc=not no_dvc)
     except Exception as exc:  # duckdb/arrow read errors name the file
         raise _fail(exc) from None
-    click.echo(_json(st.to_json()) if as_json else format_status(st))
+    click.echo(_json(st.to_json()) if as_json else format_status(st, wide=wide))
 
 
 @click.command("diff", short_help="Sample-level diff between two dataset versions.")
