@@ -117,12 +117,18 @@ def section_eval(d: ReportData) -> str:
         parts.append(table("heldout", h, "held-out exact match (eval.json) and tool-call rate "
                                          "(eval_items)"))  # fmt: skip
     if not d.bfcl.is_empty():
-        wide = d.bfcl.pivot(on="iter", index="category", values="accuracy", sort_columns=True)
-        cats = _col(wide, "category")
-        groups = {f"iter {c}": _col(wide, c) for c in wide.columns if c != "category"}
+        wide = (
+            d.bfcl.with_columns(pl.format("iter {}", "iter").alias("it"))
+            .pivot(on="it", index="category", values="accuracy", sort_columns=True)
+            .sort(pl.col("category") != "overall", "category")  # overall first
+        )
+        n = d.bfcl.group_by("category").agg(n=pl.col("n").max())
+        wide = wide.join(n, on="category", how="left")
+        groups = {c: _col(wide, c) for c in wide.columns if c.startswith("iter ")}
         parts.append(figure("bfcl", ch.bar_chart(
-            cats, groups, title="BFCL accuracy per category", ylabel="accuracy")))  # fmt: skip
-        parts.append(table("bfcl", d.bfcl, "BFCL per category (eval.json)"))
+            _col(wide, "category"), groups, title="BFCL accuracy per category",
+            ylabel="accuracy")))  # fmt: skip
+        parts.append(table("bfcl", wide, "BFCL accuracy per category and iteration (eval.json)"))
     else:
         parts.append(empty("BFCL results"))
     if not d.arms.is_empty():

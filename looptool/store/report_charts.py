@@ -115,6 +115,7 @@ def small_multiples(panels: Sequence[tuple[str, Sequence[Line]]], *, xlabel: str
             ax = fig.add_subplot(rows, min(cols, len(panels)), i)
             _draw_lines(ax, lines)
             _style(ax, title, xlabel, "")
+            ax.xaxis.get_major_locator().set_params(integer=True)
         return _finish(fig)
 
 
