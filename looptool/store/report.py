@@ -118,8 +118,8 @@ def section_eval(d: ReportData) -> str:
                                          "(eval_items)"))  # fmt: skip
     if not d.bfcl.is_empty():
         wide = (
-            d.bfcl.with_columns(pl.format("iter {}", "iter").alias("it"))
-            .pivot(on="it", index="category", values="accuracy", sort_columns=True)
+            d.bfcl.pivot(on="iter", index="category", values="accuracy", sort_columns=True)
+            .rename(lambda c: c if c == "category" else f"iter {c}")
             .sort(pl.col("category") != "overall", "category")  # overall first
         )
         n = d.bfcl.group_by("category").agg(n=pl.col("n").max())
@@ -133,8 +133,11 @@ def section_eval(d: ReportData) -> str:
         parts.append(empty("BFCL results"))
     if not d.arms.is_empty():
         if "bfcl_accuracy" in d.arms.columns:
+            overall = d.bfcl.filter(pl.col("category") == "overall")
+            own_bfcl = [ch.Line("this run", _col(overall, "iter"), _col(overall, "accuracy"))]
             parts.append(figure("arms_bfcl", ch.line_chart(
-                _arm_lines(d.arms, "bfcl_accuracy", False), title="BFCL overall accuracy per arm",
+                _drawn(own_bfcl + _arm_lines(d.arms, "bfcl_accuracy", False)),
+                title="BFCL overall accuracy per arm",
                 xlabel="iteration", ylabel="accuracy", ylim=(0, 1))))  # fmt: skip
         parts.append(table("arms", d.arms, "arms from compare/compare.csv (looptool compare)"))
     return "".join(parts)

@@ -121,7 +121,7 @@ def _heldout(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
         SELECT iter, avg((coalesce(raw_text, '') LIKE '%<tool_call>%')::INT) AS tool_call_rate
         FROM eval_items WHERE suite = 'heldout' AND reason NOT IN ({not_scored})
         GROUP BY iter""")  # fmt: skip
-    if "heldout.accuracy" not in acc.columns:
+    if not {"heldout.accuracy", "heldout.n"} <= set(acc.columns):
         return pl.DataFrame(schema={"iter": pl.Int32, "n": pl.Int64, "accuracy": pl.Float64,
                                     "ci_low": pl.Float64, "ci_high": pl.Float64,
                                     "tool_call_rate": pl.Float64})  # fmt: skip
