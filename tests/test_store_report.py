@@ -234,3 +234,46 @@ def test_without_noise_injection_says_so(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     page = out.read_text(encoding="utf-8")
     assert "Label-noise injection is off" in page and 'data-table="label_noise"' not in page
+
+
+def test_metrics_only_checkout_falls_back_to_stage_metrics(tmp_path: Path) -> None:
+    """Without `dvc pull` only the git-tracked metrics JSON exist: the figures they carry
+    are drawn from them, and the captions say so."""
+    from looptool.store.io import write_json_atomic
+
+    it = tmp_path / "data" / "iter_1"
+    write_json_atomic(it / "init_metrics.json", {"iteration": 1, "splits": {"SEED": 128}})
+    write_json_atomic(it / "compose_metrics.json",
+                      {"iteration": 2, "splits": {"EE": 69, "ES": 19, "HPPL": 1, "SEED_NEW": 39}})  # fmt: skip
+    write_json_atomic(it / "probe_metrics.json", {"n": 128, "mastered": 27, "hppl": 7,
+                      "mastery_rate": 0.2109375, "hppl_threshold": 1.549})  # fmt: skip
+    write_json_atomic(it / "judge_metrics.json", {
+        "verdicts": {"PRED_WRONG": 99, "LABEL_WRONG": 2},
+        "verdicts_per_tier": {"llm": {"PRED_WRONG": 90}, "rules": {"PRED_WRONG": 9, "LABEL_WRONG": 2}},
+        "llm_calls_made": 360, "llm_calls_avoided": 44, "order_disagreements": 7})  # fmt: skip
+    write_json_atomic(it / "expand_metrics.json", {
+        "per_scenario": {"complexity": {"accepted": 76, "generated": 77},
+                         "domain_shift": {"accepted": 60, "generated": 64}},
+        "top_reject_reasons": {"dedup: near-duplicate of its seed (jaccard #)": 5}})  # fmt: skip
+    out = tmp_path / "r.html"
+    res = CliRunner().invoke(main, ["report", "--root", str(tmp_path), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    page = out.read_text(encoding="utf-8")
+    p = _Tables()
+    p.feed(page)
+    t = {k: _frame(v) for k, v in p.tables.items()}
+    assert page.count("iterations without the table") == 6
+    assert dict(zip(t["composition"]["iter"], t["composition"]["SEED_NEW"], strict=True)) == {
+        1.0: 0.0, 2.0: 39.0}  # fmt: skip
+    assert t["mastery"].row(0, named=True)["mastery_rate"] == pytest.approx(0.2109, abs=1e-4)
+    v = {(r["tier"], r["verdict"]): r["n"] for r in t["verdicts"].to_dicts()}
+    assert v == {("llm", "PRED_WRONG"): 90, ("rules", "PRED_WRONG"): 9, ("rules", "LABEL_WRONG"): 2}
+    assert t["corrections"].rows() == [(1.0, 2.0)]
+    e = {r["scenario"]: r["acceptance"] for r in t["edde"].to_dicts()}
+    assert e == {
+        "complexity": pytest.approx(76 / 77, abs=1e-4),
+        "domain_shift": pytest.approx(60 / 64),
+    }
+    assert t["reject_reasons"].row(0, named=True)["reject_tier"] == "dedup"
+    # what only the tables hold is reported as not built, not invented
+    assert 'data-table="ppl"' not in page and 'data-table="correction_examples"' not in page

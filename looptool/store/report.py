@@ -61,6 +61,13 @@ def table(name: str, df: pl.DataFrame, caption: str = "") -> str:
     return f'<table data-table="{_esc(name)}">{cap}<tr>{head}</tr>{body}</table>'
 
 
+def _source(d: ReportData, figure: str, what: str, view: str) -> str:
+    """A caption naming where the numbers come from: the view, or the metrics fallback."""
+    if figure in d.from_metrics:
+        return f"{what} ({view}; iterations without the table: the stage's metrics JSON)"
+    return f"{what} ({view})"
+
+
 def figure(name: str, svg: str) -> str:
     return f'<figure class="chart" data-chart="{_esc(name)}">{svg}</figure>'
 
@@ -176,7 +183,11 @@ def section_data(d: ReportData) -> str:
     parts.append(figure("composition", ch.bar_chart(
         [f"D{j}" for j in _col(wide, "iter")], {s: _col(wide, s) for s in splits},
         title="D_j composition by split", ylabel="rows", stacked=True)))  # fmt: skip
-    parts.append(table("composition", wide, "rows of D_j per split (datasets view)"))
+    parts.append(
+        table(
+            "composition", wide, _source(d, "composition", "rows of D_j per split", "datasets view")
+        )
+    )
     m = d.mastery
     if m.is_empty():
         parts.append(empty("probe@j (data/iter_j/probe.parquet)"))
@@ -185,7 +196,13 @@ def section_data(d: ReportData) -> str:
         [ch.Line("mastery rate", _col(m, "iter"), _col(m, "mastery_rate"))],
         title="Mastery rate of D_j under greedy probing", xlabel="iteration",
         ylabel="share matched", ylim=(0, 1))))  # fmt: skip
-    parts.append(table("mastery", m, "probe@j: mastered = greedy prediction matches the label"))
+    parts.append(
+        table(
+            "mastery",
+            m,
+            _source(d, "mastery", "mastered = greedy prediction matches the label", "probe view"),
+        )
+    )
     p = d.ppl
     if not p.is_empty():
         thresholds = {} if "hppl_threshold" not in m.columns else {
@@ -214,7 +231,13 @@ def section_jglv(d: ReportData) -> str:
     parts.append(figure("verdicts", ch.bar_chart(
         _col(wide, "group"), {c: _col(wide, c) for c in wide.columns if c != "group"},
         title="Verdicts by iteration and tier", ylabel="mismatched samples", stacked=True)))  # fmt: skip
-    parts.append(table("verdicts", v, "verdicts view, counted"))
+    parts.append(
+        table(
+            "verdicts",
+            v,
+            _source(d, "verdicts", "verdicts per iteration and tier", "verdicts view"),
+        )
+    )
     jc = d.judge_calls
     if jc.width > 1:
         parts.append(figure("judge_calls", ch.bar_chart(
@@ -227,8 +250,19 @@ def section_jglv(d: ReportData) -> str:
     if d.correction_counts.is_empty():
         parts.append('<p class="meta">No label was corrected in any iteration.</p>')
     else:
-        parts.append(table("corrections", d.correction_counts, "relabeled samples per iteration"))
-        parts.append(table("correction_examples", d.corrections, "examples: label before / after"))
+        parts.append(
+            table(
+                "corrections",
+                d.correction_counts,
+                _source(d, "correction_counts", "relabeled samples per iteration", "verdicts view"),
+            )
+        )
+        if d.corrections.is_empty():
+            parts.append(empty("examples (data/iter_j/verdicts.parquet)"))
+        else:
+            parts.append(
+                table("correction_examples", d.corrections, "examples: label before / after")
+            )
     if d.noise.is_empty():
         parts.append('<p class="meta">Label-noise injection is off (seed.label_noise = 0): '
                      "no precision / recall to report.</p>")  # fmt: skip
@@ -247,7 +281,7 @@ def section_edde(d: ReportData) -> str:
     parts = [figure("edde", ch.bar_chart(
         _col(wide, "scenario"), {f"iter {c}": _col(wide, c) for c in wide.columns if c != "scenario"},
         title="EDDE acceptance rate by scenario", ylabel="accepted / generated")),  # fmt: skip
-        table("edde", e, "expansions view per scenario")]  # fmt: skip
+        table("edde", e, _source(d, "edde", "EDDE children per scenario", "expansions view"))]  # fmt: skip
     r = d.rejects
     if r.is_empty():
         parts.append('<p class="meta">No EDDE child was rejected.</p>')
@@ -260,7 +294,13 @@ def section_edde(d: ReportData) -> str:
         top = (
             r.sort("n", descending=True).group_by("iter", maintain_order=True).head(8).sort("iter")
         )
-        parts.append(table("reject_reasons", top, "top reject reasons per iteration"))
+        parts.append(
+            table(
+                "reject_reasons",
+                top,
+                _source(d, "rejects", "top reject reasons per iteration", "expansions view"),
+            )
+        )
     return "".join(parts)
 
 

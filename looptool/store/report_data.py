@@ -67,6 +67,7 @@ class ReportData:
     seed_domains: pl.DataFrame  # domain, apis
     seed_tools: pl.DataFrame  # tool, calls (labels of the seed pool)
     seed_diversity: dict[str, float | int | None]
+    from_metrics: tuple[str, ...] = ()  # figures drawn from metrics JSON (tables absent)
 
 
 def _q(con: duckdb.DuckDBPyConnection, sql: str) -> pl.DataFrame:
@@ -218,6 +219,47 @@ QUERIES: dict[str, str] = {
 }
 
 
+# figure -> the same columns from the stages' metrics JSON, used for iterations whose
+# parquet table is absent (a checkout with the git-tracked metrics but without `dvc pull`)
+METRICS_FALLBACK: dict[str, str] = {
+    "composition": """
+        WITH m AS (SELECT * FROM metrics WHERE stage IN ('init', 'compose'))
+        SELECT it.value::INTEGER AS iter, replace(m.key, 'splits.', '') AS split,
+               m.value::BIGINT AS n
+        FROM m JOIN m AS it ON it.file = m.file AND it.key = 'iteration'
+        WHERE m.key LIKE 'splits.%' ORDER BY iter, split""",
+    "mastery": """
+        SELECT iter, max(value) FILTER (WHERE key = 'n')::BIGINT AS n,
+               max(value) FILTER (WHERE key = 'mastered')::BIGINT AS mastered,
+               max(value) FILTER (WHERE key = 'mastery_rate') AS mastery_rate,
+               max(value) FILTER (WHERE key = 'hppl')::BIGINT AS hppl,
+               max(value) FILTER (WHERE key = 'hppl_threshold') AS hppl_threshold
+        FROM metrics WHERE stage = 'probe' GROUP BY iter HAVING n IS NOT NULL ORDER BY iter""",
+    "verdicts": """
+        SELECT iter, split_part(key, '.', 2) AS tier, split_part(key, '.', 3) AS verdict,
+               value::BIGINT AS n
+        FROM metrics WHERE stage = 'judge' AND key LIKE 'verdicts_per_tier.%.%'
+        ORDER BY iter, tier, verdict""",
+    "correction_counts": """
+        SELECT iter, value::BIGINT AS n FROM metrics
+        WHERE stage = 'judge' AND key = 'verdicts.LABEL_WRONG' AND value > 0 ORDER BY iter""",
+    "edde": """
+        SELECT iter, split_part(key, '.', 2) AS scenario,
+               max(value) FILTER (WHERE key LIKE '%.generated')::BIGINT AS generated,
+               max(value) FILTER (WHERE key LIKE '%.accepted')::BIGINT AS accepted,
+               accepted / generated AS acceptance
+        FROM metrics WHERE stage = 'expand' AND key LIKE 'per_scenario.%'
+        GROUP BY ALL ORDER BY iter, scenario""",
+    # the stage writes its top reasons as "<tier>: <reason>"
+    "rejects": """
+        SELECT iter, CASE WHEN contains(r, ': ') THEN split_part(r, ': ', 1) ELSE '?' END
+                 AS reject_tier, r AS reject_reason, n
+        FROM (SELECT iter, replace(key, 'top_reject_reasons.', '') AS r, value::BIGINT AS n
+              FROM metrics WHERE stage = 'expand' AND key LIKE 'top_reject_reasons.%')
+        ORDER BY iter, n DESC, reject_reason""",
+}
+
+
 def collect_report_data(root: str | Path = ".", compare_csv: Path | None = None,
                         arms: tuple[str, ...] = ()) -> ReportData:  # fmt: skip
     """Query every figure of the report from the project at ``root``."""
@@ -231,22 +273,32 @@ def collect_report_data(root: str | Path = ".", compare_csv: Path | None = None,
     train_summary = _q(con, f"""
         SELECT iter, key, value FROM metrics WHERE stage = 'train' AND value IS NOT NULL
         AND key IN ({", ".join(sql_literal(k) for k in TRAIN_SUMMARY)}) ORDER BY iter, key""")  # fmt: skip
-    mastery = _q(con, """
+    figures = {k: _q(con, sql) for k, sql in QUERIES.items()}
+    figures["mastery"] = _q(con, """
         SELECT iter, count(*)::BIGINT AS n, sum(match::INT)::BIGINT AS mastered,
                avg(match::INT) AS mastery_rate, sum(hppl::INT)::BIGINT AS hppl
         FROM probe GROUP BY iter ORDER BY iter""").join(
         _metric_wide(con, "probe", ("hppl_threshold",)), on="iter", how="left")  # fmt: skip
+    from_metrics = []
+    for k, sql in METRICS_FALLBACK.items():  # per iteration: tables first
+        have = figures[k]["iter"].unique().implode()
+        alt = _q(con, sql).filter(~pl.col("iter").is_in(have))
+        if not alt.is_empty():
+            figures[k] = pl.concat([figures[k], alt], how="vertical_relaxed").sort(
+                "iter", maintain_order=True
+            )
+            from_metrics.append(k)
     return ReportData(
-        **{k: _q(con, sql) for k, sql in QUERIES.items()},
+        **figures,
         root=layout.root,
         heldout=_heldout(con),
         arms=read_compare(csv, arms),
         train_steps=train_steps,
         train_summary=train_summary,
-        mastery=mastery,
         ppl=_q(con, "SELECT iter, match AS mastered, ppl FROM probe WHERE ppl IS NOT NULL"),
         judge_calls=_metric_wide(
             con, "judge", ("llm_calls_made", "llm_calls_avoided", "order_disagreements")
         ),
         seed_diversity=_seed_diversity(con),
+        from_metrics=tuple(from_metrics),
     )
