@@ -218,6 +218,8 @@ def section_data(d: ReportData) -> str:
                    .agg(n=pl.len().cast(pl.Int64), ppl_median=pl.col("ppl").median(),
                         ppl_mean=pl.col("ppl").mean()).sort("iter", "mastered"))  # fmt: skip
         parts.append(table("ppl", summary, "PPL of mastered vs mismatched samples"))
+    else:
+        parts.append(empty("PPL per sample (data/iter_j/probe.parquet)"))
     return "".join(parts)
 
 
