@@ -1,4 +1,4 @@
-# Two entry points: `make run` (the whole CPU-default loop) and `make test`.
+# Two entry points: `make run` (the whole CPU-default loop, then report.html) and `make test`.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -26,6 +26,8 @@ $(STAMP): pyproject.toml requirements.lock
 run: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/looptool status
+	@echo "report (open in a browser; works offline):"
+	@$(VENV)/bin/looptool report --out report.html
 
 # The loop vs the static baseline as DVC experiments (README "Comparing the loop with
 # static training"), e.g. make compare COMPARE_ARGS="--ablations --params params.smol.yaml"

@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "export": "looptool.store.cli:export",
     # loop vs static (and ablations) as DVC experiments (looptool/compare/cli.py)
     "compare": "looptool.compare.cli:compare",
+    "report": "looptool.store.cli:report",
 }
 
 

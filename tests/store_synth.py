@@ -13,6 +13,7 @@ from pathlib import Path
 
 from looptool.core.tables import (
     DATASET,
+    EVAL_ITEMS,
     EXPANSIONS,
     PROBE,
     SAMPLES,
@@ -21,7 +22,7 @@ from looptool.core.tables import (
     sample_to_row,
 )
 from looptool.core.types import Label, Message, Sample, ToolCall, ToolSpec, canonical_json
-from looptool.store.io import write_json_atomic, write_parquet_atomic
+from looptool.store.io import read_parquet, write_json_atomic, write_parquet_atomic
 
 TOOL = ToolSpec(
     name="get_weather",
@@ -194,3 +195,41 @@ def build(
 
 def read_json(path: Path) -> dict:
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def add_report_inputs(root: Path, iters: int = 2, noise: bool = True, seed: int = 0) -> None:
+    """The files `looptool report` reads beyond the tables of ``build``: eval items,
+    per-step training logs (with the newer tool-call columns on the last iteration only,
+    as after a trainer upgrade), judge and seed-API metrics, and compare/compare.csv."""
+    rng = random.Random(seed)
+    data = Path(root) / "data"
+    write_json_atomic(data / "seed" / "apis_metrics.json",
+                      {"apis": 5, "apis_by_domain": {"travel": 3, "finance": 2}})  # fmt: skip
+    held = read_parquet(data / "seed" / "heldout.parquet").to_pylist()
+    for j in range(1, iters + 1):
+        d = data / f"iter_{j}"
+        items = [{"iter": j, "suite": "heldout", "item_id": r["sample_id"], "category": r["kind"],
+                  "ok": k < 2 * j, "reason": "match" if k < 2 * j else "missing_calls",
+                  "raw_text": "<tool_call>{}</tool_call>" if k % 2 == 0 else "no call"}
+                 for k, r in enumerate(held)]  # fmt: skip
+        items.append({"iter": j, "suite": "bfcl", "item_id": "simple_0",
+                      "category": "simple_python", "ok": True, "reason": "valid", "raw_text": ""})  # fmt: skip
+        write_parquet_atomic(d / "eval_items.parquet", rows_to_table(items, EVAL_ITEMS))
+        cols = ["step", "epoch", "reward", "zero_variance_group_share", "loss"]
+        if j == iters:
+            cols += ["tool_call_rate", "reward_call"]
+        lines = [",".join(cols)]
+        for step in range(1, 7):
+            vals = [step, 1 + step // 4] + [round(rng.random(), 4) for _ in cols[2:]]
+            lines.append(",".join(str(v) for v in vals))
+        (d / "train_plots.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        write_json_atomic(d / "train_metrics.json", {"reward_mean": 0.1 * j, "steps": 6})
+        judge = {"llm_calls_made": 10 * j, "llm_calls_avoided": 4 * j, "order_disagreements": j}
+        if noise:
+            judge["label_correction"] = {"precision": 0.5, "recall": 0.25 * j, "relabeled": 2}
+        write_json_atomic(d / "judge_metrics.json", judge)
+    arms = ["arm,iteration,n,heldout_exact,ci_low,ci_high,tool_call_rate,bfcl_accuracy"]
+    arms += [f"{arm},{j},8,{0.125 * j + off},{0.05 * j},{0.3 + 0.1 * j},0.5,{0.05 * j}"
+             for arm, off in (("static", 0.0), ("no_hppl", 0.1)) for j in range(iters + 1)]  # fmt: skip
+    (Path(root) / "compare").mkdir(exist_ok=True)
+    (Path(root) / "compare" / "compare.csv").write_text("\n".join(arms) + "\n", encoding="utf-8")

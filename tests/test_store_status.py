@@ -95,3 +95,23 @@ def test_root_pointing_at_nothing_fails(tmp_path: Path, cmd: list[str]) -> None:
     for root, why in ((tmp_path, "not a LoopTool project"), (tmp_path / "nope", "no such folder")):
         res = CliRunner().invoke(main, [*cmd, "--root", str(root)])
         assert res.exit_code == 2 and why in res.output, res.output
+
+
+def test_compact_view_fits_100_columns(project: Path) -> None:
+    """Paper-sized counts, every split (incl. the no_hppl ablation's MASTERED), stale
+    reasons with long paths: the default view stays within 100 columns; --wide does not."""
+    st = collect_status(project, check_dvc=False)
+    big = st.iterations.with_columns(
+        pl.col(pl.Int64).exclude("iter") * 1000 + 18_304, MASTERED=pl.lit(18_304, pl.Int64)
+    )
+    st.iterations = pl.concat(
+        [big.head(1).with_columns(iter=pl.lit(j, pl.Int64)) for j in range(1, 11)]
+    )
+    st.dvc.stale = {"train@10": [f"deps: data/iter_10/{'x' * 120}/dataset.parquet modified"]}
+    text = format_status(st)
+    assert max(len(line) for line in text.splitlines()) <= 100, text
+    assert "MASTERED" in text and "tpjxce" in text and "…" in text
+    wide = format_status(st, wide=True)
+    assert "compose" in wide and max(len(line) for line in wide.splitlines()) > 100
+    res = CliRunner().invoke(main, ["status", "--no-dvc", "--wide", "--root", str(project)])
+    assert res.exit_code == 0 and "declared" in res.output

@@ -51,11 +51,13 @@ def _json(obj: object) -> str:
 @ROOT_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 @click.option("--no-dvc", is_flag=True, help="Skip `dvc status` (staleness) and report files only.")
-def status(root: Path, as_json: bool, no_dvc: bool) -> None:
+@click.option("--wide", is_flag=True, help="One column per stage (the default fits 100 columns).")
+def status(root: Path, as_json: bool, no_dvc: bool, wide: bool) -> None:
     """Iterations built, dataset sizes per split, eval headline, and stale DVC stages.
 
-    Columns train..eval say whether each stage's output of iteration j exists
-    (compose@j writes D_{j+1}). Staleness comes from `dvc status`; outside a DVC
+    Marks under `tpjxce` (train probe judge expand compose eval; one column each with
+    --wide) say whether each stage's output of iteration j exists (compose@j writes
+    D_{j+1}). Staleness comes from `dvc status`; outside a DVC
     repository it is reported as unknown.
     """
     from looptool.store.status import collect_status, format_status
@@ -64,7 +66,7 @@ def status(root: Path, as_json: bool, no_dvc: bool) -> None:
         st = collect_status(root, check_dvc=not no_dvc)
     except Exception as exc:  # duckdb/arrow read errors name the file
         raise _fail(exc) from None
-    click.echo(_json(st.to_json()) if as_json else format_status(st))
+    click.echo(_json(st.to_json()) if as_json else format_status(st, wide=wide))
 
 
 @click.command("diff", short_help="Sample-level diff between two dataset versions.")
@@ -126,6 +128,7 @@ def sql(
       verdicts    judge@j: verdict, tier, outcome, label_before/after
       expansions  expand@j: EDDE children, scenario, accepted, reject reason
       eval_items  eval@j: per held-out sample / BFCL entry: ok, reason, raw_text
+      train_steps train@j: one row per optimizer step (reward, zero-variance share, ...)
       metrics     every metrics json flattened: iter, stage, key, value, text
 
     \b
@@ -256,3 +259,32 @@ def export(
     except (ValueError, OSError, ParamsError) as exc:
         raise _fail(exc) from None
     click.echo(f"{n:,} records written to {out} ({fmt})")
+
+
+@click.command("report", short_help="One self-contained HTML page of the run (charts inline).")
+@ROOT_OPTION
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default="report.html",
+              show_default=True, help="Output HTML file (written atomically).")  # fmt: skip
+@click.option("--exp", "arms", multiple=True, metavar="NAME",
+              help="Overlay only this arm of compare/compare.csv (repeatable; default: all).")  # fmt: skip
+@click.option("--compare", "compare_csv", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Arms CSV of `looptool compare` [default: ROOT/compare/compare.csv].")  # fmt: skip
+def report(root: Path, out: Path, arms: tuple[str, ...], compare_csv: Path | None) -> None:
+    """Write one HTML page with the run's curves and distributions, viewable offline.
+
+    Sections: eval per iteration (held-out exact match with 95% intervals, tool-call
+    rate, BFCL per category; arms of `looptool compare` overlaid), training curves per
+    step, D_j composition / mastery / PPL, JGLV verdicts and label corrections, EDDE
+    acceptance and rejects, seed figures. Charts are inline SVG: no script, font or
+    network is needed to view the file. Prints the path written.
+    """
+    import duckdb
+
+    from looptool.store.report import write_report
+    from looptool.store.report_data import ReportInputError
+
+    try:
+        path = write_report(out, root=root, compare_csv=compare_csv, arms=arms)
+    except (ReportInputError, duckdb.Error, OSError) as exc:
+        raise _fail(exc) from None
+    click.echo(str(path.resolve()))

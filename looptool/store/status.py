@@ -183,7 +183,29 @@ def collect_status(root: str | Path = ".", check_dvc: bool = True) -> Status:
     return Status(layout.root, declared, params_error, seed, table, dvc)
 
 
-def format_status(st: Status) -> str:
+# compact view: one letter per stage of STAGE_OUTPUTS, so the marks line up under it
+STAGE_LETTERS = "tpjxce"
+WIDTH = 100  # the compact view fits a 100-column terminal
+
+
+def _compact(table: pl.DataFrame) -> pl.DataFrame:
+    """Stage flags folded into one mark string; split columns and eval kept, short names."""
+    marks = pl.concat_str(
+        [pl.when(pl.col(s)).then(pl.lit("✓")).otherwise(pl.lit("·")) for s in STAGE_OUTPUTS]
+    )
+    return (
+        table.with_columns(marks.alias(STAGE_LETTERS))
+        .drop("declared", *STAGE_OUTPUTS)
+        .rename({"dataset": "D_j", "heldout_acc": "heldout", "bfcl_acc": "bfcl"})
+    )
+
+
+def _clip(line: str, width: int) -> str:
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def format_status(st: Status, wide: bool = False) -> str:
+    """The status as text: 100 columns wide, or every column with ``wide``."""
     lines = [f"project {st.root}"]
     if st.params_error:
         lines.append(f"params: {st.params_error}")
@@ -193,23 +215,31 @@ def format_status(st: Status) -> str:
         + ", ".join(f"{k} {'not built' if v is None else f'{v:,} rows'}" for k, v in s.items())
     )
     if st.iterations.height:
-        # booleans as marks keep the stage matrix narrow enough for a terminal
-        shown = st.iterations.with_columns(
-            pl.col(pl.Boolean).replace_strict({True: "✓", False: "·"}, return_dtype=pl.String)
-        )
-        with pl.Config(tbl_hide_dataframe_shape=True, tbl_rows=-1, tbl_cols=-1, tbl_width_chars=240,
-                       float_precision=3, tbl_hide_column_data_types=True):  # fmt: skip
-            lines += [
-                "",
-                "iterations: ✓ = stage output built (compose@j writes D_{j+1}); split columns = rows of D_j",
-                str(shown),
-            ]
+        if wide:
+            # booleans as marks keep the stage matrix narrow enough for a terminal
+            shown = st.iterations.with_columns(
+                pl.col(pl.Boolean).replace_strict({True: "✓", False: "·"}, return_dtype=pl.String)
+            )
+            legend = "iterations: ✓ = stage output built (compose@j writes D_{j+1}); split columns = rows of D_j"
+        else:
+            shown = _compact(st.iterations)
+            legend = (
+                "iterations: split columns = rows of D_j; heldout, bfcl = eval@j accuracy\n"
+                f"stages {STAGE_LETTERS} = {' '.join(STAGE_OUTPUTS)} "
+                "(✓ = output built; compose@j writes D_{j+1})"
+            )
+        with pl.Config(tbl_hide_dataframe_shape=True, tbl_rows=-1, tbl_cols=-1,
+                       tbl_width_chars=240 if wide else WIDTH, float_precision=3,
+                       tbl_hide_column_data_types=True):  # fmt: skip
+            lines += ["", legend, str(shown)]
+        if not wide:
+            lines.append("(--wide: one column per stage and the declared flag)")
     else:
         lines.append("no iterations declared or built")
     lines += ["", f"dvc: {st.dvc.message}"]
     for stage, reasons in st.dvc.stale.items():
         lines.append(f"  {stage}")
-        lines += [f"    {r}" for r in reasons[:8]]
+        lines += [f"    {r}" if wide else _clip(f"    {r}", WIDTH) for r in reasons[:8]]
         if len(reasons) > 8:
             lines.append(f"    ... {len(reasons) - 8} more")
     return "\n".join(lines)

@@ -7,6 +7,8 @@ Views (each with an ``iter`` column; files of iterations not built yet are simpl
 - ``datasets``: D_j rows (DATASET schema), iter j.
 - ``probe``, ``verdicts``, ``expansions``: per-iteration tables of probe@j, judge@j, expand@j.
 - ``eval_items``: eval@j per-item results (held-out samples and BFCL entries).
+- ``train_steps``: train@j per-optimizer-step rows (``data/iter_j/train_plots.csv``), with
+  whichever columns the trainer logged (files with different columns union by name).
 - ``metrics``: every ``*metrics.json`` (data/seed and data/iter_j) and ``eval.json``
   flattened to (iter, stage, file, key, value, text); iter is null for seed stages.
 
@@ -41,7 +43,12 @@ ITER_TABLES: dict[str, tuple[str, pa.Schema]] = {
     "expansions": ("expansions.parquet", EXPANSIONS),
     "eval_items": ("eval_items.parquet", EVAL_ITEMS),
 }
-VIEW_NAMES = ("samples", "datasets", "probe", "verdicts", "expansions", "eval_items", "metrics")
+# per-step training logs (CSV, columns grow with the trainer's logging)
+TRAIN_STEPS_FILE = "train_plots.csv"
+VIEW_NAMES = (
+    "samples", "datasets", "probe", "verdicts", "expansions", "eval_items", "train_steps",
+    "metrics",
+)  # fmt: skip
 
 
 class VersionError(ValueError):
@@ -145,7 +152,7 @@ def sql_literal(path: Path | str) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
-def _iter_union(files: list[tuple[int, Path]]) -> str:
+def _iter_union(files: list[tuple[int, Path]], reader: str = "read_parquet") -> str:
     """One SELECT per file with a constant ``iter`` (the directory's j), unioned by name.
 
     A constant per file (rather than parsing ``filename``) keeps projection pushdown and
@@ -153,7 +160,7 @@ def _iter_union(files: list[tuple[int, Path]]) -> str:
     """
     parts = [
         f"SELECT {j}::INTEGER AS iter, COLUMNS(lambda c: c != 'iter') "
-        f"FROM read_parquet({sql_literal(p)})"
+        f"FROM {reader}({sql_literal(p)})"
         for j, p in files
     ]
     return "\nUNION ALL BY NAME\n".join(parts)
@@ -262,6 +269,22 @@ def _create_view(con: duckdb.DuckDBPyConnection, layout: Layout, view: str) -> N
             con.executemany("INSERT INTO _metrics VALUES (?, ?, ?, ?, ?, ?)", rows)
         con.execute("CREATE OR REPLACE VIEW metrics AS SELECT * FROM _metrics")
         return
+    if view == "train_steps":
+        steps = [
+            (j, p)
+            for j in layout.iterations()
+            if (p := layout.iter_dir(j) / TRAIN_STEPS_FILE).is_file()
+        ]
+        body = (
+            _iter_union(steps, "read_csv")
+            if steps
+            else "SELECT NULL::INTEGER AS iter, NULL::BIGINT AS step WHERE false"
+        )
+        try:
+            con.execute(f"CREATE OR REPLACE VIEW train_steps AS {body}")
+        except duckdb.Error as exc:
+            raise TableError(f"view train_steps: {str(exc).strip().splitlines()[0]}") from None
+        return
     if view == "samples":
         seed = [
             (name, path)
@@ -297,7 +320,7 @@ def create_views(
     con.execute(f"SET file_search_path = {sql_literal(layout.root)}")
     wanted = set(VIEW_NAMES if views is None else views) & set(VIEW_NAMES)
     wanted |= {d for v in wanted for d in _VIEW_DEPS.get(v, ())}
-    for view in (*ITER_TABLES, "samples", "metrics"):  # samples reads datasets
+    for view in (*ITER_TABLES, "samples", "train_steps", "metrics"):  # samples reads datasets
         if view in wanted:
             _create_view(con, layout, view)
 
