@@ -115,3 +115,25 @@ def test_compact_view_fits_100_columns(project: Path) -> None:
     assert "compose" in wide and max(len(line) for line in wide.splitlines()) > 100
     res = CliRunner().invoke(main, ["status", "--no-dvc", "--wide", "--root", str(project)])
     assert res.exit_code == 0 and "declared" in res.output
+
+
+def test_call_rate_and_collapse_guard_shown(project: Path) -> None:
+    """The held-out tool-call rate per iteration (warm start, then each train@j's guard)."""
+    (project / "data/iter_0").mkdir(exist_ok=True)
+    (project / "data/iter_0/warmstart_metrics.json").write_text(
+        json.dumps({"heldout": {"tool_call_rate": 0.76}})
+    )
+    for j, rate, ok in ((1, 0.96, True), (2, 0.12, False)):
+        (project / f"data/iter_{j}/train_metrics.json").write_text(
+            json.dumps({"guard": {"tool_call_rate": rate, "ok": ok}})
+        )
+    st = collect_status(project, check_dvc=False)
+    rows = {r["iter"]: r for r in st.iterations.to_dicts()}
+    assert rows[0]["calls"] == 0.76 and rows[1]["calls"] == 0.96 and rows[2]["guard_ok"] is False
+    text = format_status(st)
+    assert "0: 0.76, 1: 0.96, 2: 0.12 !" in text
+    assert "COLLAPSE GUARD (!): train@2 left a tool-call rate of 0.12" in text
+    assert "GUARD (!): train@1" not in text
+    assert max(len(line) for line in text.splitlines()) <= 100, [
+        x for x in text.splitlines() if len(x) > 100
+    ]

@@ -132,6 +132,20 @@ def _eval_headline(path: Path) -> tuple[float | None, float | None]:
     return heldout, bfcl.get("accuracy") if isinstance(bfcl, dict) else None
 
 
+def _call_rate(layout: Layout, j: int) -> tuple[float | None, bool | None]:
+    """(greedy tool-call rate on the held-out check prompts, collapse guard ok) of iteration
+    j: the warm start's check for j = 0, train@j's guard otherwise (None when absent)."""
+    name = "warmstart_metrics.json" if j == 0 else "train_metrics.json"
+    try:
+        obj = json.loads((layout.iter_dir(j) / name).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None, None
+    if j == 0:
+        return (obj.get("heldout") or {}).get("tool_call_rate"), None
+    guard = obj.get("guard") or {}
+    return guard.get("tool_call_rate"), guard.get("ok")
+
+
 def collect_status(root: str | Path = ".", check_dvc: bool = True) -> Status:
     layout = Layout.at(root)
     declared, params_error = _declared_iterations(layout.root)
@@ -151,6 +165,7 @@ def collect_status(root: str | Path = ".", check_dvc: bool = True) -> Status:
     for j in js:
         d = layout.iter_dir(j)
         heldout_acc, bfcl_acc = _eval_headline(layout.eval_json(j))
+        calls, guard_ok = _call_rate(layout, j)
         rows.append({
             "iter": j,
             "declared": j in nxt,
@@ -164,12 +179,15 @@ def collect_status(root: str | Path = ".", check_dvc: bool = True) -> Status:
             "eval": layout.eval_json(j).is_file(),
             "heldout_acc": heldout_acc,
             "bfcl_acc": bfcl_acc,
+            "calls": calls,
+            "guard_ok": guard_ok,
         })  # fmt: skip
     table = pl.DataFrame(
         rows,
         schema={"iter": pl.Int64, "declared": pl.Boolean, "dataset": pl.Int64,
                 **{s: pl.Boolean for s in STAGE_OUTPUTS},
-                "heldout_acc": pl.Float64, "bfcl_acc": pl.Float64},
+                "heldout_acc": pl.Float64, "bfcl_acc": pl.Float64,
+                "calls": pl.Float64, "guard_ok": pl.Boolean},
     )  # fmt: skip
     if sizes.height:
         wide = sizes.pivot(on="split", index="iter", values="n", sort_columns=True)
@@ -195,7 +213,7 @@ def _compact(table: pl.DataFrame) -> pl.DataFrame:
     )
     return (
         table.with_columns(marks.alias(STAGE_LETTERS))
-        .drop("declared", *STAGE_OUTPUTS)
+        .drop("declared", "calls", "guard_ok", *STAGE_OUTPUTS)
         .rename({"dataset": "D_j", "heldout_acc": "heldout", "bfcl_acc": "bfcl"})
     )
 
@@ -234,6 +252,24 @@ def format_status(st: Status, wide: bool = False) -> str:
             lines += ["", legend, str(shown)]
         if not wide:
             lines.append("(--wide: one column per stage and the declared flag)")
+        rates = st.iterations.filter(pl.col("calls").is_not_null())
+        if rates.height:
+            lines.append(
+                _clip(
+                    "calls (greedy tool-call rate, call-labelled held-out check prompts): "
+                    + ", ".join(
+                        f"{j}: {rate:.2f}{' !' if ok is False else ''}"
+                        for j, rate, ok in rates.select("iter", "calls", "guard_ok").iter_rows()
+                    ),
+                    WIDTH,
+                )
+            )
+        collapsed = st.iterations.filter(pl.col("guard_ok") == False)  # noqa: E712
+        for j, rate in collapsed.select("iter", "calls").iter_rows():
+            lines.append(
+                f"COLLAPSE GUARD (!): train@{j} left a tool-call rate of {rate:.2f} "
+                "(< guard.min_ratio x the warm start's)"
+            )
     else:
         lines.append("no iterations declared or built")
     lines += ["", f"dvc: {st.dvc.message}"]
