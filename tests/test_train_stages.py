@@ -167,14 +167,5 @@ def test_train_stage_missing_inputs_exit_with_a_message(workspace):
 
     shutil.rmtree(workspace / "data" / "iter_1")
     with pytest.raises(SystemExit) as exc:
-        train.main(
-            [
-                "--j",
-                "1",
-                "--params",
-                str(workspace / "params.yaml"),
-                "--data",
-                str(workspace / "data"),
-            ]
-        )
+        train.main(_train_args(workspace))
     assert "train@1" in str(exc.value) and "iter_0" in str(exc.value)
