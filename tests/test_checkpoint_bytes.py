@@ -14,7 +14,7 @@ from test_warmstart import SFT
 
 from looptool.engines.factory import model_fingerprint
 from looptool.loop.train import train_grpo
-from looptool.loop.warmstart import warm_start
+from looptool.loop.warmstart import train_sft
 
 
 def file_hashes(model_dir: Path) -> dict[str, str]:
@@ -45,7 +45,7 @@ def test_training_twice_in_two_directories_gives_identical_bytes(
             data = write_samples(
                 root / "seed.parquet", synthetic_samples(16, seed=4), dataset=False
             )
-            warm_start(data, base, out, SFT, date=DATE, scratch_root=root / ".cache")
+            train_sft(data, base, out, SFT, date=DATE, scratch_root=root / ".cache")
         else:
             data = write_samples(root / "dataset.parquet", synthetic_samples(8, seed=1))
             train_grpo(data, base, out, SMOKE.model_copy(update={"max_steps": 2}), date=DATE,
