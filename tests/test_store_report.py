@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from store_synth import add_report_inputs, build
 
 from looptool.cli import main
+from looptool.eval.interval import wilson_interval
 from looptool.store.report import SECTIONS
-from looptool.store.report_data import wilson_interval
 
 
 class _Tables(HTMLParser):
@@ -70,7 +70,8 @@ def _frame(rows: list[list[str]]) -> pl.DataFrame:
 
 def _sql(root: Path, query: str, tmp: Path) -> pl.DataFrame:
     out = tmp / "q.csv"
-    res = CliRunner().invoke(main, ["sql", query, "--root", str(root), "--csv", str(out)])
+    args = ["sql", query, "--root", str(root), "--csv", str(out), "--force"]
+    res = CliRunner().invoke(main, args)
     assert res.exit_code == 0, res.output
     return pl.read_csv(out)
 
@@ -152,7 +153,7 @@ def test_numbers_equal_sql(run: tuple[Path, str], tmp_path: Path) -> None:
          "WHERE suite = 'heldout' GROUP BY iter")  # fmt: skip
     _assert_rows(t["heldout"], _sql(root, q, tmp_path), ["iter"], "tool_call_rate")
     for r in t["heldout"].to_dicts():  # the band is the Wilson interval of accuracy over n
-        lo, hi = wilson_interval(r["accuracy"] * r["n"], r["n"])
+        lo, hi = wilson_interval(round(r["accuracy"] * r["n"]), r["n"])
         assert (r["ci_low"], r["ci_high"]) == (
             pytest.approx(lo, abs=5e-5),
             pytest.approx(hi, abs=5e-5),
@@ -216,6 +217,7 @@ def test_exp_filter_and_bad_compare(run: tuple[Path, str], tmp_path: Path) -> No
 
 
 def test_empty_project_reports_what_is_missing(tmp_path: Path) -> None:
+    (tmp_path / "params.yaml").write_text("{}\n")  # a project with nothing built yet
     out = tmp_path / "r.html"
     res = CliRunner().invoke(main, ["report", "--root", str(tmp_path), "--out", str(out)])
     assert res.exit_code == 0, res.output

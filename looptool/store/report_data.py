@@ -16,6 +16,7 @@ import duckdb
 import polars as pl
 
 from looptool.eval.heldout import NOT_SCORED
+from looptool.eval.interval import wilson_interval
 from looptool.store.views import Layout, connect, sql_literal
 
 COMPARE_CSV = Path("compare/compare.csv")
@@ -31,16 +32,6 @@ TRAIN_SUMMARY = ("reward_mean", "reward_mean_first", "reward_mean_last",
 
 class ReportInputError(ValueError):
     """An input file the report cannot use; the message names the file and what is wrong."""
-
-
-def wilson_interval(k: float, n: float, z: float = 1.96) -> tuple[float | None, float | None]:
-    """95% Wilson score interval of a proportion k/n (None, None when n is 0)."""
-    if not n:
-        return None, None
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 @dataclass
@@ -129,7 +120,10 @@ def _heldout(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     acc = acc.rename({"heldout.accuracy": "accuracy", "heldout.n": "n"}).with_columns(
         pl.col("n").cast(pl.Int64)
     )
-    ci = [wilson_interval(a * n, n) for a, n in zip(acc["accuracy"], acc["n"], strict=True)]
+    ci = [
+        wilson_interval(round(a * n), n) if n else (None, None)
+        for a, n in zip(acc["accuracy"], acc["n"], strict=True)
+    ]
     return (
         acc.with_columns(
             ci_low=pl.Series([c[0] for c in ci], dtype=pl.Float64),
