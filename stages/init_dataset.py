@@ -20,10 +20,19 @@ def main(argv: list[str] | None = None) -> None:
     res = init_dataset(
         seeds, size=params.loop.dataset_size, seed=params.project.seed, reserved=reserved
     )
-    if res.metrics["shortfall"] > 0:
+    m = res.metrics
+    if m["total"] == 0:
+        sys.exit(
+            f"error: init_dataset: no seed sample left for D_1: D_seed has {m['seed_pool']}, "
+            f"and the warm start reserved {m['reserved_warmstart']} (warmstart.max_samples "
+            f"{params.warmstart.max_samples}, split reserved); lower warmstart.max_samples "
+            "or set warmstart.split: shared"
+        )
+    if m["shortfall"] > 0:
         print(
-            f"warning: D_seed has {res.metrics['seed_pool']} samples, fewer than "
-            f"loop.dataset_size={params.loop.dataset_size}; D_1 holds them all",
+            f"warning: D_seed has {m['seed_pool']} samples, {m['reserved_warmstart']} of them "
+            f"reserved by the warm start: fewer than loop.dataset_size="
+            f"{params.loop.dataset_size} left; D_1 holds them all",
             file=sys.stderr,
         )
     write_parquet_atomic("data/iter_1/dataset.parquet", res.dataset)

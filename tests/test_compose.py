@@ -552,3 +552,32 @@ def test_hppl_trim_keeps_the_kind_groups_in_proportion():
     assert set(pooled.get_column("kind")) == {"irrelevant"}
     calls, _, _ = run(tables, **loop, probe={"hppl_groups": "calls_only"})
     assert sorted(calls.get_column("kind")) == ["single"] * 6
+
+
+def test_init_dataset_stage_says_when_the_warm_start_took_every_seed_sample(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    import yaml
+
+    from looptool.store.io import write_parquet_atomic
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.syspath_prepend(str(root))
+    monkeypatch.chdir(tmp_path)
+    seeds = _seed_samples(20)
+    write_parquet_atomic("data/seed/samples.parquet", seeds)
+    ids = pl.from_arrow(seeds)["sample_id"].to_list()
+    write_parquet_atomic(
+        "data/iter_0/warmstart_samples.parquet",
+        rows_to_table([{"sample_id": s, "used_iter": 0} for s in ids], SEED_USED),
+    )
+    hf = {"backend": "hf", "model": "data/m"}
+    params = {"engines": {"policy": hf, "judge": hf, "generator": {"backend": "template"}},
+              "warmstart": {"enabled": True, "max_samples": 600},
+              "iterations": {"1": {"j": 1, "prev": 0, "next": 2}}}  # fmt: skip
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+    import stages.init_dataset
+
+    with pytest.raises(SystemExit) as exc:
+        stages.init_dataset.main([])
+    assert "no seed sample left for D_1" in str(exc.value) and "reserved 20" in str(exc.value)

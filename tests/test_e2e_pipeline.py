@@ -26,6 +26,7 @@ SMOKE = {
     "loop.probe.max_tokens": 48,
     "loop.expand.k": 2,
     "warmstart.max_steps": 12,
+    "warmstart.max_samples": 48,  # its own split; D_1 and Seed-new draw from the rest
     "warmstart.heldout_check": 8,
     "train.max_samples": 8,
     "train.prompts_per_step": 2,
