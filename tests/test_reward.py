@@ -136,7 +136,12 @@ def test_batch_rewards_and_logged_rates():
         trainer_state=None,
     )
     assert out == [1.0, 0.0, 0.0, 1.0]
-    assert logged == {"toolmatch/match_rate": [0.5], "toolmatch/parse_failure_rate": [0.25]}
+    assert logged == {
+        "toolmatch/match_rate": [0.5],
+        "toolmatch/parse_failure_rate": [0.25],
+        "toolmatch/tool_call_rate": [0.75],  # the unparseable one holds no call
+        "toolmatch/reward_call": [0.5],  # every label is a call label
+    }
     stats = reward.stats.to_json()
     assert stats["completions_scored"] == 4
     assert stats["reasons"] == {"match": 2, "name_mismatch": 1, "parse_error": 1}
