@@ -13,6 +13,7 @@ rate it warns loudly, or fails the stage with ``train.guard.action: fail``. Mult
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -93,8 +94,6 @@ def main(argv: list[str] | None = None) -> None:
 
 def read_warmstart_check(path: Path) -> dict | None:
     """The warm start's held-out check from its metrics file (None when absent)."""
-    import json
-
     try:
         return json.loads(path.read_text()).get("heldout")
     except (FileNotFoundError, json.JSONDecodeError):

@@ -63,14 +63,14 @@ def regroup(batches: list[dict[str, Any]], picks: list[tuple[int, int]], group_s
     if unknown:
         raise ValueError(f"dynamic sampling cannot re-batch trainer outputs {sorted(unknown)}")
 
-    def rows(b: dict, g: int) -> slice:
+    def rows(g: int) -> slice:
         return slice(g * group_size, (g + 1) * group_size)
 
     out: dict[str, Any] = {}
     for key in (*_PROMPT_KEYS, *_COMPLETION_KEYS, *_ROW_KEYS):
         if batches[0].get(key) is None:
             continue
-        parts = [batches[b][key][rows(batches[b], g)] for b, g in picks]
+        parts = [batches[b][key][rows(g)] for b, g in picks]
         if key in _ROW_KEYS:
             out[key] = torch.cat(parts, dim=0)
         elif key in _PROMPT_KEYS:

@@ -19,7 +19,6 @@ from looptool.core.codec import ParsedOutput, parse_completion
 from looptool.core.match import (
     KIND_GROUPS,
     MatchResult,
-    kind_group,
     match_strict,
     no_call_kind,
     values_equal,
@@ -120,7 +119,7 @@ class RewardStats:
 
 def label_group(label: Label) -> str:
     """call | clarify | irrelevant: the kind group a label's reward is reported under."""
-    return kind_group("single" if label.calls else no_call_kind(label.text))
+    return "call" if label.calls else no_call_kind(label.text)
 
 
 class ToolMatchReward:
