@@ -268,3 +268,70 @@ def test_sigkill_then_rerun_sends_only_unfinished_requests(tiny_model_dir, tmp_p
         texts = [g[0].text for g in eng.generate(reqs)]
     assert calls == [] and eng.stats()["cache_hits"] == N_REQ
     assert f"TEXTS {texts}" in out.splitlines()
+
+
+class Streaming(Counting):
+    """A fake streaming backend: takes every miss at once and yields results in reverse
+    (completion) order; optionally fails after ``fail_after`` results."""
+
+    def __init__(self, fail_after: int | None = None):
+        super().__init__(batch_size=2)
+        self.fail_after = fail_after
+        self.streams: list[int] = []
+
+    def stream(self, kind, reqs):
+        self.streams.append(len(reqs))
+        outs = getattr(Counting, kind)(self, list(reqs))
+        for n, i in enumerate(reversed(range(len(reqs)))):
+            if self.fail_after is not None and n == self.fail_after:
+                raise RuntimeError("replica died")
+            yield i, outs[i]
+
+
+def test_streaming_backend_gets_all_misses_at_once_and_results_land_in_order(cache):
+    backend = Streaming()
+    eng = CachedEngine(backend, cache, progress=False, flush_every=3, flush_seconds=3600)
+    assert eng.streaming and not CachedEngine(Counting(), cache).streaming
+    reqs = [_req(f"q{i % 7}") for i in range(9)]  # 7 distinct
+    out = eng.generate(reqs)
+    assert [g[0].text for g in out] == [f"{i % 7}q" for i in range(9)]
+    assert backend.streams == [7]  # one call, not batch_size chunks
+    # 7 results committed in windows of 3: 3 + 3 + 1
+    assert eng.stats() == {
+        "cache_hits": 0,
+        "cache_misses": 9,
+        "backend_requests": 7,
+        "backend_batches": 3,
+    }
+    assert eng.generate(reqs) == out and backend.streams == [7]
+    assert eng.choose([ChoiceRequest(messages=[], options=("a", "b"))]) == ["b"]
+
+
+def test_streaming_failure_keeps_finished_results_and_rerun_sends_only_the_rest(cache):
+    reqs = [_req(f"r{i}") for i in range(6)]
+    failing = CachedEngine(Streaming(fail_after=4), cache, progress=False, flush_every=100)
+    with pytest.raises(RuntimeError, match="replica died"):
+        failing.generate(reqs)
+    assert cache.info()["entries"] == 4  # flushed on the way out, not lost with the window
+    backend = Streaming()
+    out = CachedEngine(backend, cache, progress=False).generate(reqs)
+    assert backend.streams == [2]  # only the two unfinished requests are sent again
+    assert [g[0].text for g in out] == [f"{i}r" for i in range(6)]
+
+
+def test_streaming_backend_that_skips_or_repeats_a_result_is_an_error(cache):
+    from looptool.engines.base import EngineError
+
+    class Short(Streaming):
+        def stream(self, kind, reqs):
+            yield from list(super().stream(kind, reqs))[:-1]
+
+    class Twice(Streaming):
+        def stream(self, kind, reqs):
+            items = list(super().stream(kind, reqs))
+            yield from [*items, items[0]]
+
+    with pytest.raises(EngineError, match="returned 2 results for 3 requests"):
+        CachedEngine(Short(), cache, progress=False).generate([_req(f"s{i}") for i in range(3)])
+    with pytest.raises(EngineError, match="twice or out of range"):
+        CachedEngine(Twice(), cache, progress=False).generate([_req(f"t{i}") for i in range(3)])

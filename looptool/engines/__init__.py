@@ -13,6 +13,7 @@ from looptool.engines.base import (
     SamplingParams,
     Score,
     ScoreRequest,
+    StreamingEngine,
 )
 from looptool.engines.cache import CachedEngine, RequestCache, cache_stats, default_cache_dir
 from looptool.engines.factory import (
@@ -33,6 +34,7 @@ __all__ = [
     "SamplingParams",
     "Score",
     "ScoreRequest",
+    "StreamingEngine",
     "cache_stats",
     "check_model_dir",
     "default_cache_dir",

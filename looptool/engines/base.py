@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -156,6 +156,23 @@ class Engine(Protocol):
 
     def choose(self, requests: Sequence[ChoiceRequest]) -> list[str]:
         """One of ``request.options`` per request."""
+        ...
+
+
+@runtime_checkable
+class StreamingEngine(Protocol):
+    """A backend that takes a whole stage's requests at once and hands back each result as
+    it completes (vLLM continuous batching, concurrent HTTP, a Ray Data pipeline).
+
+    :class:`~looptool.engines.cache.CachedEngine` uses ``stream`` when a backend has it and
+    persists results while the rest are still running, so a killed stage loses at most one
+    flush window of finished work. Backends without it are driven in ``batch_size`` chunks.
+    """
+
+    def stream(self, kind: str, requests: Sequence[Any]) -> Iterator[tuple[int, Any]]:
+        """Yield ``(index into requests, result)`` once per request, in completion order.
+        ``kind`` is ``generate`` | ``score`` | ``choose``; a result is what the matching
+        batch method returns for that one request."""
         ...
 
 

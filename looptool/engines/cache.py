@@ -3,8 +3,15 @@
 Key = sha256 of the canonical JSON of (key version, backend, model identity, request kind,
 every request field incl. task/payload and sampling params). The cache lives outside DVC
 outputs (default ``<repo>/.cache/looptool/requests.sqlite``, env ``LOOPTOOL_CACHE_DIR``
-wins) so `dvc repro` never tracks it. :class:`CachedEngine` commits after every backend
-batch: a stage killed with SIGKILL loses at most the batch in flight, and a rerun sends
+wins) so `dvc repro` never tracks it.
+
+One mechanism persists results for every backend: :class:`CachedEngine` consumes a stream
+of ``(index, result)`` pairs and commits finished results every ``flush_every`` results or
+``flush_seconds`` seconds, whichever comes first. A backend with ``stream`` (see
+:class:`~looptool.engines.base.StreamingEngine`) gets all of a stage's misses at once and
+yields in completion order; any other backend is driven in ``batch_size`` chunks, each
+committed when it returns. A stage killed with SIGKILL loses at most one flush window (or
+the batch in flight), an exception keeps everything finished before it, and a rerun sends
 only the requests that never finished.
 """
 
@@ -15,7 +22,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -31,6 +38,7 @@ from looptool.engines.base import (
     Generation,
     Score,
     ScoreRequest,
+    StreamingEngine,
     request_to_json,
 )
 
@@ -38,6 +46,11 @@ from looptool.engines.base import (
 KEY_VERSION = 1
 CACHE_FILE = "requests.sqlite"
 _LOOKUP_CHUNK = 500  # keys per SELECT ... IN (...), below SQLite's variable limit
+# Streaming backends: commit after this many finished results or this many seconds: the
+# window bounds the finished work a kill can lose, and one small WAL transaction per
+# window keeps the cache off the critical path.
+FLUSH_EVERY = 32
+FLUSH_SECONDS = 5.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
@@ -187,20 +200,47 @@ def _decode_score(value: dict) -> Score:
     return Score(**value)
 
 
+def batched_stream(
+    call: Callable[[list[Any]], list[Any]], requests: Sequence[Any], batch_size: int, label: str
+) -> Iterator[tuple[int, Any]]:
+    """Drive a batch-only backend as a stream: ``batch_size`` requests per ``call``, each
+    result yielded with its index once its batch returns."""
+    for start in range(0, len(requests), batch_size):
+        batch = list(requests[start : start + batch_size])
+        outs = call(batch)
+        if len(outs) != len(batch):
+            raise EngineError(
+                f"{label}: backend returned {len(outs)} results for {len(batch)} requests"
+            )
+        for offset, out in enumerate(outs):
+            yield start + offset, out
+
+
 class CachedEngine:
     """Engine wrapper: answers from the cache, sends only misses to the backend.
 
-    Misses are deduplicated, ordered by request size (less padding per batch), sent in
-    batches of the backend's ``batch_size``, and committed after each batch.
+    Misses are deduplicated and ordered by request size (less padding per batch). A
+    streaming backend gets them all at once; any other gets ``batch_size`` chunks. Finished
+    results are committed every ``flush_every`` results / ``flush_seconds`` seconds (batch
+    backends: after every batch), and on the way out of an error.
     """
 
-    def __init__(self, engine: Engine, cache: RequestCache, progress: bool = True):
+    def __init__(
+        self,
+        engine: Engine,
+        cache: RequestCache,
+        progress: bool = True,
+        flush_every: int = FLUSH_EVERY,
+        flush_seconds: float = FLUSH_SECONDS,
+    ):
         self.inner = engine
         self.cache = cache
         self.backend = engine.backend
         self.model_id = engine.model_id
         self.batch_size = engine.batch_size
         self.progress = progress
+        self.flush_every = max(1, int(flush_every))
+        self.flush_seconds = float(flush_seconds)
         self.reset_stats()
 
     def __getattr__(self, name: str) -> Any:
@@ -218,8 +258,14 @@ class CachedEngine:
         }
 
     def stats(self) -> dict[str, int]:
-        """Counters since construction / reset: hits, misses, requests and batches sent."""
+        """Counters since construction / reset: hits, misses, requests sent, and backend
+        batches (for a streaming backend: cache commits)."""
         return dict(self._stats)
+
+    @property
+    def streaming(self) -> bool:
+        """Whether the backend takes a whole stage at once (has ``stream``)."""
+        return isinstance(self.inner, StreamingEngine)
 
     def _run(
         self,
@@ -243,36 +289,62 @@ class CachedEngine:
         self._stats["cache_hits"] += n_hits
         self._stats["cache_misses"] += len(requests) - n_hits
         order = sorted(pending, key=lambda k: len(blobs[pending[k][0]]))
+        if not order:
+            return results
+        misses = [requests[pending[k][0]] for k in order]
+        label = f"{self.backend} {kind}"
+        if self.streaming:
+            stream = self.inner.stream(kind, misses)
+            flush_every = self.flush_every
+        else:
+            stream = batched_stream(call, misses, self.batch_size, label)
+            flush_every = self.batch_size  # one commit per batch, as the batch returns
         bar = tqdm(
             total=len(order),
-            desc=f"{self.backend} {kind}",
+            desc=label,
             unit="req",
             disable=not self.progress or len(order) <= self.batch_size,
         )
-        try:
-            for start in range(0, len(order), self.batch_size):
-                batch_keys = order[start : start + self.batch_size]
-                batch = [requests[pending[k][0]] for k in batch_keys]
-                outs = call(batch)
-                if len(outs) != len(batch):
-                    raise EngineError(
-                        f"{self.backend} {kind}: backend returned {len(outs)} results for {len(batch)} requests"
-                    )
-                self.cache.put_many(
-                    [
-                        (k, kind, self.backend, self.model_id, encode(o))
-                        for k, o in zip(batch_keys, outs, strict=True)
-                    ]
-                )
-                self._stats["backend_requests"] += len(batch)
+        buffer: list[tuple[str, str, str, str, Any]] = []
+        done: set[int] = set()
+        last_flush = time.monotonic()
+
+        def flush() -> None:
+            nonlocal last_flush
+            if buffer:
+                self.cache.put_many(buffer)
                 self._stats["backend_batches"] += 1
-                for k, o in zip(batch_keys, outs, strict=True):
+                buffer.clear()
+            last_flush = time.monotonic()
+
+        try:
+            for idx, out in stream:
+                if not 0 <= idx < len(order) or idx in done:
+                    raise EngineError(
+                        f"{label}: backend returned result #{idx} twice or out of range"
+                    )
+                done.add(idx)
+                key = order[idx]
+                enc = encode(out)
+                buffer.append((key, kind, self.backend, self.model_id, enc))
+                self._stats["backend_requests"] += 1
+                for i in pending[key]:
                     # decode(encode(.)) gives every caller its own copy, same as a hit would
-                    for i in pending[k]:
-                        results[i] = decode(encode(o))
-                bar.update(len(batch))
+                    results[i] = decode(encode(out))
+                bar.update(1)
+                if (
+                    len(buffer) >= flush_every
+                    or time.monotonic() - last_flush >= self.flush_seconds
+                ):
+                    flush()
         finally:
+            # Keep what finished, also when the backend failed half way.
+            flush()
             bar.close()
+        if len(done) != len(order):
+            raise EngineError(
+                f"{label}: backend returned {len(done)} results for {len(order)} requests"
+            )
         return results
 
     def generate(self, requests: Sequence[ChatRequest]) -> list[list[Generation]]:
