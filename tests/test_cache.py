@@ -113,6 +113,7 @@ def test_hits_misses_dedup_and_batches(cache):
         "cache_misses": 7,
         "backend_requests": 5,
         "backend_batches": 2,
+        "failed": 0,
     }
     second = eng.generate(reqs + [_req("new")])
     assert second[:7] == first and second[7][0].text == "wen"
@@ -140,6 +141,7 @@ def test_template_engines_are_never_cached_and_report_zero_stats(cache):
         "cache_misses": 0,
         "backend_requests": 0,
         "backend_batches": 0,
+        "failed": 0,
     }
     cached = CachedEngine(Counting(), cache, progress=False)
     cached.generate([_req("a"), _req("a")])
@@ -302,6 +304,7 @@ def test_streaming_backend_gets_all_misses_at_once_and_results_land_in_order(cac
         "cache_misses": 9,
         "backend_requests": 7,
         "backend_batches": 3,
+        "failed": 0,
     }
     assert eng.generate(reqs) == out and backend.streams == [7]
     assert eng.choose([ChoiceRequest(messages=[], options=("a", "b"))]) == ["b"]
@@ -335,3 +338,23 @@ def test_streaming_backend_that_skips_or_repeats_a_result_is_an_error(cache):
         CachedEngine(Short(), cache, progress=False).generate([_req(f"s{i}") for i in range(3)])
     with pytest.raises(EngineError, match="twice or out of range"):
         CachedEngine(Twice(), cache, progress=False).generate([_req(f"t{i}") for i in range(3)])
+
+
+def test_a_failed_request_is_returned_in_place_and_never_cached(cache):
+    from looptool.engines.base import Failed, is_failed
+
+    class OneBad(Counting):
+        def generate(self, reqs):
+            outs = super().generate(reqs)
+            return [
+                Failed("too long") if r.messages[-1]["content"] == "bad" else o
+                for r, o in zip(reqs, outs, strict=True)
+            ]
+
+    backend = OneBad(batch_size=4)
+    eng = CachedEngine(backend, cache, progress=False)
+    out = eng.generate([_req("ok"), _req("bad"), _req("bad")])
+    assert out[0][0].text == "ko" and is_failed(out[1]) and out[2] == Failed("too long")
+    assert eng.stats()["failed"] == 1 and cache.info()["entries"] == 1
+    eng.generate([_req("ok"), _req("bad")])
+    assert [r.messages[-1]["content"] for r in backend.sent] == ["ok", "bad", "bad"]

@@ -9,11 +9,13 @@ from looptool.engines.base import (
     ChoiceRequest,
     Engine,
     EngineError,
+    Failed,
     Generation,
     SamplingParams,
     Score,
     ScoreRequest,
     StreamingEngine,
+    is_failed,
 )
 from looptool.engines.cache import CachedEngine, RequestCache, cache_stats, default_cache_dir
 from looptool.engines.factory import (
@@ -29,6 +31,7 @@ __all__ = [
     "ChoiceRequest",
     "Engine",
     "EngineError",
+    "Failed",
     "Generation",
     "RequestCache",
     "SamplingParams",
@@ -39,6 +42,7 @@ __all__ = [
     "check_model_dir",
     "default_cache_dir",
     "engine_for_role",
+    "is_failed",
     "make_engine",
     "model_fingerprint",
 ]

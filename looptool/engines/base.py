@@ -121,6 +121,21 @@ class Score:
 
 
 @dataclass(frozen=True)
+class Failed:
+    """What a backend returns in place of one request's result when that request alone
+    cannot be answered (prompt longer than the model, a server's 4xx / deterministic 500 on
+    it). The rest of the batch goes on; the cache never stores a failure (a rerun tries the
+    request again); stages turn it into a reject row naming the item and ``reason``."""
+
+    reason: str
+
+
+def is_failed(result: object) -> bool:
+    """Whether an engine result is a per-request :class:`Failed`."""
+    return isinstance(result, Failed)
+
+
+@dataclass(frozen=True)
 class ChoiceRequest:
     """Pick one of ``options`` as the assistant's reply to ``messages``."""
 
@@ -148,13 +163,15 @@ class Engine(Protocol):
     model_id: str  # identity used in cache keys: path + content fingerprint (or endpoint model)
     batch_size: int  # how many requests the backend takes per call (cache commits per batch)
 
-    def generate(self, requests: Sequence[ChatRequest]) -> list[list[Generation]]:
+    # Each method returns one result per request, in request order; a backend may put a
+    # Failed in place of any one result instead of failing the whole call.
+    def generate(self, requests: Sequence[ChatRequest]) -> list[list[Generation] | Failed]:
         """``params.n`` generations per request, in request order."""
         ...
 
-    def score(self, requests: Sequence[ScoreRequest]) -> list[Score]: ...
+    def score(self, requests: Sequence[ScoreRequest]) -> list[Score | Failed]: ...
 
-    def choose(self, requests: Sequence[ChoiceRequest]) -> list[str]:
+    def choose(self, requests: Sequence[ChoiceRequest]) -> list[str | Failed]:
         """One of ``request.options`` per request."""
         ...
 

@@ -35,6 +35,7 @@ from looptool.engines.base import (
     ChoiceRequest,
     Engine,
     EngineError,
+    Failed,
     Generation,
     Score,
     ScoreRequest,
@@ -255,6 +256,7 @@ class CachedEngine:
             "cache_misses": 0,
             "backend_requests": 0,
             "backend_batches": 0,
+            "failed": 0,
         }
 
     def stats(self) -> dict[str, int]:
@@ -325,13 +327,19 @@ class CachedEngine:
                     )
                 done.add(idx)
                 key = order[idx]
+                self._stats["backend_requests"] += 1
+                bar.update(1)
+                if isinstance(out, Failed):
+                    # never cached: a rerun asks again (the cause may be transient or fixed)
+                    self._stats["failed"] += 1
+                    for i in pending[key]:
+                        results[i] = out
+                    continue
                 enc = encode(out)
                 buffer.append((key, kind, self.backend, self.model_id, enc))
-                self._stats["backend_requests"] += 1
                 for i in pending[key]:
                     # decode(encode(.)) gives every caller its own copy, same as a hit would
                     results[i] = decode(encode(out))
-                bar.update(1)
                 if (
                     len(buffer) >= flush_every
                     or time.monotonic() - last_flush >= self.flush_seconds
@@ -368,4 +376,10 @@ def cache_stats(engine: object) -> dict[str, int]:
     template backend, which is never cached)."""
     if isinstance(engine, CachedEngine):
         return engine.stats()
-    return {"cache_hits": 0, "cache_misses": 0, "backend_requests": 0, "backend_batches": 0}
+    return {
+        "cache_hits": 0,
+        "cache_misses": 0,
+        "backend_requests": 0,
+        "backend_batches": 0,
+        "failed": 0,
+    }
