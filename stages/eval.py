@@ -12,6 +12,7 @@ import argparse
 import sys
 
 from looptool.engines.base import EngineError
+from looptool.eval.bfcl_official import BfclEvalMissing
 from looptool.eval.iteration import extend_curve, format_eval, policy_engine, run_eval
 from looptool.store.io import atomic_path, write_json_atomic, write_parquet_atomic
 from looptool.store.views import Layout
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         engine = policy_engine(params, model_dir)
         items, metrics = run_eval(params, j, engine)
-    except (EngineError, FileNotFoundError, ValueError) as exc:
+    except (BfclEvalMissing, EngineError, FileNotFoundError, ValueError) as exc:
         sys.exit(f"error: eval@{j}: {exc}")
     out = layout.iter_dir(j)
     write_parquet_atomic(out / "eval_items.parquet", items)
