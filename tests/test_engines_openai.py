@@ -559,3 +559,17 @@ def test_wire_messages_and_option_matching():
     assert match_option("PRED_WRONG or LABEL_WRONG", VERDICTS) is None
     assert match_option("nothing", VERDICTS) is None
     assert match_option("A_B", ("A", "A_B")) == "A_B"
+
+
+def test_engines_smoke_cli_on_a_server_that_cannot_score(plain):
+    from click.testing import CliRunner
+
+    from looptool.cli import main
+
+    url, _ = plain
+    args = ["engines", "smoke", "--backend", "openai", "--model", "m", "--base-url", url]
+    res = CliRunner().invoke(main, [*args, "--n", "2", "--max-tokens", "8"])
+    assert res.exit_code == 0, res.output
+    assert "score: unavailable on this server (no prompt log-probs)" in res.output
+    # the stand-in's replies name no verdict: choose reports its failures, with the reason
+    assert "choose: first failure: choose: no reply names exactly one of" in res.output
