@@ -160,8 +160,12 @@ class OpenAIEngine:
 
     async def _probe(self, s: Session, name: str) -> bool:
         chat = f"{self.base_url}/chat/completions"
-        base = {"model": self.model, "messages": _PROBE_MESSAGES, "max_tokens": 1}
-        base["temperature"] = 0.0
+        base = {
+            "model": self.model,
+            "messages": _PROBE_MESSAGES,
+            "max_tokens": 1,
+            "temperature": 0.0,
+        }
         try:
             if name == "tool_parser":
                 await self._post(s, chat, {**base, "tools": [_PROBE_TOOL], "tool_choice": "auto"})
