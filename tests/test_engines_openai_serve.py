@@ -105,7 +105,7 @@ def served(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module")
 def hf(tiny_model_dir: Path) -> HFEngine:
-    spec = EngineSpec(backend="hf", model=str(tiny_model_dir), batch_size=4, cpu_threads=1)
+    spec = EngineSpec(backend="hf", model=str(tiny_model_dir), batch_size=4)
     return HFEngine(tiny_model_dir, spec, progress=False)
 
 
