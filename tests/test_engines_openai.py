@@ -573,3 +573,14 @@ def test_engines_smoke_cli_on_a_server_that_cannot_score(plain):
     assert "score: unavailable on this server (no prompt log-probs)" in res.output
     # the stand-in's replies name no verdict: choose reports its failures, with the reason
     assert "choose: first failure: choose: no reply names exactly one of" in res.output
+
+
+def test_stage_metrics_record_the_endpoint_capabilities(server):
+    from stages._common import engine_stats
+
+    url, _ = server
+    eng = _engine(url, capabilities={"n": False})
+    assert eng.supports_choice  # probes structured_choice (enough: it is there)
+    caps = engine_stats(eng)["capabilities"]
+    assert caps["n"] is False and caps["structured_choice"] is True
+    assert caps["prompt_logprobs"] == "auto"  # not needed, not probed

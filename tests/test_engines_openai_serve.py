@@ -174,9 +174,12 @@ def test_judge_llm_tier_gives_the_hf_verdict_rows(served, hf):
     cases = [(sample(i, city="Paris"), call(city=f"Lyon {i}"), 2.0) for i in range(3)]
     ds, probe = tables(cases)
 
+    metrics = {}
+
     def verdicts(engine, extraction: str) -> pl.DataFrame:
         params = LoopParams(judge={"extraction": extraction, "order": "both", "max_tokens": 16})
         res = run_judge([engine], ds, probe, iteration=1, date="2026-11-22", params=params, seed=0)
+        metrics[engine.backend] = res.metrics
         df = pl.from_arrow(res.table)
         raws = [[v["raw"].strip() for v in json.loads(r)] for r in df["raw_judge"]]
         # the judge model's identity (hf: path@fingerprint, openai: name@url) is named in
@@ -191,6 +194,10 @@ def test_judge_llm_tier_gives_the_hf_verdict_rows(served, hf):
     want = verdicts(hf, "parse")
     assert got.height == 3 and (got["tier"] == "llm").all()
     assert got.to_dicts() == want.to_dicts()
+    # the probed capabilities are recorded in the stage metrics (the hf engine has none)
+    caps = metrics["openai"]["cache"][0]["capabilities"]
+    assert caps["structured_choice"] is False and caps["prompt_logprobs"] is False
+    assert "capabilities" not in metrics["hf"]["cache"][0]
 
 
 def test_engines_smoke_cli_completes_against_transformers_serve(served):
