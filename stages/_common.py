@@ -65,4 +65,7 @@ def open_engine(params: Params, spec: EngineSpec, role: str) -> Engine:
 def engine_stats(engine: Engine) -> dict:
     """Model identity plus cache hits/misses, for a stage's metrics."""
     stats = engine.stats() if hasattr(engine, "stats") else {}
+    # openai backend: the endpoint's capabilities as declared or probed (#14)
+    caps = getattr(engine, "capabilities", None)
+    stats = {**stats, "capabilities": caps} if isinstance(caps, dict) else stats
     return {"model": engine.model_id, "backend": engine.backend, **stats}

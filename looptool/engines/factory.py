@@ -83,7 +83,7 @@ def make_engine(spec: EngineSpec, role: str, cache: RequestCache | None = None) 
     elif spec.backend == "openai":
         from looptool.engines.openai_backend import OpenAIEngine
 
-        engine = OpenAIEngine(spec)
+        engine = OpenAIEngine(spec, role=role)
     elif spec.backend == "template":
         from looptool.engines.template import TemplateEngine
 

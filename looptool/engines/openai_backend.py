@@ -1,161 +1,94 @@
-"""The `openai` backend: any OpenAI-compatible chat-completions endpoint (vllm serve, sglang, ...).
+"""The `openai` backend: any OpenAI-compatible chat-completions endpoint (vllm serve, SGLang,
+transformers serve, hosted APIs).
 
-Requests run concurrently (asyncio + httpx, at most ``spec.concurrency`` in flight), each
-with ``spec.timeout_s``; 429, 5xx, timeouts and connection errors are retried with
-exponential backoff and jitter (tenacity; a 429/503 ``Retry-After`` header is honoured,
-capped at 60 s) up to ``spec.max_retries`` times. Other 4xx fail at once with the
-server's message.
+Transport (concurrency, queue-aware timeouts, retries by cause, per-request ``Failed``):
+looptool.engines.openai_transport. Replies are normalised to the hf engine's text
+(looptool.engines.openai_wire). ``stream`` runs a whole stage's requests concurrently and
+yields each result as it completes, so the request cache persists them as they come.
 
-- generate: POST {base_url}/chat/completions. Structured ``tool_calls`` in the reply are
-  rendered back to text with looptool.core.codec.render_calls and a reasoning field to
-  ``<think>...</think>``, so callers parse every backend's output the same way.
-  ``chat_template_kwargs`` are sent as the top-level field vllm serve / sglang accept.
-- choose: a greedy request constrained to the options with vLLM's structured outputs
-  (``structured_outputs: {"choice": [...]}``, vLLM >= 0.11; other servers ignore it);
-  the reply must equal an option after stripping whitespace. Otherwise a reply naming
-  exactly one option counts; otherwise the options are scored (below) and the most
-  likely wins. If none of that works the request fails with an EngineError showing
-  the reply, never a silent default.
-- score: vLLM-server extensions: ``POST {root}/tokenize`` (chat messages with the
-  generation prompt, and the completion alone), then ``POST {base_url}/completions``
-  with the token ids and ``prompt_logprobs``. Other servers get a clear error.
+What a server supports is declared per role in ``engines.<role>.capabilities`` (true /
+false / ``auto`` = probed once per engine, see looptool.params.endpoint); a field a server
+does not know is never sent, and every missing capability has a fallback:
+
+- generate: tools are sent with ``tool_choice: "auto"`` when the server parses tool calls
+  (``tool_parser``), else ``"none"`` and the model's ``<tool_call>`` text is returned as
+  written (callers parse it with looptool.core.codec, as for every backend). ``n > 1``
+  without ``n``: one request when greedy (copied, like hf), else n requests with
+  distinct seeds. ``return_token_ids`` asks vLLM for the generated token ids.
+- choose: with ``structured_choice`` a greedy request constrained by vLLM's
+  ``structured_outputs: {"choice": [...]}``; otherwise a greedy free-text reply naming
+  exactly one option (:func:`match_option`); otherwise, with ``prompt_logprobs``, the
+  options are scored and the most likely wins; otherwise ``choice_samples`` sampled
+  replies (distinct seeds) vote. A request none of that answers is ``Failed`` with the
+  replies in the reason, never a default option.
+- score: vLLM's ``POST {root}/tokenize`` and ``/v1/completions`` with token ids and
+  ``prompt_logprobs``. Without ``prompt_logprobs`` scoring raises an EngineError naming
+  the role and what to use instead (never a silent None).
 The cache identity is ``model@base_url``: the backend cannot fingerprint remote weights.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import copy
+import hashlib
 import os
-import re
+import sys
 import threading
-from collections.abc import Awaitable, Callable, Sequence
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-import httpx
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
 from tqdm.auto import tqdm
 
-from looptool.core.codec import render_calls
-from looptool.core.types import ToolCall
+from looptool.core.codec import parse_completion
 from looptool.engines.base import (
     ChatRequest,
     ChoiceRequest,
     EngineError,
+    Failed,
     Generation,
+    SamplingParams,
     Score,
     ScoreRequest,
+    best_option,
 )
+from looptool.engines.openai_transport import (
+    EndpointRejected,
+    Job,
+    RequestFailed,
+    Session,
+    Transport,
+)
+from looptool.engines.openai_wire import choice_generation, match_option, to_wire_messages
+from looptool.params.endpoint import CAPABILITY_NAMES
 from looptool.params.engines import EngineSpec
 
-RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
+__all__ = ["OpenAIEngine", "match_option", "to_wire_messages"]
+
+# Substrings of a server's 4xx message that point at a field a capability made us send.
+_REJECTED_FIELD = {
+    "tool_parser": ("tool_choice", "tool choice", "tool-call-parser", "auto-tool-choice"),
+    "structured_choice": ("structured_outputs",),
+    "return_token_ids": ("return_token_ids",),
+    "prompt_logprobs": ("prompt_logprobs",),
+}
+_PROBE_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "looptool_probe",
+        "description": "Capability probe; never called.",
+        "parameters": {"type": "object", "properties": {}},
+    },
+}
+_PROBE_OPTIONS = ["looptool_probe_yes", "looptool_probe_no"]
+_PROBE_MESSAGES = [{"role": "user", "content": "Reply with one word."}]
 
 
-class _Retryable(Exception):
-    """A response worth retrying (429/5xx); carries the server's Retry-After, if any."""
-
-    def __init__(self, status: int, body: str, retry_after: float | None):
-        super().__init__(f"HTTP {status}: {body[:300]}")
-        self.status = status
-        self.retry_after = retry_after
-
-
-def _retry_after(resp: httpx.Response) -> float | None:
-    raw = resp.headers.get("retry-after")
-    try:
-        return min(60.0, max(0.0, float(raw))) if raw is not None else None
-    except ValueError:
-        return None
-
-
-def _is_retryable(exc: BaseException) -> bool:
-    return isinstance(exc, _Retryable | httpx.TimeoutException | httpx.TransportError)
-
-
-def to_wire_messages(messages: list[dict]) -> list[dict]:
-    """Our chat messages -> the OpenAI wire form: tool-call arguments as JSON strings,
-    call ids, and ``tool_call_id`` on tool results (matched to calls in order)."""
-    out: list[dict] = []
-    open_ids: list[str] = []
-    for t, m in enumerate(messages):
-        w = {k: v for k, v in m.items() if k != "tool_calls"}
-        if m.get("role") == "assistant" and m.get("tool_calls"):
-            calls, open_ids = [], []
-            for k, tc in enumerate(m["tool_calls"]):
-                fn = tc.get("function", tc)
-                args = fn.get("arguments", {})
-                cid = tc.get("id") or f"call_{t}_{k}"
-                open_ids.append(cid)
-                calls.append(
-                    {
-                        "id": cid,
-                        "type": "function",
-                        "function": {
-                            "name": fn["name"],
-                            "arguments": args
-                            if isinstance(args, str)
-                            else json.dumps(args, ensure_ascii=False),
-                        },
-                    }
-                )
-            w["tool_calls"] = calls
-        elif m.get("role") == "tool" and "tool_call_id" not in m and open_ids:
-            w["tool_call_id"] = open_ids.pop(0)
-        if w.get("content") is None and m.get("role") != "assistant":
-            w["content"] = ""
-        out.append(w)
-    return out
-
-
-def reply_text(message: dict) -> str:
-    """Assistant reply (content, structured tool calls, reasoning) as one text string."""
-    text = message.get("content") or ""
-    calls = []
-    for tc in message.get("tool_calls") or []:
-        fn = tc.get("function", tc)
-        args = fn.get("arguments") or {}
-        if isinstance(args, str):
-            try:
-                args = json.loads(args) if args.strip() else {}
-            except json.JSONDecodeError:
-                args = {"__unparsed__": args}  # keep the raw text visible; ToolMatch rejects it
-        if not isinstance(args, dict):
-            args = {"__unparsed__": args}
-        calls.append(ToolCall(name=fn.get("name", ""), arguments=args))
-    if calls:
-        text = (text + "\n" if text else "") + render_calls(calls)
-    think = message.get("reasoning_content") or message.get("reasoning")
-    if think:
-        text = f"<think>\n{think}\n</think>\n\n{text}"
-    return text
-
-
-def _run_sync(coro_fn: Callable[[], Awaitable[Any]]) -> Any:
-    """Run a coroutine to completion from sync code, even under a running event loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro_fn())
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["v"] = asyncio.run(coro_fn())
-        except BaseException as exc:  # re-raised in the caller's thread
-            box["e"] = exc
-
-    th = threading.Thread(target=target)
-    th.start()
-    th.join()
-    if "e" in box:
-        raise box["e"]
-    return box["v"]
+def sample_seed(seed: int, k: int) -> int:
+    """The seed of the k-th of n separate sampled requests (31 bits, distinct per k)."""
+    digest = hashlib.sha256(f"{seed}\0{k}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") >> 1
 
 
 class OpenAIEngine:
@@ -163,107 +96,164 @@ class OpenAIEngine:
 
     backend = "openai"
 
-    def __init__(self, spec: EngineSpec, progress: bool = True):
+    def __init__(self, spec: EngineSpec, progress: bool = True, role: str = "<role>"):
         assert spec.base_url and spec.model  # EngineSpec validates both for this backend
         self.spec = spec
+        self.role = role
         self.base_url = spec.base_url.rstrip("/")
         self.root_url = self.base_url.removesuffix("/v1")
         self.model = spec.model
         self.model_id = f"{spec.model}@{self.base_url}"
+        self._completions = f"{self.base_url}/completions"  # vLLM's scoring route
         self.batch_size = spec.batch_size
         self.progress = progress
-        self._headers = {"Content-Type": "application/json"}
+        headers = {"Content-Type": "application/json"}
         if spec.api_key_env:
             key = os.environ.get(spec.api_key_env)
             if not key:
                 raise EngineError(
                     f"api_key_env: environment variable {spec.api_key_env} is not set"
                 )
-            self._headers["Authorization"] = f"Bearer {key}"
+            headers["Authorization"] = f"Bearer {key}"
+        self.transport = Transport(
+            self.base_url,
+            headers,
+            concurrency=spec.concurrency,
+            timeout_s=spec.timeout_s,
+            max_retries=spec.max_retries,
+            retry_wait_s=spec.retry_wait_s,
+            rejected_hint=self._rejected_hint,
+        )
+        declared = spec.capabilities.model_dump()
+        self._caps: dict[str, bool] = {k: v for k, v in declared.items() if v != "auto"}
+        self._probed: set[str] = set()
+        self._caps_lock = threading.Lock()
 
-    # ---------------------------------------------------------------- transport
-    async def _post(
-        self, client: httpx.AsyncClient, sem: asyncio.Semaphore, url: str, body: dict
-    ) -> dict:
-        def wait(state: RetryCallState) -> float:
-            exc = state.outcome.exception() if state.outcome else None
-            if isinstance(exc, _Retryable) and exc.retry_after is not None:
-                return exc.retry_after
-            w = self.spec.retry_wait_s
-            return wait_exponential_jitter(multiplier=w, jitter=w, max=30.0)(state)
+    # ---------------------------------------------------------------- capabilities
+    @property
+    def capabilities(self) -> dict[str, bool | str]:
+        """Each capability as declared or probed so far (``auto``: not needed yet)."""
+        return {k: self._caps.get(k, "auto") for k in CAPABILITY_NAMES}
 
+    def capability(self, name: str) -> bool:
+        """Whether the server has ``name``, probing it first if it is ``auto``."""
+        self._resolve([name])
+        return self._caps[name]
+
+    @property
+    def supports_choice(self) -> bool:
+        """``choose`` is real constrained choice here (structured outputs or scoring), so the
+        judge's ``extraction: auto`` uses it; otherwise the judge parses free text."""
+        return self.capability("structured_choice") or self.capability("prompt_logprobs")
+
+    def _resolve(self, names: Sequence[str]) -> None:
+        with self._caps_lock:
+            todo = [n for n in dict.fromkeys(names) if n not in self._caps]
+            if not todo:
+                return
+            found = dict(self.transport.run([lambda s, n=n: self._probe(s, n) for n in todo]))
+            for k, name in enumerate(todo):
+                self._caps[name] = bool(found[k])
+                self._probed.add(name)
+            report = ", ".join(f"{n}={self._caps[n]}" for n in todo)
+            print(f"openai endpoint {self.base_url}: probed {report}", file=sys.stderr)
+
+    async def _probe(self, s: Session, name: str) -> bool:
+        chat = f"{self.base_url}/chat/completions"
+        base = {
+            "model": self.model,
+            "messages": _PROBE_MESSAGES,
+            "max_tokens": 1,
+            "temperature": 0.0,
+        }
         try:
-            async for attempt in AsyncRetrying(
-                stop=stop_after_attempt(self.spec.max_retries + 1),
-                wait=wait,
-                retry=retry_if_exception(_is_retryable),
-                reraise=True,
-            ):
-                with attempt:
-                    async with sem:
-                        resp = await client.post(url, json=body)
-                    if resp.status_code in RETRY_STATUS:
-                        raise _Retryable(resp.status_code, resp.text, _retry_after(resp))
-                    if resp.status_code >= 400:
-                        raise EngineError(
-                            f"openai endpoint {url}: HTTP {resp.status_code}: {resp.text[:500]}"
-                        )
-                    try:
-                        return resp.json()
-                    except json.JSONDecodeError:
-                        raise EngineError(
-                            f"openai endpoint {url}: reply is not JSON: {resp.text[:200]}"
-                        ) from None
-        except _Retryable as exc:
-            raise EngineError(
-                f"openai endpoint {url}: still failing after {self.spec.max_retries} retries: {exc}"
-            ) from None
-        except httpx.TimeoutException:
-            raise EngineError(
-                f"openai endpoint {url}: timed out after {self.spec.timeout_s}s "
-                f"({self.spec.max_retries} retries); raise engines.<role>.timeout_s?"
-            ) from None
-        except httpx.TransportError as exc:
-            raise EngineError(
-                f"openai endpoint {self.base_url} is unreachable ({type(exc).__name__}: {exc}); "
-                "is the server running and is engines.<role>.base_url right?"
-            ) from None
-        raise AssertionError("unreachable")  # pragma: no cover - tenacity either returns or raises
+            if name == "tool_parser":
+                await self._post(s, chat, {**base, "tools": [_PROBE_TOOL], "tool_choice": "auto"})
+                return True
+            if name == "structured_choice":
+                body = {**base, "max_tokens": 16, "structured_outputs": {"choice": _PROBE_OPTIONS}}
+                reply = (await self._post(s, chat, body))["choices"][0]["message"]["content"]
+                return (reply or "").strip() in _PROBE_OPTIONS
+            if name == "n":
+                body = {**base, "n": 2, "temperature": 1.0, "seed": 0}
+                return len((await self._post(s, chat, body)).get("choices") or []) == 2
+            if name == "return_token_ids":
+                data = await self._post(s, chat, {**base, "return_token_ids": True})
+                return isinstance(data["choices"][0].get("token_ids"), list)
+            if name == "prompt_logprobs":
+                return (await self._score_one(s, _PROBE_MESSAGES, None, None, "yes")).n_tokens > 0
+        except (RequestFailed, _Unsupported, KeyError, IndexError, TypeError):
+            return False
+        raise ValueError(f"unknown capability {name!r}")
 
-    def _gather(
-        self,
-        jobs: list[Callable[[httpx.AsyncClient, asyncio.Semaphore], Awaitable[Any]]],
-        desc: str,
-    ) -> list[Any]:
-        async def main() -> list[Any]:
-            sem = asyncio.Semaphore(self.spec.concurrency)
-            limits = httpx.Limits(max_connections=self.spec.concurrency)
-            bar = tqdm(
-                total=len(jobs),
-                desc=desc,
-                unit="req",
-                disable=not self.progress or len(jobs) <= self.batch_size,
-            )
+    def _rejected_hint(self, body: str) -> str | None:
+        low = body.lower()
+        for cap, needles in _REJECTED_FIELD.items():
+            if self._caps.get(cap) and any(n in low for n in needles):
+                how = "probed" if cap in self._probed else "declared"
+                return (
+                    f"the server rejects a field sent because engines.{self.role}.capabilities."
+                    f"{cap} is true ({how}); set it to false"
+                )
+        return None
 
-            async def one(job):
-                res = await job(client, sem)
+    async def _post(self, s: Session, url: str, body: dict) -> dict:
+        try:
+            return await self.transport.post(s, url, body)
+        except EndpointRejected as exc:
+            if exc.status == 404 and url in (f"{self.root_url}/tokenize", self._completions):
+                raise _Unsupported(str(exc)) from None  # a server without vLLM's scoring routes
+            raise
+
+    # ---------------------------------------------------------------- streaming
+    def stream(self, kind: str, requests: Sequence[Any]) -> Iterator[tuple[int, Any]]:
+        """Yield ``(index, result)`` per request as each completes (all run concurrently,
+        at most ``concurrency`` in flight); a request that fails alone yields ``Failed``."""
+        if kind == "generate":
+            self._resolve(self._generate_needs(requests))
+            jobs: list[Job] = [lambda s, r=r: self._generate_one(s, r) for r in requests]
+        elif kind == "choose":
+            self._resolve(self._choose_needs(requests))
+            jobs = [lambda s, r=r: self._choose_one(s, r) for r in requests]
+        elif kind == "score":
+            self._require_scoring()
+            jobs = [lambda s, r=r: self._score_request(s, r) for r in requests]
+        else:
+            raise ValueError(f"unknown request kind {kind!r} (generate, score, choose)")
+        return self.transport.run(jobs)
+
+    def _collect(self, kind: str, requests: Sequence[Any]) -> list[Any]:
+        out: list[Any] = [None] * len(requests)
+        with tqdm(
+            total=len(requests),
+            desc=f"openai {kind}",
+            unit="req",
+            disable=not self.progress or len(requests) <= self.batch_size,
+        ) as bar:
+            for i, res in self.stream(kind, requests):
+                out[i] = res
                 bar.update(1)
-                return res
+        return out
 
-            try:
-                async with httpx.AsyncClient(
-                    headers=self._headers,
-                    timeout=self.spec.timeout_s,
-                    limits=limits,
-                    trust_env=False,
-                ) as client:
-                    return await asyncio.gather(*(one(j) for j in jobs))
-            finally:
-                bar.close()
+    def generate(self, requests: Sequence[ChatRequest]) -> list[list[Generation] | Failed]:
+        return self._collect("generate", requests)
 
-        return _run_sync(main)
+    def score(self, requests: Sequence[ScoreRequest]) -> list[Score | Failed]:
+        return self._collect("score", requests)
+
+    def choose(self, requests: Sequence[ChoiceRequest]) -> list[str | Failed]:
+        return self._collect("choose", requests)
 
     # ---------------------------------------------------------------- generate
+    @staticmethod
+    def _generate_needs(requests: Sequence[ChatRequest]) -> list[str]:
+        needs = ["return_token_ids"]
+        if any(r.tools for r in requests):
+            needs.append("tool_parser")
+        if any(r.params.n > 1 for r in requests):
+            needs.append("n")
+        return needs
+
     def _chat_body(self, messages: list[dict], tools, kwargs, **sampling: Any) -> dict:
         body: dict[str, Any] = {
             "model": self.model,
@@ -272,61 +262,148 @@ class OpenAIEngine:
         }
         if tools:
             body["tools"] = tools
+            # vLLM answers 400 to tools without tool_choice unless it parses tool calls
+            body["tool_choice"] = "auto" if self._caps.get("tool_parser") else "none"
         if kwargs:
             body["chat_template_kwargs"] = kwargs
+        if self._caps.get("return_token_ids"):
+            body["return_token_ids"] = True
         return body
 
-    def generate(self, requests: Sequence[ChatRequest]) -> list[list[Generation]]:
+    async def _chat(self, s: Session, req: ChatRequest, n: int, seed: int) -> list[Generation]:
+        p = req.params
+        sampling: dict[str, Any] = {
+            "max_tokens": p.max_tokens,
+            "temperature": p.temperature,
+            "top_p": p.top_p,
+            "seed": seed,
+        }
+        if n > 1:
+            sampling["n"] = n
+        if p.stop:
+            sampling["stop"] = list(p.stop)
+        if p.logprobs:
+            sampling["logprobs"] = True
+        body = self._chat_body(req.messages, req.tools, req.chat_template_kwargs, **sampling)
         url = f"{self.base_url}/chat/completions"
-
-        def job(req: ChatRequest):
-            p = req.params
-            body = self._chat_body(
-                req.messages,
-                req.tools,
-                req.chat_template_kwargs,
-                max_tokens=p.max_tokens,
-                temperature=p.temperature,
-                top_p=p.top_p,
-                n=p.n,
-                seed=p.seed,
-            )
-            if p.stop:
-                body["stop"] = list(p.stop)
-            if p.logprobs:
-                body["logprobs"] = True
-
-            async def run(client, sem):
-                data = await self._post(client, sem, url, body)
-                return self._parse_chat(url, data, p.n)
-
-            return run
-
-        return self._gather([job(r) for r in requests], "openai generate")
-
-    @staticmethod
-    def _parse_chat(url: str, data: dict, n: int) -> list[Generation]:
+        data = await self._post(s, url, body)
         choices = sorted(data.get("choices") or [], key=lambda c: c.get("index", 0))
         if len(choices) != n:
-            raise EngineError(f"openai endpoint {url}: expected {n} choices, got {len(choices)}")
-        gens = []
-        for c in choices:
-            lp = None
-            content_lp = (c.get("logprobs") or {}).get("content")
-            if content_lp:
-                lp = [float(t["logprob"]) for t in content_lp]
-            gens.append(
-                Generation(
-                    text=reply_text(c.get("message") or {}),
-                    token_ids=c.get("token_ids"),
-                    logprobs=lp,
-                    finish_reason="length" if c.get("finish_reason") == "length" else "stop",
+            if n > 1 and len(choices) == 1:
+                raise EngineError(
+                    f"openai endpoint {url}: asked for n={n} choices, got 1: the server ignores "
+                    f"n; set engines.{self.role}.capabilities.n: false"
+                )
+            raise RequestFailed(f"{url}: expected {n} choices, got {len(choices)}")
+        return [choice_generation(c, p.stop) for c in choices]
+
+    async def _generate_one(self, s: Session, req: ChatRequest) -> list[Generation]:
+        p = req.params
+        if p.n == 1 or self._caps.get("n"):
+            return await self._chat(s, req, p.n, p.seed)
+        if p.greedy:  # n greedy samples are identical: decode once (as the hf engine does)
+            gen = (await self._chat(s, req, 1, p.seed))[0]
+            return [copy.deepcopy(gen) for _ in range(p.n)]
+        parts = await asyncio.gather(
+            *(self._chat(s, req, 1, sample_seed(p.seed, k)) for k in range(p.n))
+        )
+        return [g[0] for g in parts]
+
+    # ---------------------------------------------------------------- choose
+    def _choose_needs(self, requests: Sequence[ChoiceRequest]) -> list[str]:
+        needs = ["structured_choice", "prompt_logprobs"]
+        if any(r.tools for r in requests):
+            needs.append("tool_parser")
+        if self.spec.choice_samples > 1:
+            needs.append("n")
+        return needs
+
+    async def _choose_one(self, s: Session, req: ChoiceRequest) -> str:
+        opts = list(req.options)
+        chat = ChatRequest(
+            messages=req.messages,
+            tools=req.tools,
+            params=SamplingParams(max_tokens=max(16, max(len(o) for o in opts) + 8)),
+            chat_template_kwargs=req.chat_template_kwargs,
+        )
+        replies: list[str] = []
+        if self._caps["structured_choice"]:
+            body = self._chat_body(
+                chat.messages,
+                chat.tools,
+                chat.chat_template_kwargs,
+                max_tokens=chat.params.max_tokens,
+                temperature=0.0,
+                seed=chat.params.seed,
+                structured_outputs={"choice": opts},
+            )
+            data = await self._post(s, f"{self.base_url}/chat/completions", body)
+            replies.append(choice_generation((data.get("choices") or [{}])[0]).text)
+        else:
+            replies.append((await self._chat(s, chat, 1, chat.params.seed))[0].text)
+        pick = match_option(parse_completion(replies[0]).text, opts)
+        if pick is not None:
+            return pick
+        if self._caps["prompt_logprobs"]:
+            scores = await asyncio.gather(
+                *(
+                    self._scored(s, req.messages, req.tools, req.chat_template_kwargs, o)
+                    for o in opts
                 )
             )
-        return gens
+            return opts[best_option([sc.token_logprobs for sc in scores], self.spec.choice_score)]
+        k = self.spec.choice_samples
+        if k > 0:
+            sampled = ChatRequest(
+                messages=chat.messages,
+                tools=chat.tools,
+                params=SamplingParams(max_tokens=chat.params.max_tokens, temperature=1.0, n=k),
+                chat_template_kwargs=chat.chat_template_kwargs,
+            )
+            replies += [g.text for g in await self._generate_one(s, sampled)]
+            votes = Counter(
+                p
+                for p in (match_option(parse_completion(t).text, opts) for t in replies[1:])
+                if p is not None
+            )
+            if votes:
+                top = max(votes.values())
+                return next(o for o in opts if votes.get(o) == top)  # ties: earlier option
+        shown = "; ".join(repr(t[:80]) for t in replies[:3])
+        raise RequestFailed(
+            f"choose: no reply names exactly one of {opts} ({len(replies)} replies: {shown}); "
+            "this server can neither constrain the choice nor score the options "
+            f"(engines.{self.role}.capabilities structured_choice / prompt_logprobs)"
+        )
 
     # ---------------------------------------------------------------- score
-    async def _score_one(self, client, sem, messages, tools, kwargs, completion: str) -> Score:
+    def _require_scoring(self) -> None:
+        if self.capability("prompt_logprobs"):
+            return
+        how = "probed" if "prompt_logprobs" in self._probed else "declared"
+        raise EngineError(
+            f"engines.{self.role}: the openai endpoint {self.base_url} cannot score "
+            f"completions (capabilities.prompt_logprobs is false, {how}): perplexity "
+            "(stage probe, HPPL) needs prompt log-probs. Serve this role with `vllm serve` "
+            f"(POST /tokenize + prompt_logprobs), or use backend hf / vllm for engines.{self.role}"
+        )
+
+    async def _score_request(self, s: Session, r: ScoreRequest) -> Score:
+        return await self._scored(s, r.messages, r.tools, r.chat_template_kwargs, r.completion)
+
+    async def _scored(self, s: Session, messages, tools, kwargs, completion: str) -> Score:
+        """``_score_one`` once prompt_logprobs is known true: a missing route is an error
+        of the endpoint's declaration, not of this request."""
+        try:
+            return await self._score_one(s, messages, tools, kwargs, completion)
+        except _Unsupported as exc:
+            how = "probed" if "prompt_logprobs" in self._probed else "declared"
+            raise EngineError(
+                f"openai endpoint {exc}; engines.{self.role}.capabilities.prompt_logprobs is "
+                f"true ({how}) but the server does not score: set it to false"
+            ) from None
+
+    async def _score_one(self, s: Session, messages, tools, kwargs, completion: str) -> Score:
         tok = f"{self.root_url}/tokenize"
         pbody: dict[str, Any] = {
             "model": self.model,
@@ -337,25 +414,19 @@ class OpenAIEngine:
             pbody["tools"] = tools
         if kwargs:
             pbody["chat_template_kwargs"] = kwargs
-        prompt = await self._post(client, sem, tok, pbody)
+        prompt = await self._post(s, tok, pbody)
         comp = await self._post(
-            client,
-            sem,
-            tok,
-            {"model": self.model, "prompt": completion, "add_special_tokens": False},
+            s, tok, {"model": self.model, "prompt": completion, "add_special_tokens": False}
         )
         try:
             p_ids, c_ids = [int(t) for t in prompt["tokens"]], [int(t) for t in comp["tokens"]]
         except (KeyError, TypeError, ValueError):
-            raise EngineError(
-                f"openai endpoint {tok}: no token list in the reply; scoring needs a vLLM server"
-            ) from None
+            raise _Unsupported(f"{tok}: no token list in the reply") from None
         if not c_ids:
             return Score(token_logprobs=[], token_ids=[])
-        url = f"{self.base_url}/completions"
+        url = self._completions
         data = await self._post(
-            client,
-            sem,
+            s,
             url,
             {
                 "model": self.model,
@@ -368,75 +439,14 @@ class OpenAIEngine:
         )
         try:
             plp = data["choices"][0]["prompt_logprobs"]
-            lps = []
-            for pos, tid in enumerate(c_ids, start=len(p_ids)):
-                entry = plp[pos]
-                lps.append(float(entry[str(tid)]["logprob"]))
+            lps = [
+                float(plp[pos][str(tid)]["logprob"])
+                for pos, tid in enumerate(c_ids, start=len(p_ids))
+            ]
         except (KeyError, IndexError, TypeError, ValueError):
-            raise EngineError(
-                f"openai endpoint {url}: reply has no usable prompt_logprobs; scoring needs a vLLM server"
-            ) from None
+            raise _Unsupported(f"{url}: reply has no usable prompt_logprobs") from None
         return Score(token_logprobs=lps, token_ids=c_ids)
 
-    def score(self, requests: Sequence[ScoreRequest]) -> list[Score]:
-        def job(r: ScoreRequest):
-            return lambda c, s: self._score_one(
-                c, s, r.messages, r.tools, r.chat_template_kwargs, r.completion
-            )
 
-        return self._gather([job(r) for r in requests], "openai score")
-
-    # ---------------------------------------------------------------- choose
-    def choose(self, requests: Sequence[ChoiceRequest]) -> list[str]:
-        url = f"{self.base_url}/chat/completions"
-
-        def job(req: ChoiceRequest):
-            opts = list(req.options)
-            body = self._chat_body(
-                req.messages,
-                req.tools,
-                req.chat_template_kwargs,
-                max_tokens=max(16, max(len(o) for o in opts) + 8),
-                temperature=0.0,
-                n=1,
-                structured_outputs={"choice": opts},
-            )
-
-            async def run(client, sem):
-                data = await self._post(client, sem, url, body)
-                text = self._parse_chat(url, data, 1)[0].text
-                pick = match_option(text, req.options)
-                if pick is not None:
-                    return pick
-                try:
-                    scores = await asyncio.gather(
-                        *(
-                            self._score_one(
-                                client, sem, req.messages, req.tools, req.chat_template_kwargs, o
-                            )
-                            for o in opts
-                        )
-                    )
-                except EngineError as exc:
-                    raise EngineError(
-                        f"openai choose: reply {text[:200]!r} is none of {opts}, and scoring the "
-                        f"options failed: {exc}"
-                    ) from None
-                sums = [sum(s.token_logprobs) for s in scores]
-                return opts[max(range(len(opts)), key=lambda k: (sums[k], -k))]
-
-            return run
-
-        return self._gather([job(r) for r in requests], "openai choose")
-
-
-def match_option(text: str, options: Sequence[str]) -> str | None:
-    """``text`` as one of ``options``: exact after stripping, else the only option the
-    text mentions (as a whole word); None if there is no such unique option."""
-    t = text.strip()
-    if t in options:
-        return t
-    hits = [o for o in options if re.search(rf"(?<![\w]){re.escape(o)}(?![\w])", t)]
-    # An option contained in a longer mentioned option (A vs A_B) is not a separate hit.
-    hits = [o for o in hits if not any(o != h and o in h for h in hits)]
-    return hits[0] if len(hits) == 1 else None
+class _Unsupported(RequestFailed):
+    """The server lacks a route or field scoring needs (a probe reads it as 'no')."""

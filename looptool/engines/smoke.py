@@ -15,8 +15,10 @@ from looptool.engines.base import (
     ChoiceRequest,
     Engine,
     EngineError,
+    Failed,
     SamplingParams,
     ScoreRequest,
+    is_failed,
 )
 from looptool.engines.tiny_model import synthetic_chats
 
@@ -30,6 +32,8 @@ class SmokeRow:
     seconds: float
     amount: float  # tokens (generate) or sequences / requests
     unit: str
+    failed: int = 0  # requests answered with Failed(reason)
+    note: str = ""  # why a kind did not run, or the first failure's reason
 
     @property
     def rate(self) -> float:
@@ -61,31 +65,75 @@ def run_smoke(
         t = time.perf_counter()
         gens = engine.generate(chats)
         dt = time.perf_counter() - t
-        if any(len(g) != 1 for g in gens):
+        ok, failed = _split_failed(gens)
+        if any(len(g) != 1 for g in ok):
             raise EngineError("smoke: generate returned the wrong number of samples")
-        toks = sum(len(g[0].token_ids or []) for g in gens)
-        rows.append(SmokeRow("generate (greedy)", n, dt, toks, "tok/s"))
+        if all(g[0].token_ids is not None for g in ok):
+            row = SmokeRow(
+                "generate (greedy)", n, dt, sum(len(g[0].token_ids) for g in ok), "tok/s"
+            )
+        else:  # the server does not return token ids (openai without return_token_ids)
+            row = SmokeRow("generate (greedy)", n, dt, len(ok), "req/s")
+        rows.append(_with_failures(row, failed))
     if "score" in kinds:
-        t = time.perf_counter()
-        res = engine.score(scores)
-        dt = time.perf_counter() - t
-        if any(s.n_tokens == 0 for s in res):
-            raise EngineError("smoke: a non-empty completion scored zero tokens")
-        rows.append(SmokeRow("score (teacher-forced)", n, dt, n, "seq/s"))
+        # an openai endpoint without prompt log-probs cannot score: say so, do not fail
+        can_score = getattr(engine, "capability", lambda name: True)("prompt_logprobs")
+        if not can_score:
+            rows.append(
+                SmokeRow(
+                    "score (teacher-forced)",
+                    0,
+                    0.0,
+                    0,
+                    "seq/s",
+                    note="unavailable on this server (no prompt log-probs): "
+                    "PPL needs vllm serve, or backend hf / vllm",
+                )
+            )
+        else:
+            t = time.perf_counter()
+            ok, failed = _split_failed(engine.score(scores))
+            dt = time.perf_counter() - t
+            if any(s.n_tokens == 0 for s in ok):
+                raise EngineError("smoke: a non-empty completion scored zero tokens")
+            rows.append(
+                _with_failures(SmokeRow("score (teacher-forced)", n, dt, len(ok), "seq/s"), failed)
+            )
     if "choose" in kinds:
         t = time.perf_counter()
-        picks = engine.choose(choices)
+        picks, failed = _split_failed(engine.choose(choices))
         dt = time.perf_counter() - t
         bad = [p for p in picks if p not in VERDICTS]
         if bad:
             raise EngineError(f"smoke: choose returned non-options {bad[:3]}")
-        rows.append(SmokeRow("choose (4 options)", n, dt, n, "req/s"))
+        rows.append(
+            _with_failures(SmokeRow("choose (4 options)", n, dt, len(picks), "req/s"), failed)
+        )
     return rows
 
 
+def _split_failed(results: list) -> tuple[list, list[Failed]]:
+    return [r for r in results if not is_failed(r)], [r for r in results if is_failed(r)]
+
+
+def _with_failures(row: SmokeRow, failed: list[Failed]) -> SmokeRow:
+    if failed:
+        row.failed, row.note = len(failed), f"first failure: {failed[0].reason[:300]}"
+    return row
+
+
 def format_table(rows: list[SmokeRow], title: str = "") -> str:
-    head = f"{'what':<26} {'requests':>8} {'seconds':>9} {'rate':>12}"
+    head = f"{'what':<26} {'requests':>8} {'failed':>6} {'seconds':>9} {'rate':>12}"
     lines = ([title] if title else []) + [head, "-" * len(head)]
+    notes = []
     for r in rows:
-        lines.append(f"{r.kind:<26} {r.requests:>8} {r.seconds:>9.3f} {r.rate:>8.1f} {r.unit}")
-    return "\n".join(lines)
+        if not r.requests and r.note:
+            lines.append(f"{r.kind:<26} {'-':>8} {'-':>6} {'-':>9} {'-':>12}")
+        else:
+            lines.append(
+                f"{r.kind:<26} {r.requests:>8} {r.failed:>6} {r.seconds:>9.3f} "
+                f"{r.rate:>8.1f} {r.unit}"
+            )
+        if r.note:
+            notes.append(f"{r.kind.split()[0]}: {r.note}")
+    return "\n".join(lines + notes)

@@ -457,6 +457,9 @@ def run_judge(
             v.judge = k
             votes_by_item[i].append(v)
         stats = engine.stats() if hasattr(engine, "stats") else {}
+        # openai backend: the endpoint's capabilities as declared or probed (#14)
+        caps = getattr(engine, "capabilities", None)
+        stats = {**stats, "capabilities": caps} if isinstance(caps, dict) else stats
         cache_stats.append({"model": engine.model_id, "backend": engine.backend, **stats})
     for i in pending:
         decisions[i] = decide_llm(items[i], votes_by_item[i], jp)

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from looptool.params.endpoint import EndpointCapabilities
 from looptool.params.imports import ModelImport
 
 Backend = Literal["hf", "vllm", "openai", "template"]
@@ -45,6 +46,10 @@ class EngineSpec(BaseModel):
     timeout_s: float = Field(120.0, gt=0)
     max_retries: int = Field(5, ge=0)
     retry_wait_s: float = Field(1.0, gt=0)  # first backoff; doubles per retry (jittered, max 30 s)
+    # openai: what the server supports (true / false / auto = probed once per engine), and
+    # how many sampled replies `choose` reads when it can neither constrain nor score
+    capabilities: EndpointCapabilities = EndpointCapabilities()
+    choice_samples: int = Field(4, ge=0)
     # template: programmatic generator, nothing to configure beyond the seed in requests
 
     @model_validator(mode="after")
