@@ -4,6 +4,7 @@ stage fails clearly and a rerun sends only the unfinished requests)."""
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
@@ -73,6 +74,7 @@ def _run_stage(monkeypatch, cwd: Path, stage: str) -> None:
 
     monkeypatch.chdir(cwd)
     importlib.import_module(f"stages.{stage}").main(["--j", "1"])
+    gc.collect()  # the stage's engine goes, and its replicas free the cluster's 2 CPUs
 
 
 @pytest.mark.parametrize(

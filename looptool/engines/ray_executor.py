@@ -39,6 +39,9 @@ from looptool.engines.base import (
 )
 from looptool.params.engines import EngineSpec, RaySpec
 
+# Replicas that are not up after this long are reported instead of waited for forever
+# (Ray keeps an actor pending while the cluster lacks the CPUs / GPUs it asks for).
+STARTUP_TIMEOUT_S = 900.0
 # Chunks queued per hf actor: one running, one waiting, so a replica never idles on the
 # driver's round trip while no replica hoards work a restarted peer could take.
 IN_FLIGHT_PER_REPLICA = 2
@@ -67,10 +70,18 @@ def connect(settings: RaySpec) -> Any:
                 log_to_driver=False,
                 ignore_reinit_error=True,
             )
-        except (ConnectionError, ValueError, RuntimeError) as exc:
+        except Exception as exc:  # Ray raises bare Exception on a startup timeout
             where = settings.address or os.environ.get("RAY_ADDRESS") or "a local cluster"
-            raise EngineError(f"executor 'ray': cannot connect to {where}: {exc}") from None
+            raise EngineError(
+                f"executor 'ray': cannot connect to {where}: {_one_line(exc)}"
+            ) from None
     return ray
+
+
+def _one_line(exc: BaseException) -> str:
+    """First and last line of a (multi-line) Ray error: what happened and its cause."""
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()] or [repr(exc)]
+    return lines[0] if len(lines) == 1 else f"{lines[0]} ... {lines[-1]}"
 
 
 class RayEngine:
@@ -139,21 +150,35 @@ class RayHFEngine(RayEngine):
         self.replicas = [actor.remote(str(model_dir), spec, tok) for _ in range(spec.ray.replicas)]
         # The replicas' own identity (same formula as a local hf engine) keys the cache,
         # so local and ray runs of one model share entries.
-        ids = set(self._get([r.model_id.remote() for r in self.replicas], "starting replicas"))
+        ids = set(
+            self._get(
+                [r.model_id.remote() for r in self.replicas],
+                "while starting",
+                timeout=STARTUP_TIMEOUT_S,
+            )
+        )
         if len(ids) != 1:
             raise EngineError(f"executor 'ray': replicas disagree on the model: {sorted(ids)}")
         self.model_id = ids.pop()
 
-    def _get(self, refs: Any, what: str) -> Any:
+    def _get(self, refs: Any, what: str, timeout: float | None = None) -> Any:
+        errors = self._ray.exceptions
         try:
-            return self._ray.get(refs)
-        except self._ray.exceptions.RayActorError as exc:
+            return self._ray.get(refs, timeout=timeout)
+        except errors.GetTimeoutError:
+            ray = self.spec.ray
+            raise EngineError(
+                f"executor 'ray' (hf): {ray.replicas} replicas not up after {timeout:.0f} s; "
+                f"does the cluster have {ray.num_cpus:g} CPUs and {ray.num_gpus:g} GPUs free "
+                "per replica? (`ray status` shows its resources)"
+            ) from None
+        except errors.RayActorError as exc:
             raise EngineError(
                 f"executor 'ray' (hf): a replica died {what} and could not be replaced "
                 f"(ray.max_restarts={self.spec.ray.max_restarts}, "
-                f"ray.max_task_retries={self.spec.ray.max_task_retries}): {exc.error_msg}"
+                f"ray.max_task_retries={self.spec.ray.max_task_retries}): {_one_line(exc)}"
             ) from None
-        except self._ray.exceptions.RayTaskError as exc:
+        except errors.RayTaskError as exc:
             raise EngineError(f"executor 'ray' (hf): {what}: {exc.cause!r}") from None
 
     def replica_pids(self) -> list[int]:
