@@ -46,5 +46,5 @@ test: $(STAMP) $(RAY_STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check looptool stages tests bench
 
-bench: $(STAMP)
+bench: $(STAMP) $(RAY_STAMP)
 	$(PY) -m bench
