@@ -257,5 +257,9 @@ def test_postprocess_row_reads_vllm_output_columns():
         }
     )
     assert score["logprobs"] == [-0.5, -0.75]
+    pairs = postprocess_row(
+        {**base, "generated_text": "a", "generated_tokens": [5], "logprobs": [list(step.items())]}
+    )
+    assert pairs["logprobs"] == [-0.25]  # a map column read back as (key, value) pairs
     err = postprocess_row({**base, "__inference_error__": "prompt too long"})
     assert err["error"] == "prompt too long"

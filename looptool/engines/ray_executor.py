@@ -146,8 +146,11 @@ class RayHFEngine(RayEngine):
             max_restarts=spec.ray.max_restarts,
             max_task_retries=spec.ray.max_task_retries,
         )(HFReplica)
-        tok = str(tokenizer_dir) if tokenizer_dir else None
-        self.replicas = [actor.remote(str(model_dir), spec, tok) for _ in range(spec.ray.replicas)]
+        # absolute paths: a replica's working directory is not the stage's (the cache key
+        # keeps spec.model as written, so it matches the local engine's)
+        model = str(Path(model_dir).resolve())
+        tok = str(Path(tokenizer_dir).resolve()) if tokenizer_dir else None
+        self.replicas = [actor.remote(model, spec, tok) for _ in range(spec.ray.replicas)]
         # The replicas' own identity (same formula as a local hf engine) keys the cache,
         # so local and ray runs of one model share entries.
         ids = set(
@@ -267,7 +270,9 @@ def sampling_dict(p: SamplingParams, sample: int = 0) -> dict[str, Any]:
 
 def _token_logprob(step: Any, token: int) -> float:
     # vLLMOutputData keeps {token_id: {"logprob", "rank", "decoded_token"}}; a trip
-    # through Arrow may turn the int keys into strings
+    # through Arrow may turn that into (key, value) pairs or the int keys into strings
+    if step is not None and not isinstance(step, dict):
+        step = dict(step)
     entry = step.get(token, step.get(str(token))) if step else None
     if entry is None:
         raise EngineError(f"ray.data.llm: no log-prob for token {token} in {step!r}")
@@ -303,6 +308,12 @@ def postprocess_row(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _row_error(out: dict[str, Any]) -> str | None:
+    """A pipeline row's error: rows vLLM failed on skip the postprocess step, so they
+    arrive with Ray's own ``__inference_error__`` column."""
+    return out.get("error") or out.get("__inference_error__") or None
+
+
 class RayVLLMEngine(RayEngine):
     """The vllm backend as a ``ray.data.llm`` pipeline of ``ray.replicas`` vLLM engines."""
 
@@ -322,7 +333,7 @@ class RayVLLMEngine(RayEngine):
         tok_dir = Path(tokenizer_dir or model_dir)
         self.tokenizer = AutoTokenizer.from_pretrained(tok_dir, local_files_only=True)
         self.end_of_turn = end_of_turn_id(self.tokenizer)
-        self.config_kwargs = processor_config(model_dir, tok_dir, spec)
+        self.config_kwargs = processor_config(Path(model_dir).resolve(), tok_dir.resolve(), spec)
         # the local vllm backend's identity: both run the same engine on the same prompts
         fp = model_fingerprint(model_dir)
         tok_part = f"+tok@{model_fingerprint(tok_dir)}" if tokenizer_dir else ""
@@ -412,10 +423,10 @@ class RayVLLMEngine(RayEngine):
         parts: dict[int, list[dict]] = {}
         fallback: list[int] = []
         for out in self._run(rows):
-            i = out["row"]
-            if out.get("error"):
-                want.pop(i, None)
-                yield i, Failed(f"vllm on ray: {out['error']}")
+            i = int(out["row"])
+            if error := _row_error(out):
+                if want.pop(i, None) is not None:
+                    yield i, Failed(f"vllm on ray: {error}")
                 continue
             if i not in want:
                 continue  # a sample of a request that already failed
@@ -468,11 +479,11 @@ class RayVLLMEngine(RayEngine):
         per_req: dict[int, dict[int, list[float]]] = {}
         failed: set[int] = set()
         for out in self._run(rows):
-            i = out["row"]
-            if out.get("error"):
+            i = int(out["row"])
+            if error := _row_error(out):
                 if i not in failed:
                     failed.add(i)
-                    yield i, Failed(f"vllm on ray: {out['error']}")
+                    yield i, Failed(f"vllm on ray: {error}")
                 continue
             per_req.setdefault(i, {})[out["sample"]] = out["logprobs"]
             opts = requests[i].options
