@@ -116,19 +116,22 @@ def _cached(spec: dict, cache_dir: Path) -> CachedEngine:
     return engine
 
 
-def _kill_after(engine: CachedEngine, finished: int) -> threading.Thread:
-    """SIGKILL the first replica once ``finished`` results reached the driver."""
+def _kill_after(engine: CachedEngine, finished: int) -> tuple[threading.Thread, int, dict]:
+    """SIGKILL the first replica once ``finished`` results reached the driver; return the
+    killer thread, the pid it kills and {"at": results the driver had at the kill}."""
     pid = engine.inner.replica_pids()[0]
+    seen: dict = {}
 
     def kill() -> None:
         deadline = time.monotonic() + 120
         while engine.stats()["backend_requests"] < finished and time.monotonic() < deadline:
             time.sleep(0.005)
         os.kill(pid, signal.SIGKILL)
+        seen["at"] = engine.stats()["backend_requests"]
 
     t = threading.Thread(target=kill, daemon=True)
     t.start()
-    return t
+    return t, pid, seen
 
 
 N = 24
@@ -143,11 +146,13 @@ def reference(tiny_model_dir, tmp_path_factory) -> list:
 def test_ray_replica_killed_mid_stage_is_replaced(ray_cluster, tiny_model_dir, tmp_path, reference):
     spec = _spec(tiny_model_dir, "ray", max_restarts=2, max_task_retries=2) | {"batch_size": 2}
     engine = _cached(spec, tmp_path)
-    killer = _kill_after(engine, 2)
+    killer, pid, seen = _kill_after(engine, 2)
     got = engine.generate(_requests(N))
     killer.join()
+    assert seen["at"] < N  # the kill landed mid-stage
     assert got == reference
     assert engine.stats()["backend_requests"] == N
+    assert engine.inner.replica_pids()[0] != pid  # Ray restarted the killed replica
     engine.inner.close()
 
 
@@ -156,7 +161,7 @@ def test_ray_replica_death_without_restarts_fails_then_resumes(
 ):
     spec = _spec(tiny_model_dir, "ray", max_restarts=0, max_task_retries=0) | {"batch_size": 2}
     engine = _cached(spec, tmp_path)
-    killer = _kill_after(engine, 2)
+    killer, _, _ = _kill_after(engine, 2)
     with pytest.raises(EngineError, match=r"a replica died .*max_restarts=0"):
         engine.generate(_requests(N))
     killer.join()
