@@ -21,6 +21,7 @@ Ray is imported lazily: the local executor (and ``make run``) never needs it.
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -84,15 +85,16 @@ def _one_line(exc: BaseException) -> str:
     return lines[0] if len(lines) == 1 else f"{lines[0]} ... {lines[-1]}"
 
 
-class RayEngine:
+class RayEngine(ABC):
     """Batch methods over :meth:`stream` (for callers without the cache)."""
 
     backend: str
     model_id: str
     batch_size: int
 
+    @abstractmethod
     def stream(self, kind: str, requests: Sequence[Any]) -> Iterator[tuple[int, Any]]:
-        raise NotImplementedError
+        """``(index, result)`` per request as replicas finish them (StreamingEngine)."""
 
     def _collect(self, kind: str, requests: Sequence[Any]) -> list[Any]:
         out: list[Any] = [None] * len(requests)
