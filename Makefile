@@ -34,11 +34,17 @@ run: $(STAMP)
 compare: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/looptool compare $(COMPARE_ARGS)
 
-test: $(STAMP)
+# executor: ray (#17): the ray extra for its tests (make run never needs it)
+RAY_STAMP := $(VENV)/.installed-ray
+$(RAY_STAMP): $(STAMP)
+	$(PY) -m pip install -q -c requirements.lock -e '.[ray]'
+	touch $(RAY_STAMP)
+
+test: $(STAMP) $(RAY_STAMP)
 	$(VENV)/bin/pytest -q -x -p no:cacheprovider tests
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check looptool stages tests bench
 
-bench: $(STAMP)
+bench: $(STAMP) $(RAY_STAMP)
 	$(PY) -m bench

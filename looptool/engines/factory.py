@@ -68,7 +68,11 @@ def make_engine(spec: EngineSpec, role: str, cache: RequestCache | None = None) 
     """
     param = f"engines.{role}"
     engine: Engine
-    if spec.backend == "hf":
+    if spec.executor == "ray":  # replicas on a Ray cluster; the cache stays here (#17)
+        from looptool.engines.ray_executor import ray_engine
+
+        engine = ray_engine(spec, param)
+    elif spec.backend == "hf":
         model_dir = check_model_dir(spec.model, f"{param}.model")
         tok_dir = check_model_dir(spec.tokenizer, f"{param}.tokenizer") if spec.tokenizer else None
         from looptool.engines.hf import HFEngine

@@ -12,6 +12,25 @@ from looptool.params.imports import ModelImport
 Backend = Literal["hf", "vllm", "openai", "template"]
 
 
+# --- executor: ray (#17) ---------------------------------------------------------------
+class RaySpec(BaseModel):
+    """`engines.<role>.ray`: where and how wide a role runs with ``executor: ray``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Cluster to join (ray://host:10001 or host:6379); null: env RAY_ADDRESS, else start a
+    # local cluster on this machine.
+    address: str | None = None
+    replicas: int = Field(2, ge=1)  # engine replicas (Ray actors / ray.data.llm workers)
+    num_cpus: float = Field(1.0, ge=0)  # per replica
+    num_gpus: float = Field(0.0, ge=0)  # per replica (vllm: per engine; x tensor_parallel)
+    # Requests per task sent to a replica; null = the role's batch_size, which makes hf
+    # replicas decode exactly the batches the local engine does (bit-identical results).
+    batch_size: int | None = Field(None, ge=1)
+    max_restarts: int = Field(2, ge=0)  # a dead replica is restarted this often
+    max_task_retries: int = Field(2, ge=0)  # a task lost with its replica is re-sent
+
+
 class EngineSpec(BaseModel):
     """Which backend serves a role, and its knobs. Unused knobs are ignored per backend."""
 
@@ -51,6 +70,18 @@ class EngineSpec(BaseModel):
     capabilities: EndpointCapabilities = EndpointCapabilities()
     choice_samples: int = Field(4, ge=0)
     # template: programmatic generator, nothing to configure beyond the seed in requests
+    # Where the backend runs: in this process, or as replicas on a Ray cluster (hf: an
+    # actor pool; vllm: ray.data.llm); the driver still owns the request cache.
+    executor: Literal["local", "ray"] = "local"
+    ray: RaySpec = RaySpec()
+
+    @model_validator(mode="after")
+    def _ray_backend(self) -> EngineSpec:
+        if self.executor == "ray" and self.backend not in ("hf", "vllm"):
+            raise ValueError(
+                f"executor 'ray' runs hf or vllm replicas, not backend {self.backend!r}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _backend_fields(self) -> EngineSpec:
