@@ -28,14 +28,24 @@ from tests.test_judge import call, sample, tables
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    """A fresh local Ray instance with 2 CPUs: room for exactly two 1-CPU replicas."""
-    ray.init(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        object_store_memory=128 << 20,
-    )
+    """A fresh local Ray instance with 2 CPUs: room for exactly two 1-CPU replicas.
+
+    On a starved box Ray's agents can miss the raylet's fixed 15 s start-up wait
+    (ray-project/ray#65983) and ray.init raises; a second or third try usually lands."""
+    for attempt in range(3):
+        try:
+            ray.init(
+                address="local",
+                num_cpus=2,
+                include_dashboard=False,
+                log_to_driver=False,
+                object_store_memory=128 << 20,
+            )
+            break
+        except Exception:  # Ray raises bare Exception on a start-up timeout
+            ray.shutdown()
+            if attempt == 2:
+                raise
     yield
     ray.shutdown()
 
