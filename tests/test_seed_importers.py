@@ -1,0 +1,125 @@
+"""Importers (looptool.seed.importers), one fixture per format written from the format's
+public description: the right tools (xLAM map-style parameters become JSON-schema
+properties), the right samples, and every bad record rejected with line and reason.
+Plus auto-detection, the `looptool seed import` dry run, and imports through the seed
+stages (same verification tiers, origin ``import``, counts per file in the metrics)."""
+
+from __future__ import annotations
+
+import json
+import typing
+from pathlib import Path
+
+import yaml
+
+from looptool.params.seed import ToolImport
+from looptool.seed.importers import FORMATS, read_import
+from looptool.seed.imports import preview_import
+
+FIX = Path(__file__).parent / "fixtures" / "imports"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _tools(res) -> dict[str, dict]:
+    return {t.spec.name: t.spec.parameters for t in res.tools}
+
+
+def _rejects(path: Path, fmt: str = "auto") -> list[tuple[int, str]]:
+    return [(r["line"], r["reason"]) for r in preview_import(path, fmt)["rejects"]]  # type: ignore[arg-type]
+
+
+def test_format_choices_match_the_params_model():
+    fmt = ToolImport.model_fields["format"].annotation
+    assert typing.get_args(fmt) == ("auto", *FORMATS)
+
+
+def test_openai_chat_multi_step_parallel_and_refusal():
+    res = read_import(FIX / "openai_chat.jsonl")
+    assert res.format == "openai" and res.records == 5
+    assert _tools(res)["get_order"]["required"] == ["order_id"]
+    first, second = res.dialogues
+    # tool results are named through tool_call_id; the system prompt is dropped
+    assert [m.role for m in first.messages][:4] == ["user", "assistant", "tool", "assistant"]
+    assert first.messages[2].name == "get_order" and "SH-77" in first.messages[2].content
+    assert [c.arguments for c in second.messages[1].tool_calls] == [
+        {"city": "Oslo"},
+        {"city": "Lima"},
+    ]
+    out = preview_import(FIX / "openai_chat.jsonl")
+    assert out["samples"] == 4  # 2 chained calls, 1 parallel step, 1 refusal
+    rejects = _rejects(FIX / "openai_chat.jsonl")
+    assert [ln for ln, _ in rejects] == [3, 4, 5]
+    assert "unknown type 'strng'" in rejects[0][1]
+    assert "message 0 is from the assistant" in rejects[1][1]
+    assert "arguments is neither JSON nor a literal" in rejects[2][1]
+
+
+def test_hermes_sharegpt_tool_call_blocks_and_clarify():
+    res = read_import(FIX / "hermes.json")
+    assert res.format == "hermes"
+    # tools from the system prompt's non-empty <tools> block (Python-literal dump)
+    assert _tools(res)["get_stock_price"]["properties"]["symbol"]["type"] == "string"
+    stock, post = res.dialogues
+    assert stock.messages[1].tool_calls[0].arguments == {"symbol": "AAPL"}
+    assert json.loads(stock.messages[2].content) == {"symbol": "AAPL", "price": 189.5}
+    assert [m.role for m in post.messages] == [
+        "user", "assistant", "user", "assistant", "tool", "assistant"
+    ]  # fmt: skip
+    out = preview_import(FIX / "hermes.json")
+    assert out["samples"] == 3  # one call; the clarifying question + the call after it
+    assert _rejects(FIX / "hermes.json") == [
+        (24, "message 1: unknown role 'bot'"),
+        (32, "no tools (neither a 'tools' field nor <tools> in the system prompt)"),
+    ]
+
+
+def test_bfcl_first_acceptable_value_is_the_label():
+    path = FIX / "bfcl" / "BFCL_v4_simple_python.json"
+    res = read_import(path)  # answers from possible_answer/<same name>
+    assert res.format == "bfcl"
+    assert _tools(res)["calculate_triangle_area"]["type"] == "object"  # BFCL "dict"
+    tri, hyp = res.dialogues
+    assert tri.messages[-1].tool_calls[0].arguments == {"base": 10, "height": 5, "unit": "units"}
+    assert hyp.messages[-1].tool_calls[0].arguments == {"x": 4, "y": 5}  # "" first: left out
+    assert preview_import(path)["samples"] == 2
+    assert _rejects(path) == [
+        (3, "multi-turn entry (2 turns): only single-turn entries are imported"),
+        (4, "no possible answer for id 'simple_python_3'"),
+    ]
+
+
+def test_bfcl_without_answers_imports_tools_only(tmp_path):
+    lone = tmp_path / "questions.json"
+    lone.write_text((FIX / "bfcl" / "BFCL_v4_simple_python.json").read_text())
+    res = read_import(lone)
+    assert res.dialogues == [] and len(res.tools) == 4 and res.rejects == []
+
+
+def test_a_bad_json_line_is_a_reject_row_not_a_failed_file(tmp_path):
+    p = tmp_path / "tools.jsonl"
+    p.write_text('{"name": "ok"}\n{"name": "broken",\n\n{"name": "fine"}\n')
+    res = read_import(p)
+    assert [t.spec.name for t in res.tools] == ["ok", "fine"]
+    assert [(r.line, r.reason) for r in res.rejects] == [
+        (2, "invalid JSON: Expecting property name enclosed in double quotes")
+    ]
+
+
+def _params(tmp: Path, imports: list[dict]) -> Path:
+    raw = {
+        "project": {"seed": 0, "cache_dir": str(tmp / "cache")},
+        "engines": {"generator": {"backend": "template"}},
+        "iterations": {"1": {"j": 1, "prev": 0, "next": 2}},
+        "seed": {
+            "trees": {
+                "context": str(ROOT / "data/trees/context_tree.yaml"),
+                "constraint": str(ROOT / "data/trees/constraint_tree.yaml"),
+            },
+            "apis": {"n_draws": 12, "imports": imports},
+            "dialogues": {"n_dialogues": 6},
+            "heldout_fraction": 0.0,
+        },
+    }
+    p = tmp / "params.yaml"
+    p.write_text(yaml.safe_dump(raw))
+    return p
