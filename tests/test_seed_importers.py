@@ -73,6 +73,40 @@ def test_hermes_sharegpt_tool_call_blocks_and_clarify():
     ]
 
 
+def test_xlam_map_style_parameters_become_json_schema():
+    res = read_import(FIX / "xlam.json")
+    assert res.format == "xlam"
+    tools = _tools(res)
+    assert tools["live_giveaways_by_type"] == {
+        "type": "object",
+        "properties": {
+            "type": {
+                "type": "string",
+                "description": "The type of giveaways to retrieve (e.g., game, loot, beta).",
+                "default": "game",
+            }
+        },
+        "required": ["type"],
+    }
+    s = tools["sum_numbers"]
+    assert s["properties"]["numbers"] == {
+        "type": "array",
+        "items": {"type": "integer"},
+        "description": "The numbers to add.",
+    }
+    assert s["properties"]["decimals"]["type"] == "integer"
+    assert s["properties"]["decimals"]["default"] == 0
+    assert s["properties"]["labels"] == {"type": "object", "description": "Optional labels."}
+    assert s["required"] == ["numbers"]  # ", optional" params are not required
+    calls = res.dialogues[0].messages[1].tool_calls
+    assert [c.arguments for c in calls] == [{"type": "beta"}, {"type": "game"}]
+    assert preview_import(FIX / "xlam.json")["samples"] == 2
+    rejects = _rejects(FIX / "xlam.json")
+    assert [ln for ln, _ in rejects] == [4, 5]
+    assert "'search'.parameters.text.type: unknown type 'strng'" in rejects[0][1]
+    assert rejects[1][1] == "'answers' is empty: the record has no label"
+
+
 def test_bfcl_first_acceptable_value_is_the_label():
     path = FIX / "bfcl" / "BFCL_v4_simple_python.json"
     res = read_import(path)  # answers from possible_answer/<same name>

@@ -2,6 +2,7 @@
 
     openai     OpenAI tools JSON / bare specs, and OpenAI chats (messages + tools)
     hermes     ShareGPT chats (conversations from/value, <tools>, <tool_call> blocks)
+    xlam       xLAM / APIGen: query, tools (map-style parameters), answers
     bfcl       BFCL questions + possible answers (first acceptable value = label)
 
 :func:`read_import` reads one file into tools, dialogues and rejects (file:line and a
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from looptool.core.types import Message
-from looptool.seed.importers import bfcl, chat
+from looptool.seed.importers import bfcl, chat, xlam
 from looptool.seed.importers.base import (
     ImportedDialogue,
     ImportedTool,
@@ -28,8 +29,8 @@ from looptool.seed.importers.base import (
 )
 from looptool.seed.importers.dialogue import plan_acts
 
-FORMATS = ("openai", "hermes", "bfcl")
-ImportFormat = Literal["auto", "openai", "hermes", "bfcl"]
+FORMATS = ("openai", "hermes", "xlam", "bfcl")
+ImportFormat = Literal["auto", "openai", "hermes", "xlam", "bfcl"]
 
 Parser = Callable[[Any], tuple[list[ToolOutcome], list[Message] | None]]
 
@@ -37,6 +38,7 @@ _EXPECTED = ", ".join(
     (
         "OpenAI chat {messages, tools} or tool spec {name, parameters}",
         "Hermes/ShareGPT {conversations: [{from, value}]}",
+        "xLAM {query, tools, answers}",
         "BFCL {id, question, function}",
     )
 )
@@ -46,6 +48,7 @@ def detect(record: Any) -> str | None:
     """The format one record is written in (None: none fits)."""
     checks = (
         ("bfcl", bfcl.is_bfcl),
+        ("xlam", xlam.is_xlam),
         ("hermes", chat.is_sharegpt),
         ("openai", chat.is_chat),
         ("openai", chat.is_tool),
@@ -79,6 +82,7 @@ def _parser(fmt: str, path: Path, answers: str | None) -> Parser:
     return {
         "openai": chat.parse,
         "hermes": chat.parse,
+        "xlam": xlam.parse,
     }[fmt]
 
 
