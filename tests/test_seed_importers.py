@@ -107,6 +107,24 @@ def test_xlam_map_style_parameters_become_json_schema():
     assert rejects[1][1] == "'answers' is empty: the record has no label"
 
 
+def test_toolace_tools_in_the_system_prompt_and_python_calls():
+    res = read_import(FIX / "toolace.json")
+    assert res.format == "toolace"
+    tools = _tools(res)
+    assert set(tools) == {"Get_Trending_Videos", "calculateBMI"}  # spaces -> "_"
+    assert tools["Get_Trending_Videos"]["properties"]["limit"]["type"] == "integer"
+    videos, bmi = res.dialogues
+    call = videos.messages[1].tool_calls[0]
+    assert (call.name, call.arguments) == ("Get_Trending_Videos", {"region": "US", "limit": 5})
+    assert videos.messages[2].name == "Get_Trending_Videos"
+    assert bmi.messages[3].tool_calls[0].arguments == {"weight": 70.5, "height": 1.8}
+    assert preview_import(FIX / "toolace.json")["samples"] == 3
+    rejects = _rejects(FIX / "toolace.json")
+    assert [ln for ln, _ in rejects] == [20, 27]
+    assert "positional arguments" in rejects[0][1]
+    assert rejects[1][1] == "no JSON list of functions in the system prompt"
+
+
 def test_bfcl_first_acceptable_value_is_the_label():
     path = FIX / "bfcl" / "BFCL_v4_simple_python.json"
     res = read_import(path)  # answers from possible_answer/<same name>

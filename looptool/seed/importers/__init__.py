@@ -3,6 +3,7 @@
     openai     OpenAI tools JSON / bare specs, and OpenAI chats (messages + tools)
     hermes     ShareGPT chats (conversations from/value, <tools>, <tool_call> blocks)
     xlam       xLAM / APIGen: query, tools (map-style parameters), answers
+    toolace    ToolACE: tools inside the system prompt, Python-style call lists
     bfcl       BFCL questions + possible answers (first acceptable value = label)
 
 :func:`read_import` reads one file into tools, dialogues and rejects (file:line and a
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from looptool.core.types import Message
-from looptool.seed.importers import bfcl, chat, xlam
+from looptool.seed.importers import bfcl, chat, toolace, xlam
 from looptool.seed.importers.base import (
     ImportedDialogue,
     ImportedTool,
@@ -29,8 +30,8 @@ from looptool.seed.importers.base import (
 )
 from looptool.seed.importers.dialogue import plan_acts
 
-FORMATS = ("openai", "hermes", "xlam", "bfcl")
-ImportFormat = Literal["auto", "openai", "hermes", "xlam", "bfcl"]
+FORMATS = ("openai", "hermes", "xlam", "toolace", "bfcl")
+ImportFormat = Literal["auto", "openai", "hermes", "xlam", "toolace", "bfcl"]
 
 Parser = Callable[[Any], tuple[list[ToolOutcome], list[Message] | None]]
 
@@ -39,6 +40,7 @@ _EXPECTED = ", ".join(
         "OpenAI chat {messages, tools} or tool spec {name, parameters}",
         "Hermes/ShareGPT {conversations: [{from, value}]}",
         "xLAM {query, tools, answers}",
+        "ToolACE {system, conversations}",
         "BFCL {id, question, function}",
     )
 )
@@ -49,6 +51,7 @@ def detect(record: Any) -> str | None:
     checks = (
         ("bfcl", bfcl.is_bfcl),
         ("xlam", xlam.is_xlam),
+        ("toolace", toolace.is_toolace),
         ("hermes", chat.is_sharegpt),
         ("openai", chat.is_chat),
         ("openai", chat.is_tool),
@@ -83,6 +86,7 @@ def _parser(fmt: str, path: Path, answers: str | None) -> Parser:
         "openai": chat.parse,
         "hermes": chat.parse,
         "xlam": xlam.parse,
+        "toolace": toolace.parse,
     }[fmt]
 
 
