@@ -147,6 +147,20 @@ def test_bfcl_without_answers_imports_tools_only(tmp_path):
     assert res.dialogues == [] and len(res.tools) == 4 and res.rejects == []
 
 
+def test_toolbench_tool_document():
+    res = read_import(FIX / "toolbench.json")
+    assert res.format == "toolbench" and res.dialogues == []
+    tools = _tools(res)
+    fc = tools["get_forecast_by_coordinates_for_weather_forecast_14_days"]
+    assert fc["required"] == ["lat", "lon"]
+    assert fc["properties"]["lat"]["type"] == "number"
+    assert fc["properties"]["units"] == {"type": "string", "description": "metric or imperial"}
+    assert "required" not in tools["list_cities_for_weather_forecast_14_days"]
+    assert _rejects(FIX / "toolbench.json") == [
+        (1, "tool#2 required_parameters 'file': unknown RapidAPI type 'BINARY'")
+    ]
+
+
 def test_a_bad_json_line_is_a_reject_row_not_a_failed_file(tmp_path):
     p = tmp_path / "tools.jsonl"
     p.write_text('{"name": "ok"}\n{"name": "broken",\n\n{"name": "fine"}\n')

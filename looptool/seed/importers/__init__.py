@@ -5,6 +5,7 @@
     xlam       xLAM / APIGen: query, tools (map-style parameters), answers
     toolace    ToolACE: tools inside the system prompt, Python-style call lists
     bfcl       BFCL questions + possible answers (first acceptable value = label)
+    toolbench  ToolBench / RapidAPI tool documents (api_list)
 
 :func:`read_import` reads one file into tools, dialogues and rejects (file:line and a
 reason for every bad record); ``auto`` picks the format from the first record.
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from looptool.core.types import Message
-from looptool.seed.importers import bfcl, chat, toolace, xlam
+from looptool.seed.importers import bfcl, chat, toolace, toolbench, xlam
 from looptool.seed.importers.base import (
     ImportedDialogue,
     ImportedTool,
@@ -30,8 +31,8 @@ from looptool.seed.importers.base import (
 )
 from looptool.seed.importers.dialogue import plan_acts
 
-FORMATS = ("openai", "hermes", "xlam", "toolace", "bfcl")
-ImportFormat = Literal["auto", "openai", "hermes", "xlam", "toolace", "bfcl"]
+FORMATS = ("openai", "hermes", "xlam", "toolace", "bfcl", "toolbench")
+ImportFormat = Literal["auto", "openai", "hermes", "xlam", "toolace", "bfcl", "toolbench"]
 
 Parser = Callable[[Any], tuple[list[ToolOutcome], list[Message] | None]]
 
@@ -42,6 +43,7 @@ _EXPECTED = ", ".join(
         "xLAM {query, tools, answers}",
         "ToolACE {system, conversations}",
         "BFCL {id, question, function}",
+        "ToolBench {tool_name, api_list}",
     )
 )
 
@@ -50,6 +52,7 @@ def detect(record: Any) -> str | None:
     """The format one record is written in (None: none fits)."""
     checks = (
         ("bfcl", bfcl.is_bfcl),
+        ("toolbench", toolbench.is_toolbench),
         ("xlam", xlam.is_xlam),
         ("toolace", toolace.is_toolace),
         ("hermes", chat.is_sharegpt),
@@ -87,6 +90,7 @@ def _parser(fmt: str, path: Path, answers: str | None) -> Parser:
         "hermes": chat.parse,
         "xlam": xlam.parse,
         "toolace": toolace.parse,
+        "toolbench": toolbench.parse,
     }[fmt]
 
 
