@@ -10,11 +10,15 @@ import json
 import typing
 from pathlib import Path
 
+import pyarrow.parquet as pq
+import pytest
 import yaml
+from click.testing import CliRunner
 
+from looptool.cli import main
 from looptool.params.seed import ToolImport
-from looptool.seed.importers import FORMATS, read_import
-from looptool.seed.imports import preview_import
+from looptool.seed.importers import FORMATS, ToolImportError, read_import
+from looptool.seed.imports import import_file, preview_import
 
 FIX = Path(__file__).parent / "fixtures" / "imports"
 ROOT = Path(__file__).resolve().parents[1]
@@ -161,6 +165,45 @@ def test_toolbench_tool_document():
     ]
 
 
+def test_auto_detection_fails_clearly_and_answer_files_are_named(tmp_path):
+    odd = tmp_path / "odd.jsonl"
+    odd.write_text('{"prompt": "x", "completion": "y"}\n')
+    with pytest.raises(ToolImportError, match=r"odd.jsonl: line 1: no import format fits"):
+        read_import(odd)
+    with pytest.raises(ToolImportError, match="possible-answer file"):
+        read_import(FIX / "bfcl" / "possible_answer" / "BFCL_v4_simple_python.json")
+    # an explicit format that does not fit: every record is a reject with the reason
+    out = preview_import(FIX / "xlam.json", "toolbench")
+    assert out["tools"] == [] and out["samples"] == 0
+    assert {r["reason"] for r in out["rejects"]} == {
+        "not a ToolBench tool document (needs 'tool_name' and 'api_list')"
+    }
+
+
+def test_cli_dry_run_json_and_text(tmp_path):
+    runner = CliRunner()
+    before = sorted(p.name for p in FIX.iterdir())
+    res = runner.invoke(main, ["seed", "import", str(FIX / "xlam.json"), "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert set(out) == {"tools", "samples", "rejects"}
+    assert out["tools"] == [
+        {"name": "live_giveaways_by_type", "parameters": ["type"]},
+        {"name": "sum_numbers", "parameters": ["decimals", "labels", "numbers"]},
+    ]
+    assert out["samples"] == 2 and [r["line"] for r in out["rejects"]] == [4, 5]
+    res = runner.invoke(main, ["seed", "import", str(FIX / "toolbench.json")])
+    assert res.exit_code == 0
+    assert "format toolbench" in res.output and "line 1: tool#2" in res.output
+    assert "list_cities_for_weather_forecast_14_days(country)" in res.output
+    odd = tmp_path / "odd.json"
+    odd.write_text('{"prompt": "x"}')
+    res = runner.invoke(main, ["seed", "import", str(odd)])
+    assert res.exit_code == 1 and "no import format fits" in res.output
+    assert "Traceback" not in res.output
+    assert sorted(p.name for p in FIX.iterdir()) == before  # a dry run writes nothing
+
+
 def test_a_bad_json_line_is_a_reject_row_not_a_failed_file(tmp_path):
     p = tmp_path / "tools.jsonl"
     p.write_text('{"name": "ok"}\n{"name": "broken",\n\n{"name": "fine"}\n')
@@ -169,6 +212,19 @@ def test_a_bad_json_line_is_a_reject_row_not_a_failed_file(tmp_path):
     assert [(r.line, r.reason) for r in res.rejects] == [
         (2, "invalid JSON: Expecting property name enclosed in double quotes")
     ]
+
+
+def test_repeated_tools_are_counted_and_name_clashes_rejected(tmp_path):
+    rec = json.loads((FIX / "xlam.json").read_text())[0]
+    p = tmp_path / "rep.jsonl"
+    p.write_text("\n".join(json.dumps(rec) for _ in range(3)))
+    f = import_file(p)
+    assert len(f.apis) == 1 and f.repeated_tools == 2 and len(f.dialogues) == 3
+    tools = tmp_path / "tools.json"
+    tools.write_text(json.dumps([{"name": "a"}, {"name": "a", "description": "other"}]))
+    f = import_file(tools, taken={"b"})
+    assert [r.tier for r in f.rejects] == ["dedup"]
+    assert "a different spec came earlier" in f.rejects[0].reason
 
 
 def _params(tmp: Path, imports: list[dict]) -> Path:
@@ -189,3 +245,60 @@ def _params(tmp: Path, imports: list[dict]) -> Path:
     p = tmp / "params.yaml"
     p.write_text(yaml.safe_dump(raw))
     return p
+
+
+def test_imports_flow_through_the_seed_stages(tmp_path):
+    from looptool.params import load_params
+    from looptool.seed.pipeline import run_apis, run_dialogues, run_samples, run_verify
+
+    imports = [
+        {"path": str(FIX / "xlam.json")},
+        {"path": str(FIX / "toolace.json"), "format": "toolace"},
+        {"path": str(FIX / "hermes.json"), "samples": False},
+    ]
+    params = load_params(_params(tmp_path, imports))
+    out = tmp_path / "seed"
+    m_apis = run_apis(params, out)
+    assert m_apis["imports"][str(FIX / "xlam.json")] == {
+        "format": "xlam",
+        "records": 4,
+        "tools": 2,
+        "repeated_tools": 0,
+        "tool_variants": 0,
+        "dialogues": 2,
+        "rejected": 2,
+    }
+    assert m_apis["imports"][str(FIX / "hermes.json")]["dialogues"] == 0  # tools only
+    assert m_apis["imported_dialogues"] == 4
+    rejects = pq.read_table(out / "api_rejects.parquet").to_pylist()
+    assert any(r["item_id"] == "xlam.json:4" and "strng" in r["reason"] for r in rejects)
+    run_dialogues(params, out)
+    m_verify = run_verify(params, out)
+    assert m_verify["imported"] == 4 and m_verify["verified_imported"] == 4
+    m_samples = run_samples(params, out)
+    rows = pq.read_table(out / "samples.parquet").to_pylist()
+    imported = [r for r in rows if r["origin"] == "import"]
+    assert {r["dialogue_id"] for r in imported} == {
+        f"import:{FIX / 'xlam.json'}:2",
+        f"import:{FIX / 'xlam.json'}:3",
+        f"import:{FIX / 'toolace.json'}:2",
+        f"import:{FIX / 'toolace.json'}:11",
+    }
+    assert {r["kind"] for r in imported} == {"parallel", "single", "clarify"}
+    assert m_samples["imports"] == {
+        str(FIX / "toolace.json"): {"format": "toolace", "dialogues": 2, "train": 3, "heldout": 0},
+        str(FIX / "xlam.json"): {"format": "xlam", "dialogues": 2, "train": 2, "heldout": 0},
+    }
+    assert all(r["origin"] == "seed" for r in rows if r not in imported)
+
+
+def test_check_params_keeps_bfcl_answer_files_inside_data_tools(tmp_path):
+    from looptool.params import load_params
+    from looptool.params.tracked import untracked_inputs
+
+    imports = [{"path": "data/tools/q.json", "answers": "/elsewhere/answers.json"}]
+    problems = untracked_inputs(load_params(_params(tmp_path, imports)))
+    assert problems == [
+        "seed.apis.imports[0].answers: '/elsewhere/answers.json' is not inside data/tools/, "
+        "the folder stage seed_apis depends on; copy the file there"
+    ]
