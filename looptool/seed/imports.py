@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from looptool.core.types import canonical_json
+from looptool.seed.apis import _reject as api_reject
 from looptool.seed.apis import api_row
 from looptool.seed.importers import ImportFormat, Reject, ToolImportError, read_import
 from looptool.seed.importers.dialogue import dialogue_row
@@ -209,12 +210,4 @@ def mark_imported(dialogues: list[dict], train: list[dict], heldout: list[dict])
 
 
 def _reject_row(r: Reject) -> dict:
-    return {
-        "stage": "seed_apis",
-        "item_id": r.ref,
-        "tier": r.tier,
-        "reason": r.reason,
-        "payload": None
-        if r.payload is None
-        else json.dumps(r.payload, ensure_ascii=False, sort_keys=True, default=str),
-    }
+    return api_reject(r.ref, r.tier, r.reason, r.payload)

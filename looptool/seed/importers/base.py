@@ -92,13 +92,16 @@ def _array_items(text: str, start: int) -> list[Record]:
     out: list[Record] = []
     pos = start + 1
     n = len(text)
+    line, counted = _line_of(text, pos), pos  # counted incrementally: big files stay linear
     while True:
         while pos < n and text[pos] in " \t\r\n,":
             pos += 1
         if pos >= n or text[pos] == "]":
             return out
         value, end = dec.raw_decode(text, pos)
-        out.append(Record(_line_of(text, pos), value))
+        line += text.count("\n", counted, pos)
+        counted = pos
+        out.append(Record(line, value))
         pos = end
 
 
@@ -175,6 +178,11 @@ def spec_of(raw: Any, where: str) -> ToolSpec:
         return ToolSpec.from_any(raw, where)
     except ToolSpecError as exc:
         raise RecordError(str(exc)) from None
+
+
+def object_schema(props: dict[str, dict], required: list[str]) -> dict:
+    """The ``parameters`` object schema of a tool built from per-parameter schemas."""
+    return {"type": "object", "properties": props, **({"required": required} if required else {})}
 
 
 # One record's tools: (ref suffix, the spec or why it is rejected).

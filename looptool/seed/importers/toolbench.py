@@ -17,7 +17,7 @@ import re
 from typing import Any
 
 from looptool.core.types import Message
-from looptool.seed.importers.base import RecordError, ToolOutcome, convert, spec_of
+from looptool.seed.importers.base import RecordError, ToolOutcome, convert, object_schema, spec_of
 
 _RAPIDAPI_TYPES = {
     "STRING": {"type": "string"},
@@ -76,7 +76,7 @@ def api_spec(api: Any, where: str, tool: str, tool_desc: str):
             if is_req:
                 required.append(name)
     desc = str(api.get("description") or "").strip() or tool_desc
-    body = {"type": "object", "properties": props, **({"required": required} if required else {})}
+    body = object_schema(props, required)
     return spec_of(
         {"name": f"{pure}_for_{tool}"[-64:], "description": desc, "parameters": body}, where
     )

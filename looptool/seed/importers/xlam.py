@@ -24,6 +24,7 @@ from looptool.seed.importers.base import (
     as_list,
     convert,
     loose_value,
+    object_schema,
     spec_of,
 )
 from looptool.seed.importers.chat import call_of
@@ -106,7 +107,7 @@ def tool_spec(raw: Any, where: str) -> ToolSpec:
                 required.append(str(key))
     except ToolSpecError as exc:
         raise RecordError(str(exc)) from None
-    body = {"type": "object", "properties": props, **({"required": required} if required else {})}
+    body = object_schema(props, required)
     return spec_of(
         {"name": name, "description": raw.get("description", ""), "parameters": body}, where
     )
