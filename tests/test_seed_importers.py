@@ -220,6 +220,7 @@ def test_repeated_tools_are_counted_and_name_clashes_rejected(tmp_path):
     p.write_text("\n".join(json.dumps(rec) for _ in range(3)))
     f = import_file(p)
     assert len(f.apis) == 1 and f.repeated_tools == 2 and len(f.dialogues) == 3
+    assert len(import_file(p, limit=2).dialogues) == 2  # limit counts records
     tools = tmp_path / "tools.json"
     tools.write_text(json.dumps([{"name": "a"}, {"name": "a", "description": "other"}]))
     f = import_file(tools, taken={"b"})
