@@ -24,6 +24,8 @@ COMMANDS: dict[str, str] = {
     # loop vs static (and ablations) as DVC experiments (looptool/compare/cli.py)
     "compare": "looptool.compare.cli:compare",
     "report": "looptool.store.cli:report",
+    # seed data: import dry run (looptool/seed/cli.py)
+    "seed": "looptool.seed.cli:seed_group",
 }
 
 

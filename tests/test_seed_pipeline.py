@@ -21,6 +21,7 @@ STAGES = (run_apis, run_dialogues, run_verify, run_samples)
 OUTPUTS = (
     "apis.parquet",
     "api_rejects.parquet",
+    "imported.parquet",
     "simulated.parquet",
     "simulation_rejects.parquet",
     "dialogues.parquet",

@@ -29,14 +29,18 @@ class TreeFiles(BaseModel):
 
 
 class ToolImport(BaseModel):
-    """A tool file imported into the API pool (OpenAI tools JSON or BFCL function docs)."""
+    """A file of tools and/or dialogues imported into the seed data (looptool.seed.importers)."""
 
     model_config = ConfigDict(extra="forbid")
 
     path: str
-    format: Literal["auto", "openai", "bfcl"] = "auto"
+    # auto: from the first record; one of looptool.seed.importers.FORMATS otherwise
+    format: Literal["auto", "openai", "hermes", "xlam", "toolace", "bfcl", "toolbench"] = "auto"
     domain: str | None = None  # default: import:<file stem>
-    limit: int | None = Field(None, ge=1)
+    limit: int | None = Field(None, ge=1)  # read at most this many records
+    samples: bool = True  # false: tools only, the file's dialogues are not imported
+    # bfcl: the possible-answer file (default: possible_answer/<file name> next to path)
+    answers: str | None = None
 
 
 class ApiParams(BaseModel):

@@ -27,12 +27,15 @@ def untracked_inputs(params: Params) -> list[str]:
     problems = []
     tools = PurePosixPath(TOOLS_DIR)
     for i, imp in enumerate(params.seed.apis.imports):
-        p = _norm(imp.path)
-        if p.is_absolute() or len(p.parts) <= len(tools.parts) or not p.is_relative_to(tools):
-            problems.append(
-                f"seed.apis.imports[{i}].path: {imp.path!r} is not inside {TOOLS_DIR}/, the "
-                "folder stage seed_apis depends on; copy the file there"
-            )
+        for key, value in (("path", imp.path), ("answers", imp.answers)):
+            p = _norm(value) if value is not None else None
+            if p is not None and (
+                p.is_absolute() or len(p.parts) <= len(tools.parts) or not p.is_relative_to(tools)
+            ):
+                problems.append(
+                    f"seed.apis.imports[{i}].{key}: {value!r} is not inside {TOOLS_DIR}/, the "
+                    "folder stage seed_apis depends on; copy the file there"
+                )
     base = params.warmstart.base_model
     if base is not None and _norm(base) != _norm(params.engines.policy.model or ""):
         problems.append(

@@ -40,7 +40,7 @@ from looptool.engines.template import TemplateEngine
 from looptool.params import Params, ParamsError, load_params
 from looptool.seed.agents import AGENTS, AgentSet, SimConfig, draw_dialogues, plan_json, simulate
 from looptool.seed.apis import api_request, build_pool, draw_apis
-from looptool.seed.imports import ToolImportError, import_tools
+from looptool.seed.imports import ToolImportError, import_file, import_origin, mark_imported
 from looptool.seed.noise import NoiseError, inject_noise
 from looptool.seed.samples import build_samples
 from looptool.seed.trees import TreeError, load_trees
@@ -133,12 +133,21 @@ def run_apis(params: Params, out_dir: Path) -> dict:
         taken: set[str] = set()
         rows, rejects = build_pool(draws, texts, trees, taken)
         n_synth = len(rows)
+        # imported files: tools join the pool, dialogues go to seed_verify (imported.parquet)
+        imported: list[dict] = []
+        by_file: dict[str, dict] = {}
         for imp in sp.apis.imports:
-            r, rj = import_tools(imp.path, imp.format, imp.domain, taken, imp.limit)
-            rows += r
-            rejects += rj
+            f = import_file(
+                imp.path, imp.format, imp.domain, taken, imp.limit, imp.answers, imp.samples,
+                first_index=len(imported),
+            )  # fmt: skip
+            rows += f.apis
+            rejects += f.reject_rows()
+            imported += f.dialogues
+            by_file[imp.path] = f.metrics()
         write_parquet_atomic(out_dir / "apis.parquet", rows_to_table(rows, APIS))
         write_parquet_atomic(out_dir / "api_rejects.parquet", rows_to_table(rejects, REJECTS))
+        write_parquet_atomic(out_dir / "imported.parquet", rows_to_table(imported, DIALOGUES))
         metrics = {
             "draws": len(draws),
             "context_leaves": len(trees.context_leaves),
@@ -146,6 +155,8 @@ def run_apis(params: Params, out_dir: Path) -> dict:
             "apis": len(rows),
             "synthesized": n_synth,
             "imported": len(rows) - n_synth,
+            "imported_dialogues": len(imported),
+            "imports": by_file,
             "rejected": len(rejects),
             "rejected_by_tier": _reject_counts(rejects),
             "top_reject_reasons": _top_reasons(rejects),
@@ -264,6 +275,10 @@ def run_verify(params: Params, out_dir: Path) -> dict:
     """Rule tier, then the intent tier (LLM judge or template check) -> verified dialogues."""
     sp = params.seed
     sim = _rows(out_dir / "simulated.parquet")
+    # imported dialogues go through the same tiers, numbered after the simulated ones
+    first = max((d["index"] for d in sim), default=-1) + 1
+    imported = [dict(d, index=first + d["index"]) for d in _rows(out_dir / "imported.parquet")]
+    sim += imported
     carried = _rows(out_dir / "simulation_rejects.parquet")
     rejects: list[dict] = []
     passed: list[dict] = []
@@ -273,7 +288,9 @@ def run_verify(params: Params, out_dir: Path) -> dict:
         messages = [Message.model_validate(m) for m in json.loads(d["messages"])]
         acts = json.loads(d["acts"])
         returns = {p["name"]: p.get("returns") for p in json.loads(d["provenance"])}
-        problems = rule_problems(tools, messages, acts, returns)
+        problems = rule_problems(
+            tools, messages, acts, returns, open_end=import_origin(d) is not None
+        )
         if problems:
             rejects.append(
                 {
@@ -345,8 +362,10 @@ def run_verify(params: Params, out_dir: Path) -> dict:
             out_dir / "dialogue_rejects.parquet", rows_to_table(all_rejects, REJECTS)
         )
         metrics = {
-            "simulated": len(sim),
+            "simulated": len(sim) - len(imported),
+            "imported": len(imported),
             "verified": len(verified),
+            "verified_imported": sum(import_origin(d) is not None for d in verified),
             "rejected_rules": sum(r["tier"] == "rules" for r in rejects),
             "rejected_second_tier": sum(r["tier"] != "rules" for r in rejects),
             "rejected_in_simulation": len(carried),
@@ -380,6 +399,7 @@ def run_samples(params: Params, out_dir: Path) -> dict:
     train, heldout, rejects, acts = build_samples(
         dialogues, sp.heldout_fraction, params.project.seed, set(sp.no_call_acts)
     )
+    imports = mark_imported(dialogues, train, heldout)  # origin "import" + counts per file
     clean_kinds = _kind_counts(train)
     train, noise = inject_noise(train, sp.label_noise, dict(sp.noise.kinds), params.project.seed)
     write_parquet_atomic(out_dir / "samples.parquet", rows_to_table(train, SAMPLES))
@@ -405,6 +425,7 @@ def run_samples(params: Params, out_dir: Path) -> dict:
         "samples_after_error_result": after_error,
         "rejected": len(rejects),
         "rejected_by_tier": _reject_counts(rejects),
+        "imports": imports,
         "label_noise": {
             "requested_fraction": sp.label_noise,
             "noisy": len(noise),

@@ -1,0 +1,163 @@
+"""Importers for the tool and dialogue formats users have on disk, one module per format.
+
+    openai     OpenAI tools JSON / bare specs, and OpenAI chats (messages + tools)
+    hermes     ShareGPT chats (conversations from/value, <tools>, <tool_call> blocks)
+    xlam       xLAM / APIGen: query, tools (map-style parameters), answers
+    toolace    ToolACE: tools inside the system prompt, Python-style call lists
+    bfcl       BFCL questions + possible answers (first acceptable value = label)
+    toolbench  ToolBench / RapidAPI tool documents (api_list)
+
+:func:`read_import` reads one file into tools, dialogues and rejects (file:line and a
+reason for every bad record); ``auto`` picks the format from the first record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+from looptool.core.types import Message
+from looptool.seed.importers import bfcl, chat, toolace, toolbench, xlam
+from looptool.seed.importers.base import (
+    ImportedDialogue,
+    ImportedTool,
+    ImportResult,
+    RecordError,
+    Reject,
+    ToolImportError,
+    ToolOutcome,
+    read_records,
+)
+from looptool.seed.importers.dialogue import plan_acts
+
+FORMATS = ("openai", "hermes", "xlam", "toolace", "bfcl", "toolbench")
+ImportFormat = Literal["auto", "openai", "hermes", "xlam", "toolace", "bfcl", "toolbench"]
+
+Parser = Callable[[Any], tuple[list[ToolOutcome], list[Message] | None]]
+
+_EXPECTED = ", ".join(
+    (
+        "OpenAI chat {messages, tools} or tool spec {name, parameters}",
+        "Hermes/ShareGPT {conversations: [{from, value}]}",
+        "xLAM {query, tools, answers}",
+        "ToolACE {system, conversations}",
+        "BFCL {id, question, function}",
+        "ToolBench {tool_name, api_list}",
+    )
+)
+
+
+def detect(record: Any) -> str | None:
+    """The format one record is written in (None: none fits)."""
+    checks = (
+        ("bfcl", bfcl.is_bfcl),
+        ("toolbench", toolbench.is_toolbench),
+        ("xlam", xlam.is_xlam),
+        ("toolace", toolace.is_toolace),
+        ("hermes", chat.is_sharegpt),
+        ("openai", chat.is_chat),
+        ("openai", chat.is_tool),
+    )
+    return next((name for name, fits in checks if fits(record)), None)
+
+
+def _detect_file(path: Path, records: list) -> str:
+    """The format of the first record that fits one (a bad first record is a reject)."""
+    fits = next((r for r in records if detect(r.value) or bfcl.is_answer(r.value)), None)
+    first, line = (fits or records[0]).value, (fits or records[0]).line
+    if bfcl.is_answer(first):
+        raise ToolImportError(
+            f"{path}: line {line}: a BFCL possible-answer file; import the question file "
+            "(its answers are read from possible_answer/<same name> or `answers`)"
+        )
+    fmt = detect(first)
+    if fmt is None:
+        keys = sorted(first)[:8] if isinstance(first, dict) else type(first).__name__
+        raise ToolImportError(
+            f"{path}: line {line}: no import format fits this record (keys {keys}); "
+            f"expected one of: {_EXPECTED}"
+        )
+    return fmt
+
+
+def _parser(fmt: str, path: Path, answers: str | None) -> Parser:
+    if fmt == "bfcl":
+        table = bfcl.load_answers(bfcl.answers_path(path, answers))
+        return lambda rec: bfcl.parse(rec, table)
+    return {
+        "openai": chat.parse,
+        "hermes": chat.parse,
+        "xlam": xlam.parse,
+        "toolace": toolace.parse,
+        "toolbench": toolbench.parse,
+    }[fmt]
+
+
+def read_import(
+    path: str | Path,
+    fmt: ImportFormat = "auto",
+    answers: str | None = None,
+    limit: int | None = None,
+) -> ImportResult:
+    """Read one file: its tools, its dialogues and a reject per bad record (or tool).
+
+    A tool that fails the JSON-schema checks is rejected; a dialogue whose tools fail,
+    or whose conversation has no plan shape (see :mod:`.dialogue`), is rejected whole.
+    Raises :class:`ToolImportError` when the file as a whole cannot be read.
+    """
+    p = Path(path)
+    records, rejects = read_records(p)
+    if limit is not None:
+        records = records[:limit]
+    if fmt == "auto":
+        fmt = _detect_file(p, records)  # type: ignore[assignment]
+    parse = _parser(fmt, p, answers)
+    res = ImportResult(path=p, format=fmt, records=len(records), rejects=rejects)
+    shared = {r.line for r, nxt in zip(records, records[1:], strict=False) if r.line == nxt.line}
+    for i, rec in enumerate(records):
+        # several records on one line (a one-line JSON list): name the record's position
+        ref = f"{p.name}:{rec.line}" + (f"#{i}" if rec.line in shared else "")
+        try:
+            outcomes, messages = parse(rec.value)
+            if messages is not None:
+                res.dialogues.append(_dialogue(rec.line, ref, outcomes, messages))
+                res.tools += [ImportedTool(rec.line, ref + s, t, True) for s, t in outcomes]  # type: ignore[arg-type]
+                continue
+        except RecordError as exc:
+            res.rejects.append(Reject(rec.line, ref, str(exc), rec.value))
+            continue
+        for suffix, spec in outcomes:
+            if isinstance(spec, RecordError):
+                res.rejects.append(Reject(rec.line, ref + suffix, str(spec), rec.value))
+            else:
+                res.tools.append(ImportedTool(rec.line, ref + suffix, spec))
+    res.rejects.sort(key=lambda r: r.line)
+    return res
+
+
+def _dialogue(line: int, ref: str, outcomes: list[ToolOutcome], messages: list[Message]):
+    bad = [(s, t) for s, t in outcomes if isinstance(t, RecordError)]
+    if bad:
+        raise RecordError(str(bad[0][1]))
+    specs = {}
+    for _, t in outcomes:
+        assert not isinstance(t, RecordError)
+        if t.name in specs and specs[t.name] != t:
+            raise RecordError(f"two different tools named {t.name!r}")
+        specs[t.name] = t
+    plan_acts(messages)  # raises RecordError when the conversation has no plan shape
+    return ImportedDialogue(line, ref, list(specs.values()), messages)
+
+
+__all__ = [
+    "FORMATS",
+    "ImportFormat",
+    "ImportResult",
+    "ImportedDialogue",
+    "ImportedTool",
+    "Reject",
+    "ToolImportError",
+    "detect",
+    "read_import",
+]
