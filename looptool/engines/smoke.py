@@ -15,6 +15,7 @@ from looptool.engines.base import (
     ChoiceRequest,
     Engine,
     EngineError,
+    Failed,
     SamplingParams,
     ScoreRequest,
 )
@@ -51,6 +52,13 @@ def smoke_requests(n: int, max_tokens: int, seed: int = 0):
     return chats, scores, choices
 
 
+def _no_failures(kind: str, results: list) -> None:
+    """The smoke requests are short: any per-request failure is an engine problem."""
+    for i, r in enumerate(results):
+        if isinstance(r, Failed):
+            raise EngineError(f"smoke: {kind} request {i} failed: {r.reason}")
+
+
 def run_smoke(
     engine: Engine, n: int = 32, max_tokens: int = 64, kinds=("generate", "score", "choose")
 ) -> list[SmokeRow]:
@@ -61,6 +69,7 @@ def run_smoke(
         t = time.perf_counter()
         gens = engine.generate(chats)
         dt = time.perf_counter() - t
+        _no_failures("generate", gens)
         if any(len(g) != 1 for g in gens):
             raise EngineError("smoke: generate returned the wrong number of samples")
         toks = sum(len(g[0].token_ids or []) for g in gens)
@@ -69,6 +78,7 @@ def run_smoke(
         t = time.perf_counter()
         res = engine.score(scores)
         dt = time.perf_counter() - t
+        _no_failures("score", res)
         if any(s.n_tokens == 0 for s in res):
             raise EngineError("smoke: a non-empty completion scored zero tokens")
         rows.append(SmokeRow("score (teacher-forced)", n, dt, n, "seq/s"))
@@ -76,6 +86,7 @@ def run_smoke(
         t = time.perf_counter()
         picks = engine.choose(choices)
         dt = time.perf_counter() - t
+        _no_failures("choose", picks)
         bad = [p for p in picks if p not in VERDICTS]
         if bad:
             raise EngineError(f"smoke: choose returned non-options {bad[:3]}")

@@ -46,6 +46,9 @@ class EngineSpec(BaseModel):
     max_retries: int = Field(5, ge=0)
     retry_wait_s: float = Field(1.0, gt=0)  # first backoff; doubles per retry (jittered, max 30 s)
     # template: programmatic generator, nothing to configure beyond the seed in requests
+    # GPU placement (hf/vllm): the devices this role's stages see, e.g. "0,1,2,3"; set as
+    # CUDA_VISIBLE_DEVICES before CUDA starts (null: whatever the environment gives)
+    gpus: str | None = Field(None, pattern=r"^\d+(,\d+)*$")
 
     @model_validator(mode="after")
     def _backend_fields(self) -> EngineSpec:
