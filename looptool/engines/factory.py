@@ -84,6 +84,10 @@ def make_engine(spec: EngineSpec, role: str, cache: RequestCache | None = None) 
         from looptool.engines.openai_backend import OpenAIEngine
 
         engine = OpenAIEngine(spec)
+        if spec.checkpoint:  # a served policy: tied to its checkpoint (engines/served.py)
+            from looptool.engines.served import tie_to_checkpoint
+
+            tie_to_checkpoint(engine, spec)
     elif spec.backend == "template":
         from looptool.engines.template import TemplateEngine
 

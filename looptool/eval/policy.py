@@ -12,10 +12,12 @@ from looptool.params.engines import EngineSpec
 
 
 def policy_spec(spec: EngineSpec, model_dir: str | Path) -> EngineSpec:
-    """``engines.policy`` pointed at ``model_dir`` (hf/vllm load checkpoints from disk;
-    an openai endpoint serves whatever the user deployed, so it is left as is)."""
+    """``engines.policy`` pointed at ``model_dir``: hf/vllm load it from disk; an openai
+    endpoint must serve it (``checkpoint``, checked and hashed by engines/served.py)."""
     if spec.backend in ("hf", "vllm"):
         return spec.model_copy(update={"model": str(model_dir)})
+    if spec.backend == "openai":
+        return spec.model_copy(update={"checkpoint": str(model_dir)})
     return spec
 
 

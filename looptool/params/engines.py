@@ -49,6 +49,9 @@ class EngineSpec(BaseModel):
     # GPU placement (hf/vllm): the devices this role's stages see, e.g. "0,1,2,3"; set as
     # CUDA_VISIBLE_DEVICES before CUDA starts (null: whatever the environment gives)
     gpus: str | None = Field(None, pattern=r"^\d+(,\d+)*$")
+    # openai policy: the checkpoint directory the endpoint must serve (set by the stages
+    # to data/iter_j/model); its content hash joins the cache identity
+    checkpoint: str | None = None
 
     @model_validator(mode="after")
     def _backend_fields(self) -> EngineSpec:
