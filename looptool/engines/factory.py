@@ -68,7 +68,12 @@ def make_engine(spec: EngineSpec, role: str, cache: RequestCache | None = None) 
     """
     param = f"engines.{role}"
     engine: Engine
-    if spec.backend == "hf":
+    if spec.replicas and spec.backend in ("hf", "vllm"):
+        check_model_dir(spec.model, f"{param}.model")
+        from looptool.engines.replicas import ReplicaEngine
+
+        engine = ReplicaEngine(spec, role)  # one process per replica (data parallel)
+    elif spec.backend == "hf":
         model_dir = check_model_dir(spec.model, f"{param}.model")
         tok_dir = check_model_dir(spec.tokenizer, f"{param}.tokenizer") if spec.tokenizer else None
         from looptool.engines.hf import HFEngine

@@ -48,8 +48,11 @@ def stage_gpus(specs: Iterable[EngineSpec]) -> str | None:
     None when none does."""
     seen: dict[str, None] = {}
     for spec in specs:
-        if spec.backend in LOCAL_BACKENDS and spec.gpus:
-            seen.update(dict.fromkeys(spec.gpus.split(",")))
+        if spec.backend not in LOCAL_BACKENDS:
+            continue
+        for gpus in (spec.gpus, *spec.replicas):  # replicas: each worker narrows it further
+            if gpus:
+                seen.update(dict.fromkeys(gpus.split(",")))
     return ",".join(seen) if seen else None
 
 
