@@ -40,7 +40,15 @@ $(RAY_STAMP): $(STAMP)
 	$(PY) -m pip install -q -c requirements.lock -e '.[ray]'
 	touch $(RAY_STAMP)
 
-test: $(STAMP) $(RAY_STAMP)
+# Test-only: the vllm 0.31.0 wheel, unpacked with --no-deps into $(VLLM_WHEEL) (not on
+# sys.path: a half-installed vllm would be imported by TRL) for the API drift test, which
+# reads its source (tests/test_vllm_api_drift.py; no CUDA). Offline, that test skips.
+VLLM_WHEEL := $(VENV)/vllm-wheel
+$(VLLM_WHEEL)/.installed: $(STAMP)
+	$(PY) -m pip install -q --no-deps --target $(VLLM_WHEEL) vllm==0.31.0 \
+		&& touch $@ || echo "vllm wheel not installed: the vLLM API drift test will skip"
+
+test: $(STAMP) $(RAY_STAMP) $(VLLM_WHEEL)/.installed
 	$(VENV)/bin/pytest -q -x -p no:cacheprovider tests
 
 lint: $(STAMP)

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from looptool.engines import factory
-from looptool.engines.base import Engine
+from looptool.engines.base import Engine, EngineError
 from looptool.params import Params, ParamsError, load_params
 from looptool.params.engines import EngineSpec
 
@@ -53,6 +53,19 @@ def skip_static_stage(params: Params, j: int, table: str, schema, metrics: str) 
     )
     print(f"iteration {j}: static baseline, {table} left empty")
     return True
+
+
+def place_gpus(params: Params, stage: str, j: int | None = None) -> None:
+    """CUDA_VISIBLE_DEVICES for this stage from its engines' ``gpus`` (before CUDA starts)."""
+    from looptool.engines.placement import apply_gpus, stage_specs
+
+    name = stage if j is None else f"{stage}@{j}"
+    try:
+        gpus = apply_gpus(stage_specs(params, stage), name)
+    except EngineError as exc:
+        sys.exit(f"error: {exc}")
+    if gpus is not None:
+        print(f"{name}: CUDA_VISIBLE_DEVICES={gpus}")
 
 
 def open_engine(params: Params, spec: EngineSpec, role: str) -> Engine:

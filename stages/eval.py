@@ -16,7 +16,7 @@ from looptool.eval.bfcl_official import BfclEvalMissing
 from looptool.eval.iteration import extend_curve, format_eval, policy_engine, run_eval
 from looptool.store.io import atomic_path, write_json_atomic, write_parquet_atomic
 from looptool.store.views import Layout
-from stages._common import iteration_params, stage_params
+from stages._common import iteration_params, place_gpus, stage_params
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     for need in (model_dir, layout.heldout):
         if not need.exists():
             sys.exit(f"error: eval@{j}: {need} not found (build it first: dvc repro)")
+    place_gpus(params, "eval", j)
     try:
         engine = policy_engine(params, model_dir)
         items, metrics = run_eval(params, j, engine)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sys
+from functools import partial
 
 from looptool.core.tables import EXPANSIONS
 from looptool.engines import EngineError
 from looptool.loop.expand import run_expand
 from looptool.store.io import read_parquet, write_json_atomic, write_parquet_atomic
-from stages._common import iteration_params, open_engine, skip_static_stage
+from stages._common import iteration_params, open_engine, place_gpus, skip_static_stage
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -27,12 +28,14 @@ def main(argv: list[str] | None = None) -> None:
         probe = read_parquet(f"data/iter_{j}/probe.parquet")
         verdicts = read_parquet(f"data/iter_{j}/verdicts.parquet")
         heldout = read_parquet("data/seed/heldout.parquet")
+        place_gpus(params, "expand", j)
         generator = open_engine(params, params.engines.generator, "generator")
         verifier = None
         if lp.expand.llm_verify == "generator":
             verifier = generator
         elif lp.expand.llm_verify == "judge":
-            verifier = open_engine(params, params.engines.judge, "judge")
+            # opened after the generator is done with and closed (one vLLM engine per process)
+            verifier = partial(open_engine, params, params.engines.judge, "judge")
         res = run_expand(
             generator,
             verifier,

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import sys
+from functools import partial
 from pathlib import Path
 
 from looptool.core.tables import VERDICTS
 from looptool.engines import EngineError
 from looptool.loop.judge import label_correction_metrics, run_judge
 from looptool.store.io import read_parquet, write_json_atomic, write_parquet_atomic
-from stages._common import iteration_params, open_engine, skip_static_stage
+from stages._common import iteration_params, open_engine, place_gpus, skip_static_stage
 
 NOISE = Path("data/seed/label_noise.parquet")
 
@@ -27,7 +28,9 @@ def main(argv: list[str] | None = None) -> None:
         judges = []
         if lp.ablation != "no_jglv":
             specs = lp.judge.models or [params.engines.judge]
-            judges = [open_engine(params, s, "judge") for s in specs]
+            place_gpus(params, "judge", j)
+            # opened one at a time by run_judge, each closed before the next
+            judges = [partial(open_engine, params, s, "judge") for s in specs]
         res = run_judge(
             judges,
             dataset,

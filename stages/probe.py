@@ -9,7 +9,13 @@ from looptool.engines import EngineError
 from looptool.eval.policy import policy_spec
 from looptool.loop.probe import probe_metrics, run_probe
 from looptool.store.io import read_parquet, write_json_atomic, write_parquet_atomic
-from stages._common import engine_stats, iteration_params, open_engine, skip_static_stage
+from stages._common import (
+    engine_stats,
+    iteration_params,
+    open_engine,
+    place_gpus,
+    skip_static_stage,
+)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -20,9 +26,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     try:
         dataset = read_parquet(f"data/iter_{j}/dataset.parquet")
-        engine = open_engine(
-            params, policy_spec(params.engines.policy, f"data/iter_{j}/model"), "policy"
-        )
+        spec = policy_spec(params.engines.policy, f"data/iter_{j}/model")
+        place_gpus(params, "probe", j)
+        engine = open_engine(params, spec, "policy")
         table = run_probe(
             engine, dataset, iteration=j, date=params.project.date, params=params.loop.probe
         )

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 import yaml
+
+from looptool.gpucheck import prepare
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -69,32 +70,14 @@ def _looptool(cwd: Path, *args: str) -> str:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("e2e") / "repo"
-    files = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\0")
-    for rel in filter(None, files):
-        src = REPO / rel
-        if not src.is_file() or rel.startswith(("data/seed", "data/iter_", "data/tiny_model")):
-            continue
-        dst = root / rel
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(src, dst)
-    (root / "dvc.lock").unlink(missing_ok=True)
-    params = yaml.safe_load((root / "params.yaml").read_text())
+    root.mkdir()
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
     for key, value in SMOKE.items():
         _set(params, key, value)
     params["iterations"] = {
         str(j): {"j": j, "prev": j - 1, "next": j + 1, "overrides": {}} for j in (1, 2)
     }
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
-    _run([*git, "init", "-q"], root)
-    _run([*git, "add", "-A"], root)
-    _run([*git, "commit", "-qm", "smoke"], root)
+    prepare(root, params)  # the scratch copy scripts/gpu_check.sh runs in, committed
     _run([str(BIN / "dvc"), "repro"], root, timeout=1500)
     return root
 

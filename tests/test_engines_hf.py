@@ -12,7 +12,9 @@ from looptool.engines.base import (
     ChatRequest,
     ChoiceRequest,
     EngineError,
+    Failed,
     SamplingParams,
+    Score,
     ScoreRequest,
 )
 from looptool.engines.hf import HFEngine
@@ -196,11 +198,21 @@ def test_greedy_n_returns_n_copies(engine):
     assert len(gens) == 3 and len({g.text for g in gens}) == 1
 
 
-def test_prompt_over_model_length_is_a_clear_error(tiny_model_dir):
-    spec = EngineSpec(backend="hf", model=str(tiny_model_dir), max_model_len=16, device="cpu")
+def test_request_over_model_length_fails_alone(tiny_model_dir):
+    spec = EngineSpec(backend="hf", model=str(tiny_model_dir), max_model_len=48, device="cpu")
     eng = HFEngine(tiny_model_dir, spec, progress=False)
-    with pytest.raises(EngineError, match="request 0: .* exceed the model length 16"):
-        eng.generate([ChatRequest(messages=_messages(3))])
+    short = [{"role": "user", "content": "hi"}]
+    long = [{"role": "user", "content": " ".join(["word"] * 200)}]
+    gens = eng.generate(
+        [ChatRequest(messages=m, params=SamplingParams(max_tokens=2)) for m in (long, short)]
+    )
+    assert isinstance(gens[0], Failed) and "exceed the model length 48" in gens[0].reason
+    assert isinstance(gens[1], list) and gens[1][0].token_ids
+    scores = eng.score([ScoreRequest(short, "ok"), ScoreRequest(long, "ok")])
+    assert isinstance(scores[0], Score) and scores[0].n_tokens > 0
+    assert isinstance(scores[1], Failed)
+    picks = eng.choose([ChoiceRequest(long, ("A", "B")), ChoiceRequest(short, ("A", "B"))])
+    assert isinstance(picks[0], Failed) and picks[1] in ("A", "B")
 
 
 def test_loading_never_touches_the_network(tiny_model_dir, monkeypatch):

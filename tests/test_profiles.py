@@ -14,7 +14,13 @@ from looptool.params import load_params
 
 REPO = Path(__file__).resolve().parents[1]
 DVC = str(Path(sys.executable).parent / "dvc")
-PROFILES = ["params.yaml", "params.smol.yaml", "params.gpu.yaml", "params.compare.yaml"]
+PROFILES = [
+    "params.yaml",
+    "params.smol.yaml",
+    "params.gpu.yaml",
+    "params.compare.yaml",
+    "params.gpu-check.yaml",  # scripts/gpu_check.sh
+]
 
 
 def _stage_names(profile: str, tmp_path: Path) -> set[str]:

@@ -111,6 +111,7 @@ def test_format_check_rates():
     out = format_check(engine, samples, date=DATE, max_tokens=32)
     assert out == {
         "n": 4,
+        "engine_failed": [],
         "parse_ok_rate": 0.75,
         "tool_call_rate": 0.5,
         "name_match_rate": 0.25,

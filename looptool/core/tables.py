@@ -66,6 +66,9 @@ PROBE = pa.schema(
         pa.field("ppl", pa.float64()),
         pa.field("n_tokens", pa.int32(), nullable=False),
         pa.field("hppl", pa.bool_(), nullable=False),
+        # "engine_failed: <reason>" when the policy could not answer (match_reason
+        # engine_failed) or its PPL could not be scored (ppl null); null otherwise
+        pa.field("engine_error", pa.string()),
     ]
 )
 
@@ -76,7 +79,7 @@ VERDICTS = pa.schema(
         pa.field("sample_id", pa.string(), nullable=False),
         pa.field("iter", pa.int32(), nullable=False),
         pa.field("verdict", pa.string(), nullable=False),
-        pa.field("tier", pa.string(), nullable=False),  # equiv | rules | llm
+        pa.field("tier", pa.string(), nullable=False),  # equiv | rules | llm | engine
         pa.field("reason", pa.string(), nullable=False),
         pa.field("analysis", pa.string()),
         pa.field("correct_approach", pa.string()),
@@ -99,7 +102,8 @@ EXPANSIONS = pa.schema(
         pa.field("scenario", pa.string(), nullable=False),
         pa.field("child_index", pa.int32(), nullable=False),
         pa.field("accepted", pa.bool_(), nullable=False),
-        pa.field("reject_tier", pa.string()),  # parse | rules | dedup | heldout_dup | llm
+        # parse | rules | dedup | heldout_dup | llm | engine_failed
+        pa.field("reject_tier", pa.string()),
         pa.field("reject_reason", pa.string()),
         pa.field("raw_text", pa.string()),  # the generator's output, for inspection
     ]

@@ -72,6 +72,11 @@ def make_engine(spec: EngineSpec, role: str, cache: RequestCache | None = None) 
         from looptool.engines.ray_executor import ray_engine
 
         engine = ray_engine(spec, param)
+    elif spec.replicas and spec.backend in ("hf", "vllm"):
+        check_model_dir(spec.model, f"{param}.model")
+        from looptool.engines.replicas import ReplicaEngine
+
+        engine = ReplicaEngine(spec, role)  # one process per replica (data parallel)
     elif spec.backend == "hf":
         model_dir = check_model_dir(spec.model, f"{param}.model")
         tok_dir = check_model_dir(spec.tokenizer, f"{param}.tokenizer") if spec.tokenizer else None
@@ -88,6 +93,10 @@ def make_engine(spec: EngineSpec, role: str, cache: RequestCache | None = None) 
         from looptool.engines.openai_backend import OpenAIEngine
 
         engine = OpenAIEngine(spec, role=role)
+        if spec.checkpoint:  # a served policy: tied to its checkpoint (engines/served.py)
+            from looptool.engines.served import tie_to_checkpoint
+
+            tie_to_checkpoint(engine, spec)
     elif spec.backend == "template":
         from looptool.engines.template import TemplateEngine
 

@@ -11,7 +11,10 @@
 - choose: each option is scored as the completion followed by the end-of-turn token; the
   highest SUM of log-probs wins (the option's sequence likelihood; ``choice_score: mean``
   switches to the length-normalized mean). Ties go to the earlier option.
-Weights and tokenizer load from a local directory only (``local_files_only=True``).
+A request longer than the model (prompt + completion > ``max_model_len`` / the model's
+``max_position_embeddings``) gets a :class:`~looptool.engines.base.Failed` in its place;
+the rest of the batch runs. Weights and tokenizer load from a local directory only
+(``local_files_only=True``).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from looptool.engines.base import (
     ChatRequest,
     ChoiceRequest,
     EngineError,
+    Failed,
     Generation,
     SamplingParams,
     Score,
@@ -116,10 +120,15 @@ class HFEngine:
         self.model_id = f"{spec.model}@{fp}{tok_part}:{str(self.dtype).removeprefix('torch.')}"
 
     # ---------------------------------------------------------------- generate
-    def generate(self, requests: Sequence[ChatRequest]) -> list[list[Generation]]:
+    def generate(self, requests: Sequence[ChatRequest]) -> list[list[Generation] | Failed]:
         rows: list[_Row] = []
+        failed: dict[int, Failed] = {}
         for i, req in enumerate(requests):
-            prompt = self._encode_prompt(i, req.messages, req.tools, req.chat_template_kwargs)
+            prompt = encode_chat(self.tokenizer, req.messages, req.tools, req.chat_template_kwargs)
+            too_long = self.too_long(len(prompt) + 1)
+            if too_long:
+                failed[i] = too_long
+                continue
             if req.params.greedy:  # n greedy samples are identical: decode once
                 rows.append(_Row(i, prompt, req.params, None))
             else:
@@ -134,13 +143,16 @@ class HFEngine:
                 for r, gen in zip(idx, self._decode([rows[r] for r in idx]), strict=True):
                     done[r] = gen
                 bar.update(len(idx))
-        out: list[list[Generation]] = [[] for _ in requests]
+        out: list[list[Generation] | Failed] = [failed.get(i, []) for i in range(len(requests))]
         for row, gen in zip(rows, done, strict=True):
             assert gen is not None
-            out[row.req].append(gen)
+            gens = out[row.req]
+            assert isinstance(gens, list)
+            gens.append(gen)
         for i, req in enumerate(requests):
-            if req.params.greedy and req.params.n > 1:
-                out[i] = [copy.deepcopy(out[i][0]) for _ in range(req.params.n)]
+            gens = out[i]
+            if isinstance(gens, list) and req.params.greedy and req.params.n > 1:
+                out[i] = [copy.deepcopy(gens[0]) for _ in range(req.params.n)]
         return out
 
     @torch.inference_mode()
@@ -240,35 +252,36 @@ class HFEngine:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
     # ---------------------------------------------------------------- score / choose
-    def score(self, requests: Sequence[ScoreRequest]) -> list[Score]:
-        pairs = []
-        for i, req in enumerate(requests):
-            prompt = self._encode_prompt(i, req.messages, req.tools, req.chat_template_kwargs)
-            comp = encode_text(self.tokenizer, req.completion)
-            self._check_len(i, len(prompt) + len(comp))
-            pairs.append((prompt, comp))
-        lps = self.score_ids(pairs)
-        return [
-            Score(token_logprobs=lp, token_ids=c) for lp, (_, c) in zip(lps, pairs, strict=True)
-        ]
-
-    def choose(self, requests: Sequence[ChoiceRequest]) -> list[str]:
+    def score(self, requests: Sequence[ScoreRequest]) -> list[Score | Failed]:
         pairs, owners = [], []
+        out: list[Score | Failed | None] = [None] * len(requests)
         for i, req in enumerate(requests):
-            prompt = self._encode_prompt(i, req.messages, req.tools, req.chat_template_kwargs)
-            for k, opt in enumerate(req.options):
-                comp = encode_text(self.tokenizer, opt) + [self.end_of_turn]
-                self._check_len(i, len(prompt) + len(comp))
+            prompt = encode_chat(self.tokenizer, req.messages, req.tools, req.chat_template_kwargs)
+            comp = encode_text(self.tokenizer, req.completion)
+            out[i] = self.too_long(len(prompt) + len(comp))
+            if out[i] is None:
                 pairs.append((prompt, comp))
-                owners.append((i, k))
-        lps = self.score_ids(pairs)
-        per_req: list[list[list[float]]] = [[] for _ in requests]
-        for (i, _k), lp in zip(owners, lps, strict=True):
-            per_req[i].append(lp)
-        return [
-            req.options[best_option(ops, self.spec.choice_score)]
-            for req, ops in zip(requests, per_req, strict=True)
-        ]
+                owners.append(i)
+        for i, lp, (_, c) in zip(owners, self.score_ids(pairs), pairs, strict=True):
+            out[i] = Score(token_logprobs=lp, token_ids=c)
+        return [r for r in out if r is not None]
+
+    def choose(self, requests: Sequence[ChoiceRequest]) -> list[str | Failed]:
+        pairs, owners = [], []
+        out: list[str | Failed | None] = [None] * len(requests)
+        for i, req in enumerate(requests):
+            prompt = encode_chat(self.tokenizer, req.messages, req.tools, req.chat_template_kwargs)
+            comps = [encode_text(self.tokenizer, o) + [self.end_of_turn] for o in req.options]
+            out[i] = self.too_long(len(prompt) + max(len(c) for c in comps))
+            if out[i] is None:
+                pairs += [(prompt, c) for c in comps]
+                owners += [i] * len(comps)
+        per_req: dict[int, list[list[float]]] = {}
+        for i, lp in zip(owners, self.score_ids(pairs), strict=True):
+            per_req.setdefault(i, []).append(lp)
+        for i, ops in per_req.items():
+            out[i] = requests[i].options[best_option(ops, self.spec.choice_score)]
+        return [r for r in out if r is not None]
 
     def score_ids(self, pairs: Sequence[tuple[list[int], list[int]]]) -> list[list[float]]:
         """Log-prob of every completion token given prompt + preceding completion tokens."""
@@ -316,17 +329,14 @@ class HFEngine:
         return out
 
     # ---------------------------------------------------------------- helpers
-    def _encode_prompt(self, i: int, messages, tools, kwargs) -> list[int]:
-        ids = encode_chat(self.tokenizer, messages, tools, kwargs)
-        self._check_len(i, len(ids) + 1)
-        return ids
-
-    def _check_len(self, i: int, n: int) -> None:
-        if n > self.max_len:
-            raise EngineError(
-                f"request {i}: {n} tokens exceed the model length {self.max_len} "
-                "(engines.<role>.max_model_len / the model's max_position_embeddings)"
-            )
+    def too_long(self, n: int) -> Failed | None:
+        """A :class:`Failed` when ``n`` tokens exceed the model length, else None."""
+        if n <= self.max_len:
+            return None
+        return Failed(
+            f"{n} tokens exceed the model length {self.max_len} "
+            "(engines.<role>.max_model_len / the model's max_position_embeddings)"
+        )
 
     def _bar(self, total: int, desc: str) -> tqdm:
         return tqdm(

@@ -10,7 +10,8 @@ held-out check (a child whose sample_id or near-duplicate is in the held-out spl
 rejected, tier ``heldout_dup``: evaluation must not leak into training) ->
 LLM tier (a VALID/INVALID check by the generator or judge role; the template backend
 serves it with a grounding check). Every child is a row of ``expansions.parquet``,
-accepted or with its reject tier and reason.
+accepted or with its reject tier and reason (tier ``engine_failed`` when its generator or
+verifier request failed).
 """
 
 from __future__ import annotations
@@ -44,7 +45,9 @@ from looptool.core.types import (
     canonical_json,
     content_hash,
 )
-from looptool.engines.base import ChatRequest, ChoiceRequest, Engine, SamplingParams
+from looptool.engines.base import ChatRequest, ChoiceRequest, Engine, Failed, SamplingParams
+from looptool.engines.failures import ENGINE_FAILED, failure_note
+from looptool.engines.placement import EngineSource, close_engine
 from looptool.loop import edde_template  # noqa: F401  (registers the template tasks)
 from looptool.loop.judge import render_conversation, render_tools, supports_choice
 from looptool.loop.judge_parse import strip_think
@@ -159,6 +162,7 @@ def generation_request(
             temperature=params.expand.temperature,
             seed=child_seed(seed, es.sample_id, index),
         ),
+        chat_template_kwargs={"enable_thinking": params.expand.thinking},
         task=EDDE_TASK,
         payload={
             "tools": s.tools_json(),
@@ -288,7 +292,9 @@ def rule_violation(sample: Sample) -> str | None:
     return None
 
 
-def verify_requests(children: list[Child], date: str) -> list[ChoiceRequest]:
+def verify_requests(
+    children: list[Child], date: str, thinking: bool = False
+) -> list[ChoiceRequest]:
     out = []
     for c in children:
         assert c.sample is not None
@@ -304,6 +310,7 @@ def verify_requests(children: list[Child], date: str) -> list[ChoiceRequest]:
                     {"role": "user", "content": user},
                 ],
                 options=VERIFY_OPTIONS,
+                chat_template_kwargs={"enable_thinking": thinking},
                 task=VERIFY_TASK,
                 payload={
                     "tools": s.tools_json(),
@@ -315,9 +322,12 @@ def verify_requests(children: list[Child], date: str) -> list[ChoiceRequest]:
     return out
 
 
-def llm_verify(engine: Engine, children: list[Child], date: str) -> list[str]:
-    """VALID / INVALID per child (constrained choice, else a strict one-word reading)."""
-    reqs = verify_requests(children, date)
+def llm_verify(
+    engine: Engine, children: list[Child], date: str, thinking: bool = False
+) -> list[str | Failed]:
+    """VALID / INVALID per child (constrained choice, else a strict one-word reading);
+    a :class:`Failed` where the verifier's request failed."""
+    reqs = verify_requests(children, date, thinking)
     if not reqs:
         return []
     if supports_choice(engine):
@@ -327,14 +337,18 @@ def llm_verify(engine: Engine, children: list[Child], date: str) -> list[str]:
             ChatRequest(
                 messages=r.messages,
                 params=SamplingParams(max_tokens=8),
+                chat_template_kwargs=r.chat_template_kwargs,
                 task=r.task,
                 payload=r.payload,
             )
             for r in reqs
         ]
     )
-    out = []
+    out: list[str | Failed] = []
     for g in gens:
+        if isinstance(g, Failed):
+            out.append(g)
+            continue
         word = strip_think(g[0].text).strip()
         out.append(word if word in VERIFY_OPTIONS else f"UNPARSED:{word[:40]}")
     return out
@@ -418,7 +432,7 @@ def heldout_duplicate(index: ShingleIndex | None, sid: str, sh: frozenset[str]) 
 
 def run_expand(
     generator: Engine,
-    verifier: Engine | None,
+    verifier: EngineSource | None,
     dataset: pa.Table,
     probe: pa.Table,
     verdicts: pa.Table,
@@ -430,8 +444,10 @@ def run_expand(
     heldout: pa.Table | None = None,
 ) -> ExpandResult:
     """Generate, parse, verify and deduplicate k children per error seed; children that
-    duplicate or near-duplicate a ``heldout`` sample are rejected (tier ``heldout_dup``)."""
+    duplicate or near-duplicate a ``heldout`` sample are rejected (tier ``heldout_dup``).
+    A ``verifier`` opener is opened after the generator is closed, and closed after use."""
     ep = params.expand
+    opened: Engine | None = None
     seeds = error_seeds(dataset, probe, verdicts)
     if params.ablation == "no_edde" or ep.k == 0:
         table = EXPANSIONS.empty_table()
@@ -449,8 +465,11 @@ def run_expand(
 
     by_parent: dict[str, list[Child]] = {}
     for c, g in zip(children, gens, strict=True):
-        c.raw = g[0].text
         by_parent.setdefault(c.parent.sample_id, []).append(c)
+        if isinstance(g, Failed):
+            c.reject_tier, c.reject_reason = ENGINE_FAILED, f"generator {failure_note(g)}"
+            continue
+        c.raw = g[0].text
         try:
             c.sample = parse_child(c.raw, c.parent.sample.tools)
         except (ValueError, ValidationError) as exc:
@@ -493,12 +512,21 @@ def run_expand(
 
     to_verify = [c for c in children if c.reject_tier is None]
     if verifier is not None and ep.llm_verify != "off":
-        for c, answer in zip(to_verify, llm_verify(verifier, to_verify, date), strict=True):
-            if answer != "VALID":
+        if callable(verifier):  # an opener: the generator is done, free it first
+            close_engine(generator)
+            verifier = opened = verifier()
+        answers = llm_verify(verifier, to_verify, date, ep.thinking)
+        if opened is not None:
+            close_engine(opened)
+        for c, answer in zip(to_verify, answers, strict=True):
+            if isinstance(answer, Failed):
+                c.reject_tier, c.reject_reason = ENGINE_FAILED, f"verifier {failure_note(answer)}"
+            elif answer != "VALID":
                 c.reject_tier, c.reject_reason = "llm", f"verifier answered {answer}"
 
     table = rows_to_table([_child_row(c, iteration) for c in children], EXPANSIONS)
-    return ExpandResult(table, expand_metrics(table, seeds, generator, verifier))
+    verifier_engine = opened or (None if callable(verifier) else verifier)
+    return ExpandResult(table, expand_metrics(table, seeds, generator, verifier_engine))
 
 
 def expand_metrics(

@@ -20,7 +20,9 @@ Every probe mismatch gets one verdict:
 Outcomes (Alg. 1): PRED_WRONG -> MR; LABEL_WRONG -> LR (label replaced by the prediction,
 old label kept in ``label_before``, the new label's kind in ``kind_after``); BOTH_CORRECT ->
 HPPL when its PPL reaches the HPPL cut of its kind group (``hppl_groups``) else KEPT_OUT;
-BOTH_WRONG -> DROPPED; UNPARSED -> ``unparsed_outcome``.
+BOTH_WRONG -> DROPPED; UNPARSED -> ``unparsed_outcome``. A mismatch whose probe request
+failed (``engine_failed``) gets verdict UNPARSED, tier ``engine``, outcome DROPPED: there
+is no prediction to judge. A judge request that fails is a vote with that error.
 """
 
 from __future__ import annotations
@@ -38,7 +40,9 @@ from looptool.core.match import match_normalized
 from looptool.core.rules import check_calls
 from looptool.core.tables import VERDICTS, label_from_json, rows_to_table, sample_kind
 from looptool.core.types import Label, Message, Sample, ToolSpec, canonical_json, content_hash
-from looptool.engines.base import ChatRequest, ChoiceRequest, Engine, SamplingParams
+from looptool.engines.base import ChatRequest, ChoiceRequest, Engine, Failed, SamplingParams
+from looptool.engines.failures import ENGINE_FAILED, failure_note
+from looptool.engines.placement import EngineSource, close_engine, open_source
 from looptool.loop.judge_parse import VERDICT_OPTIONS, parse_judgement, sections, strip_think
 from looptool.loop.probe import (
     hppl_count,
@@ -68,6 +72,7 @@ class Item:
     parse_error: str | None
     ppl: float | None
     candidate: bool = False  # tier 1 found the label invalid, the prediction valid
+    engine_error: str | None = None  # the probe request failed: nothing to judge
 
 
 @dataclass
@@ -272,14 +277,20 @@ def run_llm_tier(
             )
             for it, o in work
         ]
-        texts = [g[0].text for g in engine.generate(reqs)] if reqs else []
+        outs = engine.generate(reqs) if reqs else []
         votes = []
-        for (_, o), text in zip(work, texts, strict=True):
+        for (_, o), out in zip(work, outs, strict=True):
+            if isinstance(out, Failed):
+                votes.append(Vote(engine.model_id, o, "", None, failure_note(out)))
+                continue
+            text = out[0].text
             j = parse_judgement(text)
             votes.append(Vote(engine.model_id, o, text, j.option, j.error, j.analysis, j.approach))
         return votes
 
     choose_txt = load_prompt("judge_choose").strip()
+    # A failed analysis request fails that vote; its choice request is not sent.
+    failed: dict[int, Failed] = {}
     if params.analysis_max_tokens > 0:
         instr = load_prompt("judge_instr_analysis")
         prompts = [judge_prompt(it, o, date, instr) for it, o in work]
@@ -291,9 +302,13 @@ def run_llm_tier(
             )
             for p in prompts
         ]
-        analyses = (
-            [strip_think(g[0].text).strip() for g in engine.generate(gen_reqs)] if gen_reqs else []
-        )
+        analyses = []
+        for k, out in enumerate(engine.generate(gen_reqs) if gen_reqs else []):
+            if isinstance(out, Failed):
+                failed[k] = out
+                analyses.append("")
+            else:
+                analyses.append(strip_think(out[0].text).strip())
         choice_msgs = [
             [*p, {"role": "assistant", "content": a}, {"role": "user", "content": choose_txt}]
             for p, a in zip(prompts, analyses, strict=True)
@@ -301,13 +316,21 @@ def run_llm_tier(
     else:
         analyses = [""] * len(work)
         choice_msgs = [judge_prompt(it, o, date, choose_txt) for it, o in work]
+    asked = [k for k in range(len(work)) if k not in failed]
     choice_reqs = [
-        ChoiceRequest(messages=m, options=VERDICT_OPTIONS, chat_template_kwargs=template)
-        for m in choice_msgs
+        ChoiceRequest(
+            messages=choice_msgs[k], options=VERDICT_OPTIONS, chat_template_kwargs=template
+        )
+        for k in asked
     ]
-    picks = engine.choose(choice_reqs) if choice_reqs else []
+    picks: dict[int, str | Failed] = dict(failed)
+    picks.update(zip(asked, engine.choose(choice_reqs) if choice_reqs else [], strict=True))
     votes = []
-    for (_, o), a, pick in zip(work, analyses, picks, strict=True):
+    for k, ((_, o), a) in enumerate(zip(work, analyses, strict=True)):
+        pick = picks[k]
+        if isinstance(pick, Failed):
+            votes.append(Vote(engine.model_id, o, a, None, failure_note(pick)))
+            continue
         analysis, approach = sections(a)
         ok = pick in VERDICT_OPTIONS
         votes.append(
@@ -339,7 +362,10 @@ def decide_llm(item: Item, votes: list[Vote], params: JudgeParams) -> Decision:
     if note and len(by_model) > 1:
         notes.append(f"models: {note}")
     errors = [f"{v.order}: {v.error}" for v in votes if v.error]
-    reason = "; ".join(notes) or ("judge verdict" if verdict != "UNPARSED" else "; ".join(errors))
+    if verdict == "UNPARSED":  # why no vote parsed (incl. failed requests), not a tie note
+        reason = "; ".join(errors) or "; ".join(notes)
+    else:
+        reason = "; ".join(notes) or "judge verdict"
     if item.candidate and verdict != "UNPARSED":
         pred_right = verdict in ("LABEL_WRONG", "BOTH_CORRECT")
         verdict = "LABEL_WRONG" if pred_right else "BOTH_WRONG"
@@ -406,19 +432,24 @@ def mismatch_items(dataset: pa.Table, probe: pa.Table) -> list[Item]:
                 raw_text=r["raw_text"],
                 parse_error=r["parse_error"],
                 ppl=r["ppl"],
+                engine_error=(r.get("engine_error") or ENGINE_FAILED)
+                if r["match_reason"] == ENGINE_FAILED
+                else None,
             )
         )
     return items
 
 
 def _outcome(d: Decision, item: Item, params: JudgeParams) -> str:
+    if d.tier == "engine":
+        return "DROPPED"
     if d.verdict == "UNPARSED":
         return "DROPPED" if item.candidate else params.unparsed_outcome
     return OUTCOME_OF.get(d.verdict, "BOTH_CORRECT")
 
 
 def run_judge(
-    judges: Sequence[Engine],
+    judges: Sequence[EngineSource],
     dataset: pa.Table,
     probe: pa.Table,
     *,
@@ -427,7 +458,10 @@ def run_judge(
     params: LoopParams,
     seed: int = 0,
 ) -> JudgeResult:
-    """Judge every mismatch of ``probe``; returns the VERDICTS table and its metrics."""
+    """Judge every mismatch of ``probe``; returns the VERDICTS table and its metrics.
+
+    ``judges`` are engines or openers; an opener's engine is opened for its turn and
+    closed before the next judge opens (one vLLM engine per process)."""
     jp = params.judge
     if not judges and params.ablation != "no_jglv":
         raise ValueError("run_judge needs at least one judge engine")
@@ -435,6 +469,9 @@ def run_judge(
     decisions: list[Decision | None] = [None] * len(items)
     pending: list[int] = []
     for i, it in enumerate(items):
+        if it.engine_error is not None:
+            decisions[i] = Decision("UNPARSED", "engine", f"probe {it.engine_error}")
+            continue
         if params.ablation == "no_jglv":
             decisions[i] = Decision(
                 "PRED_WRONG", "none", "ablation no_jglv: every mismatch is a model error"
@@ -452,10 +489,17 @@ def run_judge(
     votes_by_item: dict[int, list[Vote]] = {i: [] for i in pending}
     slot = [i for i in pending for _ in item_orders(items[i], jp, seed)]
     cache_stats = []
-    for k, engine in enumerate(judges):
-        for i, v in zip(slot, run_llm_tier(engine, work, date, jp), strict=True):
-            v.judge = k
-            votes_by_item[i].append(v)
+    opened: list[Engine] = []
+    for k, source in enumerate(judges):
+        engine = open_source(source)
+        opened.append(engine)
+        try:
+            for i, v in zip(slot, run_llm_tier(engine, work, date, jp), strict=True):
+                v.judge = k
+                votes_by_item[i].append(v)
+        finally:
+            if engine is not source:
+                close_engine(engine)
         stats = engine.stats() if hasattr(engine, "stats") else {}
         # openai backend: the endpoint's capabilities as declared or probed (#14)
         caps = getattr(engine, "capabilities", None)
@@ -516,9 +560,12 @@ def run_judge(
         table,
         n_llm_items=len(pending),
         n_votes=len(work),
-        judges=judges,
+        judges=opened,
         params=jp,
         cache=cache_stats,
+        failed_votes=sum(
+            (v.error or "").startswith(ENGINE_FAILED) for vs in votes_by_item.values() for v in vs
+        ),
     )
     return JudgeResult(table, metrics)
 
@@ -577,6 +624,7 @@ def judge_metrics(
     judges: Sequence[Engine],
     params: JudgeParams,
     cache: list[dict],
+    failed_votes: int = 0,
 ) -> dict:
     """Verdicts per tier, outcomes, unparsed count, LLM calls made vs avoided, cache stats."""
     df = pl.from_arrow(verdicts)
@@ -595,6 +643,9 @@ def judge_metrics(
         "verdicts_per_tier": per_tier,
         "outcomes": dict(sorted(Counter(df.get_column("outcome").to_list()).items())),
         "unparsed": int((df.get_column("verdict") == "UNPARSED").sum()),
+        # probe requests that failed (tier engine) and judge votes whose request failed
+        "probe_engine_failed": int((df.get_column("tier") == "engine").sum()),
+        "judge_engine_failed": failed_votes,
         "llm_items": n_llm_items,
         "llm_calls_made": n_votes * per_vote,
         "llm_calls_avoided": resolved_early * orders * per_vote,

@@ -9,7 +9,10 @@ scored teacher-forced right after the prompt, i.e. not conditioned on the reason
 engine protocol cannot score a continuation of a partial assistant turn). Optionally the
 label is scored teacher-forced instead. HPPL = the highest-PPL mastered samples (top
 quantile or count), ranked within each kind group (call / clarify / irrelevant) by default
-(``hppl_groups``): free-text PPL is not comparable with JSON-call PPL.
+(``hppl_groups``): free-text PPL is not comparable with JSON-call PPL. A request the engine
+cannot answer (:class:`~looptool.engines.base.Failed`) leaves a row with ``engine_error``:
+a failed generation is a mismatch with reason ``engine_failed`` (the judge drops it), a
+failed scoring pass leaves the PPL null (never HPPL).
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from looptool.core.codec import THINK_CLOSE, parse_completion, render_label
 from looptool.core.match import KIND_GROUP_OF, match_strict
 from looptool.core.tables import PROBE, rows_to_table, sample_from_row
 from looptool.core.types import Sample, canonical_json
-from looptool.engines.base import Engine, SamplingParams, ScoreRequest
+from looptool.engines.base import Engine, Failed, Generation, SamplingParams, ScoreRequest
+from looptool.engines.failures import ENGINE_FAILED, failure_note
 from looptool.loop.prompting import policy_request
 from looptool.params.loop import HpplGroups, ProbeParams
 
@@ -70,7 +74,13 @@ def run_probe(
     want_logprobs = params.ppl_source == "output" and params.ppl_method == "auto"
     sampling = SamplingParams(max_tokens=params.max_tokens, temperature=0.0, logprobs=want_logprobs)
     requests = [policy_request(s, date, sampling, params.thinking) for s in samples]
-    generations = [g[0] for g in engine.generate(requests)] if requests else []
+    generations: list[Generation | Failed] = [
+        g if isinstance(g, Failed) else g[0]
+        for g in (engine.generate(requests) if requests else [])
+    ]
+    errors: list[str | None] = [
+        failure_note(g) if isinstance(g, Failed) else None for g in generations
+    ]
 
     # Perplexity: from the generation's log-probs when they cover exactly the answer,
     # otherwise one teacher-forced scoring pass (batched) over what must be scored.
@@ -78,6 +88,8 @@ def run_probe(
     n_tok: list[int] = [0] * len(samples)
     to_score: list[tuple[int, ScoreRequest]] = []
     for i, (s, gen) in enumerate(zip(samples, generations, strict=True)):
+        if isinstance(gen, Failed):
+            continue
         if params.ppl_source == "label":
             completion = render_label(s.label)
         else:
@@ -100,10 +112,28 @@ def run_probe(
     if to_score:
         scores = engine.score([r for _, r in to_score])
         for (i, _), sc in zip(to_score, scores, strict=True):
+            if isinstance(sc, Failed):
+                errors[i] = f"score {failure_note(sc)}"
+                continue
             ppl[i], n_tok[i] = _ppl(sc.token_logprobs), sc.n_tokens
 
     out = []
     for i, (row, s, gen) in enumerate(zip(rows, samples, generations, strict=True)):
+        if isinstance(gen, Failed):
+            out.append(
+                {
+                    "sample_id": row["sample_id"],
+                    "iter": iteration,
+                    "kind": row["kind"],
+                    "raw_text": "",
+                    "match": False,
+                    "match_reason": ENGINE_FAILED,
+                    "n_tokens": 0,
+                    "hppl": False,
+                    "engine_error": errors[i],
+                }
+            )
+            continue
         parsed = parse_completion(gen.text)
         result = match_strict(parsed, s.label)
         label = parsed.to_label()
@@ -126,6 +156,7 @@ def run_probe(
                 "ppl": None if math.isnan(ppl[i]) else ppl[i],
                 "n_tokens": n_tok[i],
                 "hppl": False,
+                "engine_error": errors[i],
             }
         )
     table = rows_to_table(out, PROBE)
@@ -233,6 +264,7 @@ def probe_metrics(probe: pa.Table) -> dict:
         "mismatch": n - mastered,
         "mastery_rate": mastered / n if n else 0.0,
         "parse_failures": int(df.get_column("parse_error").is_not_null().sum()),
+        "engine_failed": int(df.get_column("engine_error").is_not_null().sum()),
         "mismatch_reasons": dict(sorted(reasons.items())),
         "ppl_mean": stat(ppl, "mean"),
         "ppl_median": stat(ppl, "median"),

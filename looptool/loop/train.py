@@ -204,16 +204,40 @@ def last_checkpoint(output_dir: Path) -> str | None:
     return get_last_checkpoint(str(output_dir))
 
 
+def training_dtype(args) -> str | None:
+    """The half-precision dtype a run trains in (``bf16`` / ``fp16`` args), or None (fp32)."""
+    if getattr(args, "bf16", False):
+        return "bfloat16"
+    if getattr(args, "fp16", False):
+        return "float16"
+    return None
+
+
 def save_checkpoint_atomic(trainer, out_dir: str | os.PathLike) -> None:
     """Save model + tokenizer with save_pretrained into a temp dir, then rename into place.
+    Called once training has ended.
 
-    Nothing path- or time-dependent is kept, so the same training gives the same bytes in
-    any checkout (DVC hashes and model ids match across clones)."""
+    Weights are saved in the training dtype: bf16 training keeps fp32 master weights under
+    autocast, and saving those would double the checkpoint (~32 GB for 8B) for no gain.
+    DeepSpeed / FSDP runs save through the trainer, which gathers the shards. Nothing
+    path- or time-dependent is kept, so the same training gives the same bytes in any
+    checkout (DVC hashes and model ids match across clones)."""
     out = Path(out_dir)
     tmp = out.with_name(f".{out.name}.tmp")
     if is_main_process() and tmp.exists():
         shutil.rmtree(tmp)
-    trainer.save_model(str(tmp))  # every rank takes part (sharded/ZeRO-3 weights get gathered)
+    dtype = training_dtype(trainer.args)
+    sharded = trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled
+    if dtype is None or sharded:
+        trainer.save_model(str(tmp))  # every rank takes part (sharded/ZeRO-3 weights get gathered)
+    elif is_main_process():
+        import torch
+
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        model.to(getattr(torch, dtype))  # in place: ties kept; training is over
+        model.save_pretrained(tmp)
+        if trainer.processing_class is not None:
+            trainer.processing_class.save_pretrained(tmp)
     trainer.accelerator.wait_for_everyone()
     if is_main_process():
         # holds output_dir (an absolute path): the same weights would hash differently per clone

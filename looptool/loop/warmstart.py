@@ -175,15 +175,22 @@ def format_check(
     """Greedy-decode ``samples`` with a policy engine; rates of parseable output and matches.
 
     ``tool_call_rate`` counts, among samples whose label has calls, completions that
-    parse cleanly and hold at least one ``<tool_call>``.
+    parse cleanly and hold at least one ``<tool_call>``. A sample whose request failed
+    (:class:`~looptool.engines.base.Failed`) is left out of every rate and listed under
+    ``engine_failed`` with its sample_id and reason.
     """
     from looptool.engines import SamplingParams
+    from looptool.engines.failures import failed_items, first_text
 
     if not samples:
         return {"n": 0}
     sampling = SamplingParams(max_tokens=max_tokens, temperature=0.0)
     requests = [policy_request(s, date, sampling, enable_thinking) for s in samples]
-    parsed = [parse_completion(gens[0].text) for gens in engine.generate(requests)]
+    outs = engine.generate(requests)
+    failed = failed_items([s.sample_id for s in samples], outs)
+    kept = [(s, first_text(o)) for s, o in zip(samples, outs, strict=True)]
+    samples = [s for s, text in kept if text is not None]
+    parsed = [parse_completion(text) for _, text in kept if text is not None]
     with_calls = [i for i, s in enumerate(samples) if s.label.calls]
 
     def names(calls) -> list[str]:
@@ -194,6 +201,7 @@ def format_check(
 
     return {
         "n": len(samples),
+        "engine_failed": failed,
         "parse_ok_rate": rate(sum(p.ok for p in parsed), len(parsed)),
         "tool_call_rate": rate(
             sum(parsed[i].ok and bool(parsed[i].calls) for i in with_calls), len(with_calls)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -70,6 +71,15 @@ class EngineSpec(BaseModel):
     capabilities: EndpointCapabilities = EndpointCapabilities()
     choice_samples: int = Field(4, ge=0)
     # template: programmatic generator, nothing to configure beyond the seed in requests
+    # GPU placement (hf/vllm): the devices this role's stages see, e.g. "0,1,2,3"; set as
+    # CUDA_VISIBLE_DEVICES before CUDA starts (null: whatever the environment gives)
+    gpus: str | None = Field(None, pattern=r"^\d+(,\d+)*$")
+    # hf/vllm data parallelism: one process per replica, each on its own GPUs, e.g.
+    # ["0", "1", "2", "3"] or ["0,1", "2,3"]; requests split evenly (engines/replicas.py)
+    replicas: list[str] = Field(default_factory=list)
+    # openai policy: the checkpoint directory the endpoint must serve (set by the stages
+    # to data/iter_j/model); its content hash joins the cache identity
+    checkpoint: str | None = None
     # Where the backend runs: in this process, or as replicas on a Ray cluster (hf: an
     # actor pool; vllm: ray.data.llm); the driver still owns the request cache.
     executor: Literal["local", "ray"] = "local"
@@ -96,6 +106,9 @@ class EngineSpec(BaseModel):
                 )
             if not self.model:
                 raise ValueError("backend 'openai' needs `model`: the served model name")
+        bad = [r for r in self.replicas if not re.fullmatch(r"\d+(,\d+)*", r)]
+        if bad:
+            raise ValueError(f"replicas: each entry is a GPU list like '0' or '0,1', got {bad}")
         if self.data_parallel_size > 1 and self.backend == "vllm":
             raise ValueError(
                 "vllm data_parallel_size > 1 is not supported by offline vllm.LLM 0.31; "

@@ -91,6 +91,9 @@ class ExpandParams(BaseModel):
     # Jaccard similarity (word 3-grams of context + label) at or above which a child is a
     # near-duplicate of its seed or of an accepted sibling.
     near_dup_threshold: float = Field(0.9, gt=0.0, le=1.0)
+    # enable_thinking for the generation and verification prompts: off, so a reasoning
+    # model (Qwen3) spends max_tokens on the JSON sample / the one-word verdict
+    thinking: bool = False
 
 
 class ComposeParams(BaseModel):

@@ -52,6 +52,8 @@ class ApiParams(BaseModel):
     imports: list[ToolImport] = Field(default_factory=list)
     max_tokens: int = Field(768, ge=16)
     temperature: float = Field(0.7, ge=0.0)
+    # chat-template enable_thinking: off, so a reasoning model spends max_tokens on the spec
+    enable_thinking: bool = False
 
 
 class AgentEngines(BaseModel):

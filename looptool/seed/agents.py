@@ -21,7 +21,8 @@ from typing import Any
 
 from looptool.core.codec import parse_completion
 from looptool.core.types import Message, ToolCall, ToolSpec, canonical_json, content_hash
-from looptool.engines.base import ChatRequest, Engine, SamplingParams
+from looptool.engines.base import ChatRequest, Engine, Failed, SamplingParams
+from looptool.engines.failures import ENGINE_FAILED, failure_note
 from looptool.prompts import load_prompt
 from looptool.seed.jsontext import extract_json
 from looptool.seed.plan import Plan, PlanCall, PlanTurn, find_chains, parse_plan
@@ -474,6 +475,13 @@ def simulate(specs: list[DialogueSpec], agents: AgentSet) -> list[dict]:
                 continue
             outs = agents.engines[agent].generate([r for _, r in batch])
             for (k, _), gens in zip(batch, outs, strict=True):
+                if isinstance(gens, Failed):
+                    # the dialogue cannot go on without this turn: it ends as a reject
+                    flows[k].close()
+                    pending.pop(k)
+                    reject = (ENGINE_FAILED, f"{agent} {failure_note(gens)}", {})
+                    results[k] = {"reject": reject}
+                    continue
                 advance(k, gens[0].text)
     return [results[d.index] for d in specs]
 

@@ -14,13 +14,15 @@ import json
 import math
 import random
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import jsonschema
 
 from looptool.core.types import ToolSpec, ToolSpecError, canonical_json, content_hash
-from looptool.engines.base import ChatRequest, SamplingParams
+from looptool.engines.base import ChatRequest, Failed, SamplingParams
+from looptool.engines.failures import ENGINE_FAILED, failure_note
 from looptool.prompts import load_prompt
 from looptool.seed.jsontext import extract_json
 from looptool.seed.trees import FieldDef, Leaf, Trees
@@ -193,9 +195,14 @@ def describe_constraints(cons: dict[str, Any]) -> str:
 
 
 def api_request(
-    draw: ApiDraw, trees: Trees, template: bool, sampling: SamplingParams
+    draw: ApiDraw,
+    trees: Trees,
+    template: bool,
+    sampling: SamplingParams,
+    enable_thinking: bool = False,
 ) -> ChatRequest:
-    """The generation request of one draw (prompt for LLMs, payload for the template)."""
+    """The generation request of one draw (prompt for LLMs, payload for the template);
+    ``enable_thinking`` goes to the chat template (off: the budget is for the spec)."""
     leaf = draw.leaf
     fields = "\n".join(f"- {f.name} ({f.type}): {f.description}" for f in leaf.fields)
     prompt = load_prompt("seed_api").format(
@@ -219,6 +226,7 @@ def api_request(
     return ChatRequest(
         messages=[{"role": "user", "content": prompt}],
         params=sampling,
+        chat_template_kwargs=None if template else {"enable_thinking": enable_thinking},
         task=API_TASK,
         payload=payload,
     )
@@ -345,15 +353,23 @@ def api_row(
 
 
 def build_pool(
-    draws: list[ApiDraw], texts: list[str], trees: Trees, taken: set[str] | None = None
+    draws: list[ApiDraw],
+    texts: Sequence[str | Failed],
+    trees: Trees,
+    taken: set[str] | None = None,
 ) -> tuple[list[dict], list[dict]]:
-    """Parse + validate each draw's output: (API rows, reject rows)."""
+    """Parse + validate each draw's output: (API rows, reject rows); a draw whose
+    request failed (:class:`Failed`) is a reject of tier ``engine_failed``."""
     taken = set() if taken is None else taken
     rows: list[dict] = []
     rejects: list[dict] = []
     fallback = trees.constraint.fallback_fields
     for draw, text in zip(draws, texts, strict=True):
         item = f"draw-{draw.index:05d}"
+        if isinstance(text, Failed):
+            reject = _reject(item, ENGINE_FAILED, failure_note(text), {"draw": _draw_json(draw)})
+            rejects.append(reject)
+            continue
         obj, err = extract_json(text)
         if err is not None:
             rejects.append(_reject(item, "parse", err, {"draw": _draw_json(draw), "output": text}))

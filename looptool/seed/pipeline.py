@@ -35,7 +35,9 @@ from looptool.core.tables import (
 )
 from looptool.core.types import Message, ToolSpec, canonical_json
 from looptool.engines import EngineError, RequestCache, make_engine
-from looptool.engines.base import Engine, SamplingParams
+from looptool.engines.base import Engine, Failed, SamplingParams
+from looptool.engines.failures import ENGINE_FAILED
+from looptool.engines.placement import apply_gpus, stage_specs
 from looptool.engines.template import TemplateEngine
 from looptool.params import Params, ParamsError, load_params
 from looptool.seed.agents import AGENTS, AgentSet, SimConfig, draw_dialogues, plan_json, simulate
@@ -128,8 +130,12 @@ def run_apis(params: Params, out_dir: Path) -> dict:
         )
         import looptool.seed.templates  # noqa: F401  (registers the template tasks)
 
-        requests = [api_request(d, trees, gen.backend == "template", sampling) for d in draws]
-        texts = [g[0].text for g in gen.generate(requests)] if requests else []
+        tmpl = gen.backend == "template"
+        requests = [api_request(d, trees, tmpl, sampling, sp.apis.enable_thinking) for d in draws]
+        texts = [
+            g if isinstance(g, Failed) else g[0].text
+            for g in (gen.generate(requests) if requests else [])
+        ]
         taken: set[str] = set()
         rows, rejects = build_pool(draws, texts, trees, taken)
         n_synth = len(rows)
@@ -333,7 +339,7 @@ def run_verify(params: Params, out_dir: Path) -> dict:
         for step, (verdict, reason) in zip(steps, results, strict=True):
             verdict_counts[verdict] += 1
             n_steps[step.dialogue_id] += 1
-            if verdict == "FAIL":
+            if verdict in ("FAIL", ENGINE_FAILED):
                 fails.setdefault(step.dialogue_id, []).append(
                     f"message {step.message_index} ({step.payload['act']}): {reason}"
                 )
@@ -452,7 +458,9 @@ def stage_main(name: str, fn: Callable[[Params, Path], dict], argv: list[str] | 
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     try:
-        metrics = fn(load_params(args.params), Path(args.out))
+        params = load_params(args.params)
+        apply_gpus(stage_specs(params, name), name)  # before any engine starts CUDA
+        metrics = fn(params, Path(args.out))
     except KNOWN_ERRORS as exc:
         print(f"{name}: error: {exc}", file=sys.stderr)
         return 2

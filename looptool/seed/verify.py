@@ -30,7 +30,8 @@ import jsonschema
 from looptool.core.codec import parse_completion, render_calls
 from looptool.core.rules import check_calls
 from looptool.core.types import Message, ToolSpec, canonical_json
-from looptool.engines.base import ChatRequest, ChoiceRequest, Engine, SamplingParams
+from looptool.engines.base import ChatRequest, ChoiceRequest, Engine, Failed, SamplingParams
+from looptool.engines.failures import ENGINE_FAILED, failure_note
 from looptool.prompts import load_prompt
 from looptool.seed.values import appears_in, scalar_leaves
 
@@ -270,7 +271,8 @@ def judge_steps(
     reasons: bool,
     max_tokens: int = 96,
 ) -> list[tuple[str, str]]:
-    """(verdict, reason) per step, through one batched choose (+ generate for reasons)."""
+    """(verdict, reason) per step, through one batched choose (+ generate for reasons);
+    verdict ``engine_failed`` where the judge's request failed."""
     import looptool.seed.templates  # noqa: F401  (registers the template tasks)
 
     tmpl = engine.backend == "template"
@@ -292,7 +294,9 @@ def judge_steps(
             )
         )
     verdicts = engine.choose(choose) if choose else []
-    out = [(v, "") for v in verdicts]
+    # A step whose request failed cannot be verified: verdict engine_failed (the dialogue
+    # is rejected like a FAIL) with the reason.
+    out = [(ENGINE_FAILED, failure_note(v)) if isinstance(v, Failed) else (v, "") for v in verdicts]
     failed = [i for i, v in enumerate(verdicts) if v == "FAIL"]
     if failed and (reasons or tmpl):
         reqs = []
@@ -315,6 +319,9 @@ def judge_steps(
                 )
             )
         for i, gens in zip(failed, engine.generate(reqs), strict=True):
+            if isinstance(gens, Failed):
+                out[i] = ("FAIL", f"(no reason: {failure_note(gens)})")
+                continue
             reason = " ".join(parse_completion(gens[0].text).text.split())[:300]
             out[i] = ("FAIL", reason or "(the judge gave no reason)")
     return out
