@@ -42,9 +42,10 @@ from looptool.seed.agents import AGENTS, AgentSet, SimConfig, draw_dialogues, pl
 from looptool.seed.apis import api_request, build_pool, draw_apis
 from looptool.seed.imports import ToolImportError, import_tools
 from looptool.seed.noise import NoiseError, inject_noise
+from looptool.seed.plan import reject_class
 from looptool.seed.samples import build_samples
 from looptool.seed.trees import TreeError, load_trees
-from looptool.seed.verify import judge_steps, rule_problems, steps_to_check
+from looptool.seed.verify import chain_problems, judge_steps, rule_problems, steps_to_check
 from looptool.store.io import read_parquet, write_json_atomic, write_parquet_atomic
 
 KNOWN_ERRORS = (TreeError, ToolImportError, ParamsError, EngineError, NoiseError, FileNotFoundError)
@@ -161,6 +162,16 @@ def run_apis(params: Params, out_dir: Path) -> dict:
 # --- seed_dialogues ------------------------------------------------------------------------
 
 
+def _plan_outcomes(n: int, rejects: list[dict]) -> dict:
+    """Planner outputs accepted / rejected, rejects counted by reason class."""
+    classes = Counter(reject_class(r["reason"]) for r in rejects if r["tier"] == "plan")
+    return {
+        "accepted": n - sum(classes.values()),
+        "rejected": sum(classes.values()),
+        "rejected_by_class": dict(sorted(classes.items())),
+    }
+
+
 def run_dialogues(params: Params, out_dir: Path) -> dict:
     """Simulate planner/user/assistant/tool dialogues over seeded tool subsets of the pool."""
     sp = params.seed.dialogues
@@ -225,7 +236,7 @@ def run_dialogues(params: Params, out_dir: Path) -> dict:
                     "domain": d.domain,
                     "tools": tools_json,
                     "provenance": canonical_json(provenance),
-                    "turn_kinds": canonical_json(d.kinds),
+                    "turn_kinds": canonical_json([t.kind for t in res["plan"].turns]),
                     "plan": plan_json(res["plan"]),
                     "messages": canonical_json([m.to_json() for m in msgs]),
                     "acts": canonical_json(res["acts"]),
@@ -247,6 +258,7 @@ def run_dialogues(params: Params, out_dir: Path) -> dict:
             "rejected_by_tier": _reject_counts(rejects),
             "top_reject_reasons": _top_reasons(rejects),
             "turn_kinds": dict(sorted(kinds.items())),
+            "plans": _plan_outcomes(len(specs), rejects),
             "messages": sum(r["n_messages"] for r in rows),
             "calls": sum(r["n_calls"] for r in rows),
             "engines": engines.stats(),
@@ -273,7 +285,9 @@ def run_verify(params: Params, out_dir: Path) -> dict:
         messages = [Message.model_validate(m) for m in json.loads(d["messages"])]
         acts = json.loads(d["acts"])
         returns = {p["name"]: p.get("returns") for p in json.loads(d["provenance"])}
-        problems = rule_problems(tools, messages, acts, returns)
+        problems = rule_problems(tools, messages, acts, returns) + chain_problems(
+            json.loads(d["plan"]), messages, acts
+        )
         if problems:
             rejects.append(
                 {
