@@ -343,6 +343,7 @@ def _flow(d: DialogueSpec, agents: AgentSet) -> Generator[Yield, str, dict]:
                     "mode": mode,
                     "first": not messages,
                     "hints": hints,
+                    "descriptions": {n: e["spec"].get("description") for n, e in by_name.items()},
                 },
             ),
         )
