@@ -40,6 +40,7 @@ from looptool.engines.template import TemplateEngine
 from looptool.params import Params, ParamsError, load_params
 from looptool.seed.agents import AGENTS, AgentSet, SimConfig, draw_dialogues, plan_json, simulate
 from looptool.seed.apis import api_request, build_pool, draw_apis
+from looptool.seed.diversity import seed_diversity
 from looptool.seed.imports import ToolImportError, import_tools
 from looptool.seed.noise import NoiseError, inject_noise
 from looptool.seed.plan import reject_class
@@ -392,9 +393,10 @@ def run_samples(params: Params, out_dir: Path) -> dict:
     sp = params.seed
     dialogues = _rows(out_dir / "dialogues.parquet")
     train, heldout, rejects, acts = build_samples(
-        dialogues, sp.heldout_fraction, params.project.seed, set(sp.no_call_acts)
+        dialogues, sp.heldout_fraction, params.project.seed, set(sp.no_call_acts), sp.heldout_by
     )
     clean_kinds = _kind_counts(train)
+    clean_train = train
     train, noise = inject_noise(train, sp.label_noise, dict(sp.noise.kinds), params.project.seed)
     write_parquet_atomic(out_dir / "samples.parquet", rows_to_table(train, SAMPLES))
     write_parquet_atomic(out_dir / "heldout.parquet", rows_to_table(heldout, SAMPLES))
@@ -419,6 +421,9 @@ def run_samples(params: Params, out_dir: Path) -> dict:
         "samples_after_error_result": after_error,
         "rejected": len(rejects),
         "rejected_by_tier": _reject_counts(rejects),
+        "heldout_by": sp.heldout_by,
+        # measured on the clean labels: injected noise is not the generator's diversity
+        "diversity": seed_diversity(clean_train, heldout),
         "label_noise": {
             "requested_fraction": sp.label_noise,
             "noisy": len(noise),
