@@ -19,6 +19,10 @@
   fresh value in the same sentence template is still the same request;
   ``heldout_mean_best_jaccard`` is the mean of each held-out sample's best similarity
   (0 when no training sample calls the same functions).
+
+Not the EDDE near-duplicate rule (:mod:`looptool.loop.near_dup`: 3-gram shingles of the
+whole conversation and label, where the values dominate): this one asks whether the
+generator wrote the same request twice, so it compares wording with values masked.
 """
 
 from __future__ import annotations
