@@ -137,3 +137,24 @@ def test_call_rate_and_collapse_guard_shown(project: Path) -> None:
     assert max(len(line) for line in text.splitlines()) <= 100, [
         x for x in text.splitlines() if len(x) > 100
     ]
+
+
+def test_seed_diversity_line(project: Path) -> None:
+    """The seed stage's diversity metrics (data/seed/metrics.json) in one status line."""
+    assert collect_status(project, check_dvc=False).seed_diversity is None
+    diversity = {
+        "functions": {"offered": 360, "called": 320},
+        "user_messages": {"distinct": 1003, "openings": 461, "distinct_2": 0.3135,
+                          "distinct_3": 0.5513},
+        "chain_share": 0.126,
+        "near_duplicate_share": 0.0,
+    }  # fmt: skip
+    (project / "data/seed/metrics.json").write_text(json.dumps({"diversity": diversity}))
+    st = collect_status(project, check_dvc=False)
+    assert st.to_json()["seed_diversity"] == diversity
+    line = next(x for x in format_status(st).splitlines() if x.startswith("seed diversity"))
+    assert line == (
+        "seed diversity: 320 functions, openings 461/1003, distinct-2/3 0.31/0.55, "
+        "chain 0.13, near-dup 0.00"
+    )
+    assert len(line) <= 100

@@ -138,6 +138,9 @@ class SeedParams(BaseModel):
     dialogues: DialogueParams = DialogueParams()
     verify: VerifyParams = VerifyParams()
     heldout_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    # dialogue: a seeded share of the dialogues; tool: dialogues offering a seeded set of
+    # functions, so held-out samples call functions training never sees
+    heldout_by: Literal["dialogue", "tool"] = "dialogue"
     # assistant no-call acts that become no_call samples (besides every tool-call step)
     no_call_acts: list[Literal["clarify", "irrelevant", "answer"]] = Field(
         default_factory=lambda: ["clarify", "irrelevant"]

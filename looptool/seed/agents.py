@@ -26,7 +26,7 @@ from looptool.engines.failures import ENGINE_FAILED, failure_note
 from looptool.prompts import load_prompt
 from looptool.seed.jsontext import extract_json
 from looptool.seed.plan import Plan, PlanCall, PlanTurn, find_chains, parse_plan
-from looptool.seed.values import gen_value, say_value
+from looptool.seed.values import gen_value, say_value, words
 
 AGENTS = ("planner", "user", "assistant", "tool")
 PLANNER_TASK, USER_TASK = "seed.planner", "seed.user"
@@ -238,25 +238,40 @@ def _transcript(messages: list[Message]) -> str:
     return "\n".join(lines) or "(empty)"
 
 
+def user_known(turn: PlanTurn) -> list[tuple[PlanCall, dict]]:
+    """Per call of a turn, the arguments the user knows and states: every value except
+    the one a clarify turn leaves out and those a later call ``uses`` from an earlier
+    call's result (a user cannot know them; stating them collapses the chain)."""
+    out = []
+    for s, step in enumerate(turn.steps):
+        for i, c in enumerate(step):
+            skip = set(c.uses) | ({turn.omit} if turn.omit and s == i == 0 else set())
+            out.append((c, {k: v for k, v in c.arguments.items() if k not in skip}))
+    return out
+
+
 def _user_goal(turn: PlanTurn, mode: str) -> tuple[str, str]:
     if turn.kind == "irrelevant":
         return turn.request, "Ask exactly for this."
-    calls = [c for step in turn.steps for c in step]
     if mode == "provide":
         value = turn.omitted_value()
         return (
             f"answer the assistant's question with the missing value: {turn.omit} = {json.dumps(value)}",
             "Give only that value, naturally.",
         )
-    want = "; ".join(
-        f"{c.name} with {canonical_json({k: v for k, v in c.arguments.items() if k not in c.uses})}"
-        for c in calls
-    )
-    details = f"Mention every value literally: {want}."
+    want = "; ".join(f"{c.name} with {canonical_json(args)}" for c, args in user_known(turn))
+    details = f"Mention each of these values literally, as written: {want}."
     if turn.omit:
         details += f" Do NOT mention {turn.omit}."
-    if turn.kind == "multi_step":
-        details += " The later request depends on the result of the first, say so."
+    # the value itself is never shown: a model tends to copy what it is told not to say
+    flows = [f"the {words(p)}" for step in turn.steps for c in step for p in c.uses]
+    if flows:
+        details += (
+            f" Do NOT state {', '.join(flows)}: you do not know it, it comes from the result"
+            " of the first request; ask the assistant to use that result."
+        )
+    elif turn.kind == "multi_step":
+        details += " Say that the later request comes after the first one."
     return turn.request or "get help with the following", details
 
 
@@ -283,8 +298,16 @@ def _flow(d: DialogueSpec, agents: AgentSet) -> Generator[Yield, str, dict]:
         )
 
     shown = [{"function": e["spec"], "returns": e["returns"]} for e in entries]
+    chains = find_chains(entries)
+    chain_hint = "".join(
+        f' Here "{a}" returns "{key}", which "{b}" takes as "{param}".'
+        for a, key, b, param in chains[:3]
+    )
     prompt = load_prompt("seed_planner").format(
-        tools=json.dumps(shown, ensure_ascii=False), n_turns=len(d.kinds), kinds=", ".join(d.kinds)
+        tools=json.dumps(shown, ensure_ascii=False),
+        n_turns=len(d.kinds),
+        kinds=", ".join(d.kinds),
+        chain_hint=chain_hint,
     )
     text = yield (
         "planner",
@@ -299,7 +322,7 @@ def _flow(d: DialogueSpec, agents: AgentSet) -> Generator[Yield, str, dict]:
             },
         ),
     )
-    plan, err = parse_plan(text, tools, d.kinds)
+    plan, err = parse_plan(text, tools, d.kinds, {n: e["returns"] for n, e in by_name.items()})
     if plan is None:
         return {"reject": ("plan", err, {"planner_output": text})}
     messages: list[Message] = []
@@ -321,6 +344,7 @@ def _flow(d: DialogueSpec, agents: AgentSet) -> Generator[Yield, str, dict]:
                     "mode": mode,
                     "first": not messages,
                     "hints": hints,
+                    "descriptions": {n: e["spec"].get("description") for n, e in by_name.items()},
                 },
             ),
         )

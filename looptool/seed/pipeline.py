@@ -42,11 +42,13 @@ from looptool.engines.template import TemplateEngine
 from looptool.params import Params, ParamsError, load_params
 from looptool.seed.agents import AGENTS, AgentSet, SimConfig, draw_dialogues, plan_json, simulate
 from looptool.seed.apis import api_request, build_pool, draw_apis
+from looptool.seed.diversity import seed_diversity
 from looptool.seed.imports import ToolImportError, import_file, import_origin, mark_imported
 from looptool.seed.noise import NoiseError, inject_noise
+from looptool.seed.plan import reject_class
 from looptool.seed.samples import build_samples
 from looptool.seed.trees import TreeError, load_trees
-from looptool.seed.verify import judge_steps, rule_problems, steps_to_check
+from looptool.seed.verify import chain_problems, judge_steps, rule_problems, steps_to_check
 from looptool.store.io import read_parquet, write_json_atomic, write_parquet_atomic
 
 KNOWN_ERRORS = (TreeError, ToolImportError, ParamsError, EngineError, NoiseError, FileNotFoundError)
@@ -178,6 +180,16 @@ def run_apis(params: Params, out_dir: Path) -> dict:
 # --- seed_dialogues ------------------------------------------------------------------------
 
 
+def _plan_outcomes(n: int, rejects: list[dict]) -> dict:
+    """Planner outputs accepted / rejected, rejects counted by reason class."""
+    classes = Counter(reject_class(r["reason"]) for r in rejects if r["tier"] == "plan")
+    return {
+        "accepted": n - sum(classes.values()),
+        "rejected": sum(classes.values()),
+        "rejected_by_class": dict(sorted(classes.items())),
+    }
+
+
 def run_dialogues(params: Params, out_dir: Path) -> dict:
     """Simulate planner/user/assistant/tool dialogues over seeded tool subsets of the pool."""
     sp = params.seed.dialogues
@@ -242,7 +254,7 @@ def run_dialogues(params: Params, out_dir: Path) -> dict:
                     "domain": d.domain,
                     "tools": tools_json,
                     "provenance": canonical_json(provenance),
-                    "turn_kinds": canonical_json(d.kinds),
+                    "turn_kinds": canonical_json([t.kind for t in res["plan"].turns]),
                     "plan": plan_json(res["plan"]),
                     "messages": canonical_json([m.to_json() for m in msgs]),
                     "acts": canonical_json(res["acts"]),
@@ -264,6 +276,7 @@ def run_dialogues(params: Params, out_dir: Path) -> dict:
             "rejected_by_tier": _reject_counts(rejects),
             "top_reject_reasons": _top_reasons(rejects),
             "turn_kinds": dict(sorted(kinds.items())),
+            "plans": _plan_outcomes(len(specs), rejects),
             "messages": sum(r["n_messages"] for r in rows),
             "calls": sum(r["n_calls"] for r in rows),
             "engines": engines.stats(),
@@ -296,7 +309,7 @@ def run_verify(params: Params, out_dir: Path) -> dict:
         returns = {p["name"]: p.get("returns") for p in json.loads(d["provenance"])}
         problems = rule_problems(
             tools, messages, acts, returns, open_end=import_origin(d) is not None
-        )
+        ) + chain_problems(json.loads(d["plan"]), messages, acts)
         if problems:
             rejects.append(
                 {
@@ -403,10 +416,11 @@ def run_samples(params: Params, out_dir: Path) -> dict:
     sp = params.seed
     dialogues = _rows(out_dir / "dialogues.parquet")
     train, heldout, rejects, acts = build_samples(
-        dialogues, sp.heldout_fraction, params.project.seed, set(sp.no_call_acts)
+        dialogues, sp.heldout_fraction, params.project.seed, set(sp.no_call_acts), sp.heldout_by
     )
     imports = mark_imported(dialogues, train, heldout)  # origin "import" + counts per file
     clean_kinds = _kind_counts(train)
+    clean_train = train
     train, noise = inject_noise(train, sp.label_noise, dict(sp.noise.kinds), params.project.seed)
     write_parquet_atomic(out_dir / "samples.parquet", rows_to_table(train, SAMPLES))
     write_parquet_atomic(out_dir / "heldout.parquet", rows_to_table(heldout, SAMPLES))
@@ -432,6 +446,9 @@ def run_samples(params: Params, out_dir: Path) -> dict:
         "rejected": len(rejects),
         "rejected_by_tier": _reject_counts(rejects),
         "imports": imports,
+        "heldout_by": sp.heldout_by,
+        # measured on the clean labels: injected noise is not the generator's diversity
+        "diversity": seed_diversity(clean_train, heldout),
         "label_noise": {
             "requested_fraction": sp.label_noise,
             "noisy": len(noise),

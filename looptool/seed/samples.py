@@ -1,4 +1,5 @@
-"""Verified dialogues -> samples (D_seed), split into train / held-out by dialogue.
+"""Verified dialogues -> samples (D_seed), split into train / held-out by dialogue (or by
+tool: held-out samples call functions training never offers).
 
 One sample per assistant step: a tool-call step (parallel calls kept together) or a
 no-call step of a sampled act (clarification, out-of-scope refusal; final answers only
@@ -46,16 +47,49 @@ def heldout_dialogues(dialogue_ids: list[str], fraction: float, seed: int) -> se
     return set(ids[: round(fraction * len(ids))])
 
 
+def _tool_names(d: dict) -> set[str]:
+    return {t["name"] for t in json.loads(d["tools"])}
+
+
+def heldout_by_tool(dialogues: list[dict], fraction: float, seed: int) -> set[str]:
+    """Held-out dialogues for ``seed.heldout_by: tool``: functions drawn in a seeded order
+    are held out until the dialogues offering any of them reach round(fraction * n);
+    those dialogues are held out, so training never offers a held-out function."""
+    tools = {d["dialogue_id"]: _tool_names(d) for d in dialogues}
+    names = sorted(set().union(*tools.values())) if tools else []
+    random.Random(f"seed-split-tools:{seed}").shuffle(names)
+    target = round(fraction * len(dialogues))
+    held: set[str] = set()
+    for name in names:
+        if len(held) >= target:
+            break
+        held |= {d for d, ts in tools.items() if name in ts}
+    return held
+
+
 def build_samples(
-    dialogues: list[dict], heldout_fraction: float, seed: int, no_call_acts: set[str]
+    dialogues: list[dict],
+    heldout_fraction: float,
+    seed: int,
+    no_call_acts: set[str],
+    heldout_by: str = "dialogue",
 ) -> tuple[list[dict], list[dict], list[dict], dict[str, int]]:
     """(train rows, held-out rows, reject rows, kept samples per act); SAMPLES rows in
-    dialogue order."""
-    held = heldout_dialogues([d["dialogue_id"] for d in dialogues], heldout_fraction, seed)
+    dialogue order. ``heldout_by``: ``dialogue`` (a seeded share of the dialogues) or
+    ``tool`` (:func:`heldout_by_tool`; a held-out sample that calls a function training
+    also offers becomes a reject row of tier ``split``)."""
+    if heldout_by == "tool":
+        held = heldout_by_tool(dialogues, heldout_fraction, seed)
+        trained_tools = set().union(
+            *(_tool_names(d) for d in dialogues if d["dialogue_id"] not in held)
+        )
+    else:
+        held = heldout_dialogues([d["dialogue_id"] for d in dialogues], heldout_fraction, seed)
+        trained_tools = set()
     train: list[dict] = []
     heldout: list[dict] = []
     rejects: list[dict] = []
-    seen: dict[str, str] = {}
+    seen_ids: dict[str, str] = {}
     acts: Counter[str] = Counter()
     for d in sorted(dialogues, key=lambda r: r["index"]):
         for sample, step, act in dialogue_samples(d, no_call_acts):
@@ -80,12 +114,23 @@ def build_samples(
                     )
                 )
                 continue
-            if sid in seen:
+            if sid in seen_ids:
                 rejects.append(
-                    _reject(item, "dedup", f"same tools and context as {seen[sid]}", sample)
+                    _reject(item, "dedup", f"same tools and context as {seen_ids[sid]}", sample)
                 )
                 continue
-            seen[sid] = item
+            seen_ids[sid] = item
+            trained = sorted({c.name for c in sample.label.calls} & trained_tools)
+            if trained and d["dialogue_id"] in held:
+                rejects.append(
+                    _reject(
+                        item,
+                        "split",
+                        f"held out by tool, but calls {trained}, which training offers",
+                        sample,
+                    )
+                )
+                continue
             acts[act] += 1
             row = sample_to_row(sample, dialogue_id=d["dialogue_id"], step=step)
             (heldout if d["dialogue_id"] in held else train).append(row)

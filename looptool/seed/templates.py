@@ -153,11 +153,47 @@ def planner_task(request: ChatRequest, rng: random.Random) -> str:
 # --- user ------------------------------------------------------------------------------
 
 
-def _clause(call: dict, hints: dict, rng: random.Random, skip: set[str]) -> str:
-    h = hints.get(call["name"]) or {}
-    ask = rng.choice(h.get("ask") or [f"use {words(call['name'])}"])
-    ph = h.get("params", {})
-    parts = [say_value(k, v, ph.get(k)) for k, v in call["arguments"].items() if k not in skip]
+# Phrasings of the template user (more of them = fewer near-identical requests).
+GREETINGS = ("Hi! ", "Hello, ", "Hey. ", "", "", "Good morning. ", "Hi there, ", "Hey there! ",
+             "Hello! ", "Good evening, ", "Quick question. ", "Excuse me, ")  # fmt: skip
+FOLLOW_UPS = ("", "", "Thanks. ", "Great. ", "Next, ", "Perfect. ", "Thanks! Now ", "OK, ",
+              "Also, ", "One more thing: ", "Got it. ", "Now ")  # fmt: skip
+STYLES = ("Please {b}.", "Could you {b}?", "Can you {b}?", "I need you to {b}.", "Would you {b}?",
+          "Help me {b}.", "I'd like you to {b}.", "Go ahead and {b}.", "Please {b}, thanks.",
+          "I want you to {b}.", "Could you please {b}?", "Let's {b}.", "Quick one: {b}.",
+          "Is it possible to {b}?", "{b}, please.", "Can you help me {b}?",
+          "I was hoping you could {b}.", "My request: {b}.")  # fmt: skip
+ALSO = (", and also {c}", " and {c}", "; also {c}", ", plus {c}")
+CHAINED = ("{a}, then {b} using the {k} from that result",
+           "{a}, and then {b} with the {k} you get back",
+           "first {a}; after that, {b} using the {k} it returns",
+           "{a}, then take the {k} from that and {b}",
+           "{a}; once you have the {k}, {b}")  # fmt: skip
+SEQUENCE = ("first {a}, and after that {b}", "{a}, then {b}", "{a}; once that is done, {b}",
+            "{a} and afterwards {b}")  # fmt: skip
+PROVIDE = ("Sure, {p}.", "Oh right, {p}.", "Of course: {p}.", "Sorry, {p}.", "Ah, {p}.",
+           "My bad, {p}.", "Yes, {p}.", "Good point, {p}.", "Right, {p}.", "Oops, {p}.")  # fmt: skip
+
+
+def _ask(name: str, hints: dict, descriptions: dict, rng: random.Random) -> str:
+    """A way to ask for a function: the tree's phrasings, or its description as a verb
+    phrase ("Send a direct message to a user." -> "send a direct message to a user")."""
+    asks = list((hints.get(name) or {}).get("ask") or [f"use {words(name)}"])
+    desc = (descriptions.get(name) or "").strip().rstrip(".")
+    if desc and " " in desc and desc[:1].isupper() and "," not in desc:
+        asks.append(desc[:1].lower() + desc[1:])
+    return rng.choice(asks)
+
+
+def _clause(call: dict, p: dict, rng: random.Random, skip: set[str]) -> str:
+    hints = p["hints"]
+    ask = _ask(call["name"], hints, p.get("descriptions") or {}, rng)
+    ph = (hints.get(call["name"]) or {}).get("params", {})
+    items = [(k, v) for k, v in call["arguments"].items() if k not in skip]
+    rng.shuffle(items)
+    parts = [say_value(k, v, ph.get(k), rng) for k, v in items]
+    if len(parts) > 1 and rng.random() < 0.5:
+        parts = [", ".join(parts[:-1]) + " and " + parts[-1]]
     return ask + (" " + ", ".join(parts) if parts else "")
 
 
@@ -169,15 +205,9 @@ def user_task(request: ChatRequest, rng: random.Random) -> str:
         call = turn["steps"][0][0]
         omit = turn["omit"]
         hint = (hints.get(call["name"]) or {}).get("params", {}).get(omit)
-        phrase = say_value(omit, call["arguments"][omit], hint)
-        return rng.choice(
-            ["Sure, {p}.", "Oh right, {p}.", "Of course: {p}.", "Sorry, {p}."]
-        ).format(p=phrase)
-    greet = (
-        rng.choice(["Hi! ", "Hello, ", "Hey. ", ""])
-        if p["first"]
-        else rng.choice(["", "Thanks. ", "Great. ", "Next, "])
-    )
+        phrase = say_value(omit, call["arguments"][omit], hint, rng)
+        return rng.choice(PROVIDE).format(p=phrase)
+    greet = rng.choice(GREETINGS if p["first"] else FOLLOW_UPS)
     if turn["kind"] == "irrelevant":
         body = turn["request"]
     else:
@@ -186,22 +216,22 @@ def user_task(request: ChatRequest, rng: random.Random) -> str:
         if turn["kind"] == "multi_step":
             a, b = steps[0][0], steps[1][0]
             uses = b.get("uses") or {}
-            first = _clause(a, hints, rng, skip0)
-            second = _clause(b, hints, rng, set(uses))
+            first = _clause(a, p, rng, skip0)
+            second = _clause(b, p, rng, set(uses))
             if uses:
-                key = next(iter(uses.values())).split(".", 1)[1]
-                body = f"{first}, then {second} using the {words(key)} from that result"
+                key = words(next(iter(uses.values())).split(".", 1)[1])
+                body = rng.choice(CHAINED).format(a=first, b=second, k=key)
             else:
-                body = f"first {first}, and after that {second}"
+                body = rng.choice(SEQUENCE).format(a=first, b=second)
         else:
             clauses = [
-                _clause(c, hints, rng, skip0 if i == 0 else set()) for i, c in enumerate(steps[0])
+                _clause(c, p, rng, skip0 if i == 0 else set()) for i, c in enumerate(steps[0])
             ]
-            body = clauses[0] + "".join(f", and also {c}" for c in clauses[1:])
-    style = rng.choice(["Please {b}.", "Could you {b}?", "I need you to {b}.", "Can you {b}?"])
-    text = style.format(b=body) if turn["kind"] != "irrelevant" else body
-    # after "Hello, " / "Next, " the sentence continues in lower case
-    text = (text[:1].lower() if greet.endswith(", ") else text[:1].upper()) + text[1:]
+            body = clauses[0] + "".join(rng.choice(ALSO).format(c=c) for c in clauses[1:])
+    text = rng.choice(STYLES).format(b=body) if turn["kind"] != "irrelevant" else body
+    # after "Hello, " / "Now " the sentence goes on in lower case; after "Hi! " it starts anew
+    go_on = greet and greet.rstrip()[-1] not in ".!?" and not text.startswith(("I ", "I'"))
+    text = (text[:1].lower() if go_on else text[:1].upper()) + text[1:]
     return greet + text
 
 
@@ -278,6 +308,10 @@ def assistant_task(request: ChatRequest, rng: random.Random) -> str:
                 "Could you tell me the {w}? I need it to continue.",
                 "Before I do that, what is the {w}?",
                 "I need one more detail: the {w}. Could you provide it?",
+                "Which {w} should I use?",
+                "Happy to help. What {w} would you like?",
+                "Can you give me the {w} first?",
+                "One thing is missing: what is the {w}?",
             ]
         ).format(w=what)
     if expect == "irrelevant":
@@ -286,6 +320,8 @@ def assistant_task(request: ChatRequest, rng: random.Random) -> str:
             [
                 "Sorry, none of my tools can do that. I can help with {t}.",
                 "I can't help with that request with the tools I have; they cover {t}.",
+                "That is outside what I can do here. My tools handle {t}.",
+                "Unfortunately I have no tool for that. I can assist with {t}.",
             ]
         ).format(t=topics)
     parts = []

@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 from looptool.seed.trees import FieldDef
+from looptool.seed.vocab import CITIES, FIRST, LAST, NOUN, more_strings
 
 TIME_PATTERN = "^([01][0-9]|2[0-3]):[0-5][0-9]$"
 _GENERIC_WORDS = [
@@ -29,9 +30,8 @@ _GENERIC_WORDS = [
     "falcon",
     "cedar",
     "quartz",
+    *NOUN,
 ]
-_CITIES = ["Lisbon", "Kyoto", "Denver", "Oslo", "Nairobi", "Lima", "Hanoi", "Perth"]
-_PEOPLE = ["Ana Silva", "Kenji Mori", "Priya Nair", "Tom Becker", "Lena Ortiz"]
 
 
 def camel(name: str) -> str:
@@ -124,7 +124,10 @@ def gen_value(schema: dict, hint: dict | None, rng: random.Random) -> Any:
         return rng.choice(schema["enum"])
     t = schema.get("type")
     if kind == "string" and hint and hint.get("examples"):
-        return str(rng.choice(hint["examples"]))
+        examples = [str(e) for e in hint["examples"]]
+        # the tree's few examples, or (60%) a fresh value of the field's kind
+        fresh = more_strings(hint.get("name") or "", examples, rng) if rng.random() < 0.6 else None
+        return fresh if fresh is not None else rng.choice(examples)
     if kind == "id" or (
         t == "string" and "pattern" in schema and schema["pattern"].endswith("-[0-9]+$")
     ):
@@ -171,12 +174,12 @@ def gen_value(schema: dict, hint: dict | None, rng: random.Random) -> Any:
 def _generic_string(schema: dict, rng: random.Random) -> str:
     desc = (schema.get("description") or "").lower()
     if any(w in desc for w in ("city", "location", "place")):
-        return rng.choice(_CITIES)
+        return rng.choice(CITIES)
     if "email" in desc:
-        return f"{rng.choice(_GENERIC_WORDS)}@example.com"
+        return f"{rng.choice(FIRST).lower()}.{rng.choice(LAST).lower()}@example.com"
     if "name" in desc:
-        return rng.choice(_PEOPLE)
-    return f"{rng.choice(_GENERIC_WORDS)} {rng.randint(2, 99)}"
+        return f"{rng.choice(FIRST)} {rng.choice(LAST)}"
+    return f"{rng.choice(_GENERIC_WORDS)} {rng.randint(2, 999)}"
 
 
 def format_value(v: Any) -> str:
@@ -195,17 +198,37 @@ def format_value(v: Any) -> str:
     return json.dumps(v)
 
 
-def say_value(param: str, value: Any, hint: dict | None) -> str:
-    """A phrase for one argument; every non-boolean scalar appears verbatim in it."""
+# Ways to phrase a value without a field's own `say` ({p}: parameter words, {v}: value).
+SAY_FORMS = (
+    "with {p} {v}",
+    "{p} {v}",
+    "{p}: {v}",
+    "with the {p} set to {v}",
+    "where the {p} is {v}",
+    "using {v} as the {p}",
+    "for {p} {v}",
+)
+SAY_TRUE = ("with {p}", "with {p} on", "including {p}", "{p} enabled")
+SAY_FALSE = ("without {p}", "with {p} off", "no {p}", "{p} disabled")
+
+
+def say_value(param: str, value: Any, hint: dict | None, rng: random.Random | None = None) -> str:
+    """A phrase for one argument; every non-boolean scalar appears verbatim in it. With
+    ``rng`` the wording varies (the field's own `say` stays the most likely one)."""
     say = (hint or {}).get("say")
+    if rng is not None and say and rng.random() < 0.3:
+        say = None
+    p = words(param)
     if isinstance(value, bool):
         if value:
-            return say or f"with {words(param)}"
-        return f"without {words(param)}"
+            return say or (rng.choice(SAY_TRUE) if rng else SAY_TRUE[0]).format(p=p)
+        return (rng.choice(SAY_FALSE) if rng else SAY_FALSE[0]).format(p=p)
     if isinstance(value, dict) and hint and hint.get("fields"):
-        return ", ".join(say_value(k, x, sub_hint(hint, k)) for k, x in value.items())
+        return ", ".join(say_value(k, x, sub_hint(hint, k), rng) for k, x in value.items())
     text = format_value(value)
-    return say.format(v=text) if say else f"with {words(param)} {text}"
+    if say:
+        return say.format(v=text)
+    return (rng.choice(SAY_FORMS) if rng else SAY_FORMS[0]).format(p=p, v=text)
 
 
 def scalar_leaves(value: Any) -> list[Any]:

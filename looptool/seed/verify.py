@@ -6,7 +6,9 @@ clarification, a refusal or an answer); every assistant call parses and round-tr
 through the codec, names a tool of the dialogue, passes the schema rules
 (:func:`looptool.core.rules.check_calls`: required params, types, enums, unknown
 params); every call gets exactly one tool result, in order, with the same name; results
-are JSON and conform to the API's result schema (or are an ``{"error": ...}`` result).
+are JSON and conform to the API's result schema (or are an ``{"error": ...}`` result);
+the chain rule (:func:`chain_problems`): a value a call ``uses`` from an earlier result
+comes from a tool result, never from the user.
 
 Tier 2, intent: each assistant step that becomes a sample is checked for fit with the
 user's intent. With an LLM judge (hf / vllm / openai) it is a constrained PASS/FAIL
@@ -105,6 +107,33 @@ def rule_problems(
                 _result_problems(i + 1 + j, call.name, res.content, returns.get(call.name))
             )
         i += 1 + sum(1 for r in results if r.role == "tool")
+    return problems
+
+
+def chain_problems(plan: dict, messages: list[Message], acts: list[dict | None]) -> list[str]:
+    """The chain rule, for every backend: an argument the plan ``uses`` from an earlier
+    step's result must come from a tool result before the call and must not have been
+    stated by the user (else the chain collapsed into a single-step request)."""
+    problems: list[str] = []
+    for i, act in enumerate(acts):
+        if not act or act.get("act") != "call" or act.get("step") is None:
+            continue
+        steps = plan["turns"][act["turn"]].get("steps") or []
+        planned = steps[act["step"]] if act["step"] < len(steps) else []
+        said = "\n".join(m.content for m in messages[:i] if m.role == "user")
+        results = "\n".join(m.content for m in messages[:i] if m.role == "tool")
+        for p in planned:
+            call = next((c for c in messages[i].tool_calls if c.name == p["name"]), None)
+            for param, ref in (p.get("uses") or {}).items():
+                if call is None or param not in call.arguments:
+                    continue
+                value = call.arguments[param]
+                leaves = [x for x in scalar_leaves(value) if not isinstance(x, bool)]
+                where = f"message {i}: {call.name}.{param}={canonical_json(value)}"
+                if any(appears_in(x, said) for x in leaves):
+                    problems.append(f"{where} was stated by the user but should come from {ref}")
+                elif not all(appears_in(x, results) for x in leaves):
+                    problems.append(f"{where} does not come from an earlier result ({ref})")
     return problems
 
 

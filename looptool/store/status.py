@@ -33,6 +33,8 @@ class Status:
     seed: dict  # samples / heldout row counts (None when not built)
     iterations: pl.DataFrame  # one row per iteration: sizes per split, built flags, eval
     dvc: DvcStatus
+    # the `diversity` block of data/seed/metrics.json (looptool.seed.diversity), if built
+    seed_diversity: dict | None = None
 
     def to_json(self) -> dict:
         return {
@@ -40,6 +42,7 @@ class Status:
             "declared_iterations": self.declared,
             "params_error": self.params_error,
             "seed": self.seed,
+            "seed_diversity": self.seed_diversity,
             "iterations": self.iterations.to_dicts(),
             "dvc": {
                 "available": self.dvc.available,
@@ -200,7 +203,30 @@ def collect_status(root: str | Path = ".", check_dvc: bool = True) -> Status:
         front = ["iter", "declared", "dataset", *splits]
         table = table.select(front + [c for c in table.columns if c not in front])
     dvc = dvc_status(layout.root) if check_dvc else DvcStatus(False, "not checked (--no-dvc)")
-    return Status(layout.root, declared, params_error, seed, table, dvc)
+    return Status(layout.root, declared, params_error, seed, table, dvc, _seed_diversity(layout))
+
+
+def _seed_diversity(layout: Layout) -> dict | None:
+    try:
+        obj = json.loads((layout.seed_dir / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    return obj.get("diversity") if isinstance(obj, dict) else None
+
+
+def format_seed_diversity(d: dict) -> str:
+    """One line (< 100 columns) of the seed diversity metrics."""
+    um = d.get("user_messages") or {}
+
+    def num(x: float | None) -> str:
+        return "-" if x is None else f"{x:.2f}"
+
+    return (
+        f"seed diversity: {d['functions']['called']} functions, "
+        f"openings {um.get('openings')}/{um.get('distinct')}, "
+        f"distinct-2/3 {num(um.get('distinct_2'))}/{num(um.get('distinct_3'))}, "
+        f"chain {num(d.get('chain_share'))}, near-dup {num(d.get('near_duplicate_share'))}"
+    )
 
 
 # compact view: one letter per stage of STAGE_OUTPUTS, so the marks line up under it
@@ -234,6 +260,8 @@ def format_status(st: Status, wide: bool = False) -> str:
         "seed: "
         + ", ".join(f"{k} {'not built' if v is None else f'{v:,} rows'}" for k, v in s.items())
     )
+    if st.seed_diversity:
+        lines.append(_clip(format_seed_diversity(st.seed_diversity), WIDTH))
     if st.iterations.height:
         if wide:
             # booleans as marks keep the stage matrix narrow enough for a terminal
