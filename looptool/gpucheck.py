@@ -27,8 +27,10 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = "params.gpu-check.yaml"
 MODES = ("hf", "vllm", "dry-run")
-# generated data never goes into the scratch copy: the check rebuilds everything
-SKIP_PREFIXES = ("data/seed", "data/iter_", "data/tiny_model", "data/models")
+# Generated data never goes into the scratch copy: the check rebuilds everything. data/models/
+# is copied (its README is tracked and stage role_models depends on the folder; checkpoints in
+# it are git-ignored DVC outputs, which ls-files does not list).
+SKIP_PREFIXES = ("data/seed", "data/iter_", "data/tiny_model")
 _RUNNING = re.compile(r"Running stage '([^']+)'")
 
 
