@@ -584,3 +584,17 @@ def test_stage_metrics_record_the_endpoint_capabilities(server):
     caps = engine_stats(eng)["capabilities"]
     assert caps["n"] is False and caps["structured_choice"] is True
     assert caps["prompt_logprobs"] == "auto"  # not needed, not probed
+
+
+def test_declared_capabilities_are_part_of_the_cache_identity() -> None:
+    from looptool.engines.openai_backend import OpenAIEngine
+
+    def ident(**caps) -> str:
+        spec = EngineSpec(
+            backend="openai", model="m", base_url="http://127.0.0.1:9/v1", capabilities=caps
+        )
+        return OpenAIEngine(spec).model_id
+
+    assert ident() == "m@http://127.0.0.1:9/v1"  # all auto: the endpoint's identity
+    assert ident(tool_parser=False) != ident(tool_parser=True) != ident()
+    assert ident(tool_parser=False, n=True) == ident(n=True, tool_parser=False)

@@ -126,6 +126,11 @@ class OpenAIEngine:
         )
         declared = spec.capabilities.model_dump()
         self._caps: dict[str, bool] = {k: v for k, v in declared.items() if v != "auto"}
+        if self._caps:
+            # a declared capability changes what is sent (tool_choice, structured outputs,
+            # token ids), so answers cached under other declarations must not be reused
+            caps = ",".join(f"{k}={int(v)}" for k, v in sorted(self._caps.items()))
+            self.model_id += f"[{caps}]"
         self._probed: set[str] = set()
         self._caps_lock = threading.Lock()
 
