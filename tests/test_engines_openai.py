@@ -97,7 +97,10 @@ class StandIn(BaseHTTPRequestHandler):
             if fail:
                 return self._send(429, {"error": "rate limited"}, {"Retry-After": "0"})
             vllm = st["profile"] == "vllm"
-            routes = {"/v1/chat/completions": VLLM_CHAT_FIELDS if vllm else CHAT_FIELDS}
+            chat_fields = VLLM_CHAT_FIELDS if vllm else CHAT_FIELDS
+            if st["profile"] == "hosted":  # a strict hosted API: no template extensions
+                chat_fields = CHAT_FIELDS - {"chat_template_kwargs"}
+            routes = {"/v1/chat/completions": chat_fields}
             if vllm:
                 routes |= {"/tokenize": TOKENIZE_FIELDS, "/v1/completions": COMPLETION_FIELDS}
             if self.path not in routes:
@@ -239,6 +242,7 @@ ALL_ON = {
     "prompt_logprobs": True,
     "n": True,
     "return_token_ids": True,
+    "chat_template_kwargs": True,
 }
 ALL_OFF = dict.fromkeys(ALL_ON, False)
 
@@ -344,6 +348,7 @@ def test_plain_server_never_gets_fields_it_does_not_know(plain):
         "prompt_logprobs": False,
         "n": False,
         "return_token_ids": False,
+        "chat_template_kwargs": "auto",  # no request carried template kwargs
     }
     real = [b for b in _chat_calls(st) if b["messages"][-1]["content"] != "Reply with one word."]
     assert real and all(set(b) <= CHAT_FIELDS for b in real)
@@ -598,3 +603,20 @@ def test_declared_capabilities_are_part_of_the_cache_identity() -> None:
     assert ident() == "m@http://127.0.0.1:9/v1"  # all auto: the endpoint's identity
     assert ident(tool_parser=False) != ident(tool_parser=True) != ident()
     assert ident(tool_parser=False, n=True) == ident(n=True, tool_parser=False)
+
+
+def test_chat_template_kwargs_are_sent_only_where_the_server_takes_them() -> None:
+    thinking_off = {"enable_thinking": False}
+    for profile, sent in (("hosted", False), ("plain", True)):
+        httpd, url, st = _serve(profile)
+        try:
+            out = _engine(url).generate([_req("hi", chat_template_kwargs=thinking_off)])
+            assert not isinstance(out[0], Failed), out  # a strict API still answers
+            calls = [b for b in _chat_calls(st) if b["messages"][-1]["content"] == "hi"]
+            assert calls and all(("chat_template_kwargs" in b) is sent for b in calls)
+            declared = _engine(url, capabilities={"chat_template_kwargs": False})
+            declared.generate([_req("again", chat_template_kwargs=thinking_off)])
+            assert all("chat_template_kwargs" not in b for b in _chat_calls(st)[-1:])
+        finally:
+            httpd.shutdown()
+            httpd.server_close()

@@ -72,6 +72,7 @@ _REJECTED_FIELD = {
     "structured_choice": ("structured_outputs",),
     "return_token_ids": ("return_token_ids",),
     "prompt_logprobs": ("prompt_logprobs",),
+    "chat_template_kwargs": ("chat_template_kwargs",),
 }
 _PROBE_TOOL = {
     "type": "function",
@@ -185,6 +186,9 @@ class OpenAIEngine:
             if name == "return_token_ids":
                 data = await self._post(s, chat, {**base, "return_token_ids": True})
                 return isinstance(data["choices"][0].get("token_ids"), list)
+            if name == "chat_template_kwargs":
+                await self._post(s, chat, {**base, "chat_template_kwargs": {}})
+                return True
             if name == "prompt_logprobs":
                 return (await self._score_one(s, _PROBE_MESSAGES, None, None, "yes")).n_tokens > 0
         except (RequestFailed, _Unsupported, KeyError, IndexError, TypeError):
@@ -255,6 +259,8 @@ class OpenAIEngine:
         needs = ["return_token_ids"]
         if any(r.tools for r in requests):
             needs.append("tool_parser")
+        if any(r.chat_template_kwargs for r in requests):
+            needs.append("chat_template_kwargs")
         if any(r.params.n > 1 for r in requests):
             needs.append("n")
         return needs
@@ -269,7 +275,7 @@ class OpenAIEngine:
             body["tools"] = tools
             # vLLM answers 400 to tools without tool_choice unless it parses tool calls
             body["tool_choice"] = "auto" if self._caps.get("tool_parser") else "none"
-        if kwargs:
+        if kwargs and self._caps.get("chat_template_kwargs"):
             body["chat_template_kwargs"] = kwargs
         if self._caps.get("return_token_ids"):
             body["return_token_ids"] = True
@@ -319,6 +325,8 @@ class OpenAIEngine:
         needs = ["structured_choice", "prompt_logprobs"]
         if any(r.tools for r in requests):
             needs.append("tool_parser")
+        if any(r.chat_template_kwargs for r in requests):
+            needs.append("chat_template_kwargs")
         if self.spec.choice_samples > 1:
             needs.append("n")
         return needs
@@ -417,7 +425,7 @@ class OpenAIEngine:
         }
         if tools:
             pbody["tools"] = tools
-        if kwargs:
+        if kwargs and self._caps.get("chat_template_kwargs", True):
             pbody["chat_template_kwargs"] = kwargs
         prompt = await self._post(s, tok, pbody)
         comp = await self._post(

@@ -12,7 +12,14 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 Capability = bool | Literal["auto"]
-CAPABILITY_NAMES = ("tool_parser", "structured_choice", "prompt_logprobs", "n", "return_token_ids")
+CAPABILITY_NAMES = (
+    "tool_parser",
+    "structured_choice",
+    "prompt_logprobs",
+    "n",
+    "return_token_ids",
+    "chat_template_kwargs",
+)
 
 
 class EndpointCapabilities(BaseModel):
@@ -33,3 +40,7 @@ class EndpointCapabilities(BaseModel):
     n: Capability = "auto"
     # vLLM `return_token_ids: true`: the generated token ids come back with the text.
     return_token_ids: Capability = "auto"
+    # `chat_template_kwargs` (vLLM, SGLang, transformers serve; e.g. enable_thinking: false).
+    # Strict hosted APIs answer 400 to it; false: it is not sent and the model's template
+    # defaults apply (a reasoning field that comes back is still read as a think block).
+    chat_template_kwargs: Capability = "auto"
