@@ -65,3 +65,29 @@ def test_cpu_default_has_no_imports_and_stays_tiny() -> None:
     params = load_params(REPO / "params.yaml")
     assert params.engines.imports == {}
     assert params.engines.policy.model == params.engines.tiny_model.out
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_every_param_a_stage_tracks_is_in_the_profile(profile: str) -> None:
+    """`dvc repro` refuses a stage whose tracked param is missing from params.yaml, so a
+    profile copied over params.yaml must hold every key dvc.yaml names."""
+    import yaml
+
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    keys = {
+        p
+        for stage in stages.values()
+        for p in stage.get("do", stage).get("params", [])
+        if isinstance(p, str) and "${" not in p
+    }
+    raw = yaml.safe_load((REPO / profile).read_text())
+
+    def has(key: str) -> bool:
+        node = raw
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return False
+            node = node[part]
+        return True
+
+    assert sorted(k for k in keys if not has(k)) == [], profile
