@@ -193,6 +193,43 @@ class StreamingEngine(Protocol):
         ...
 
 
+class StreamBatches:
+    """``generate`` / ``score`` / ``choose`` for a backend whose one real method is
+    ``stream`` (see :class:`StreamingEngine`): each collects the stream in request order,
+    with a progress bar when the backend has ``progress`` on and more than one batch."""
+
+    backend: str
+    batch_size: int
+    progress: bool = False
+
+    def stream(self, kind: str, requests: Sequence[Any]) -> Iterator[tuple[int, Any]]:
+        raise NotImplementedError
+
+    def _collect(self, kind: str, requests: Sequence[Any]) -> list[Any]:
+        from tqdm.auto import tqdm
+
+        out: list[Any] = [None] * len(requests)
+        with tqdm(
+            total=len(requests),
+            desc=f"{self.backend} {kind}",
+            unit="req",
+            disable=not self.progress or len(requests) <= self.batch_size,
+        ) as bar:
+            for i, res in self.stream(kind, requests):
+                out[i] = res
+                bar.update(1)
+        return out
+
+    def generate(self, requests: Sequence[ChatRequest]) -> list[list[Generation] | Failed]:
+        return self._collect("generate", requests)
+
+    def score(self, requests: Sequence[ScoreRequest]) -> list[Score | Failed]:
+        return self._collect("score", requests)
+
+    def choose(self, requests: Sequence[ChoiceRequest]) -> list[str | Failed]:
+        return self._collect("choose", requests)
+
+
 def request_to_json(request: ChatRequest | ScoreRequest | ChoiceRequest) -> dict[str, Any]:
     """Plain-JSON view of a request (all fields, nested params included) for hashing/logs."""
     out = dataclasses.asdict(request)

@@ -39,18 +39,16 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from looptool.core.codec import parse_completion
 from looptool.engines.base import (
     ChatRequest,
     ChoiceRequest,
     EngineError,
-    Failed,
     Generation,
     SamplingParams,
     Score,
     ScoreRequest,
+    StreamBatches,
     best_option,
 )
 from looptool.engines.openai_transport import (
@@ -92,7 +90,7 @@ def sample_seed(seed: int, k: int) -> int:
     return int.from_bytes(digest[:4], "big") >> 1
 
 
-class OpenAIEngine:
+class OpenAIEngine(StreamBatches):
     """Engine over an OpenAI-compatible HTTP endpoint."""
 
     backend = "openai"
@@ -230,28 +228,6 @@ class OpenAIEngine:
         else:
             raise ValueError(f"unknown request kind {kind!r} (generate, score, choose)")
         return self.transport.run(jobs)
-
-    def _collect(self, kind: str, requests: Sequence[Any]) -> list[Any]:
-        out: list[Any] = [None] * len(requests)
-        with tqdm(
-            total=len(requests),
-            desc=f"openai {kind}",
-            unit="req",
-            disable=not self.progress or len(requests) <= self.batch_size,
-        ) as bar:
-            for i, res in self.stream(kind, requests):
-                out[i] = res
-                bar.update(1)
-        return out
-
-    def generate(self, requests: Sequence[ChatRequest]) -> list[list[Generation] | Failed]:
-        return self._collect("generate", requests)
-
-    def score(self, requests: Sequence[ScoreRequest]) -> list[Score | Failed]:
-        return self._collect("score", requests)
-
-    def choose(self, requests: Sequence[ChoiceRequest]) -> list[str | Failed]:
-        return self._collect("choose", requests)
 
     # ---------------------------------------------------------------- generate
     @staticmethod

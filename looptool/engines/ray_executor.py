@@ -29,13 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from looptool.engines.base import (
-    ChatRequest,
-    ChoiceRequest,
     EngineError,
-    Failed,
-    Generation,
-    Score,
-    ScoreRequest,
+    StreamBatches,
     batched,
 )
 from looptool.params.engines import EngineSpec, RaySpec
@@ -85,7 +80,7 @@ def _one_line(exc: BaseException) -> str:
     return lines[0] if len(lines) == 1 else f"{lines[0]} ... {lines[-1]}"
 
 
-class RayEngine(ABC):
+class RayEngine(StreamBatches, ABC):
     """Batch methods over :meth:`stream` (for callers without the cache)."""
 
     backend: str
@@ -95,21 +90,6 @@ class RayEngine(ABC):
     @abstractmethod
     def stream(self, kind: str, requests: Sequence[Any]) -> Iterator[tuple[int, Any]]:
         """``(index, result)`` per request as replicas finish them (StreamingEngine)."""
-
-    def _collect(self, kind: str, requests: Sequence[Any]) -> list[Any]:
-        out: list[Any] = [None] * len(requests)
-        for i, result in self.stream(kind, requests):
-            out[i] = result
-        return out
-
-    def generate(self, requests: Sequence[ChatRequest]) -> list[list[Generation] | Failed]:
-        return self._collect("generate", requests)
-
-    def score(self, requests: Sequence[ScoreRequest]) -> list[Score | Failed]:
-        return self._collect("score", requests)
-
-    def choose(self, requests: Sequence[ChoiceRequest]) -> list[str | Failed]:
-        return self._collect("choose", requests)
 
 
 class HFReplica:

@@ -26,17 +26,10 @@ def processor_config(
     local vllm backend's engine arguments, ``ray.replicas`` fixed engine replicas, and no
     chat-template / tokenize / detokenize stages (prompts arrive as our own token ids;
     vLLM detokenizes what it generates)."""
-    engine_kwargs: dict[str, Any] = {
-        "tokenizer": str(tokenizer_dir),
-        "tensor_parallel_size": spec.tensor_parallel_size,
-        "gpu_memory_utilization": spec.gpu_memory_utilization,
-        "enable_prefix_caching": spec.enable_prefix_caching,
-        "enforce_eager": spec.enforce_eager,
-        "seed": spec.seed,
-        "dtype": spec.dtype,
-    }
-    if spec.max_model_len:
-        engine_kwargs["max_model_len"] = spec.max_model_len
+    from looptool.engines.vllm_backend import VLLMEngine  # vllm itself loads lazily
+
+    engine_kwargs = VLLMEngine.llm_kwargs(model_dir, tokenizer_dir, spec)
+    del engine_kwargs["model"]  # Ray takes it as model_source
     return {
         "model_source": str(model_dir),
         "engine_kwargs": engine_kwargs,
