@@ -358,3 +358,17 @@ def test_a_failed_request_is_returned_in_place_and_never_cached(cache):
     assert eng.stats()["failed"] == 1 and cache.info()["entries"] == 1
     eng.generate([_req("ok"), _req("bad")])
     assert [r.messages[-1]["content"] for r in backend.sent] == ["ok", "bad", "bad"]
+
+
+def test_batch_backend_commits_each_whole_batch_before_the_next_is_sent(cache):
+    """A slow batch must not be split by the timed flush (meant for streaming backends):
+    everything a batch returned is in the cache before the next batch starts."""
+
+    class Checking(Counting):
+        def generate(self, reqs):
+            assert cache.info()["entries"] == sum(self.batches)  # earlier batches all saved
+            return super().generate(reqs)
+
+    eng = CachedEngine(Checking(batch_size=3), cache, progress=False, flush_seconds=0.0)
+    eng.generate([_req(f"b{i}") for i in range(7)])
+    assert eng.stats()["backend_batches"] == 3 and cache.info()["entries"] == 7

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import sqlite3
 import time
@@ -297,10 +298,12 @@ class CachedEngine:
         label = f"{self.backend} {kind}"
         if self.streaming:
             stream = self.inner.stream(kind, misses)
-            flush_every = self.flush_every
+            flush_every, flush_seconds = self.flush_every, self.flush_seconds
         else:
             stream = batched_stream(call, misses, self.batch_size, label)
-            flush_every = self.batch_size  # one commit per batch, as the batch returns
+            # exactly one commit per batch, as it returns: a timed flush would split a slow
+            # batch and leave its tail uncommitted while the next batch runs
+            flush_every, flush_seconds = self.batch_size, math.inf
         bar = tqdm(
             total=len(order),
             desc=label,
@@ -340,10 +343,7 @@ class CachedEngine:
                 for i in pending[key]:
                     # decode(encode(.)) gives every caller its own copy, same as a hit would
                     results[i] = decode(encode(out))
-                if (
-                    len(buffer) >= flush_every
-                    or time.monotonic() - last_flush >= self.flush_seconds
-                ):
+                if len(buffer) >= flush_every or time.monotonic() - last_flush >= flush_seconds:
                     flush()
         finally:
             # Keep what finished, also when the backend failed half way.
