@@ -28,7 +28,7 @@ from looptool.params.loop import ProbeParams
 from looptool.seed.agents import AGENTS, AgentSet, SimConfig, simulate
 from looptool.seed.apis import build_pool, draw_apis
 from looptool.seed.trees import load_trees
-from looptool.seed.verify import judge_steps, steps_to_check
+from looptool.seed.verify import judge_steps
 
 TOO_LONG = Failed("prompt of 9000 tokens exceeds the model length 8192")
 
@@ -199,16 +199,7 @@ def test_dialogue_whose_agent_request_fails_ends_as_a_reject(pool):  # noqa: F81
 
 def test_seed_verify_step_with_a_failed_request(pool):  # noqa: F811
     specs = dialogues_t._specs(pool, n=4)
-    results = simulate(specs, dialogues_t._agents())
-    steps = []
-    for spec, res in zip(specs, results, strict=True):
-        steps += steps_to_check(
-            spec.dialogue_id,
-            res["plan"].model_dump(mode="json"),
-            res["messages"],
-            res["acts"],
-            {"call", "clarify", "irrelevant"},
-        )
+    steps = dialogues_t._steps(specs, simulate(specs, dialogues_t._agents()))
     target = steps[0].payload
     engine = FailWhen(dialogues_t.TemplateEngine(), lambda r: r.payload == target)
     out = judge_steps(steps, engine, {s.dialogue_id: s.tools for s in specs}, False)

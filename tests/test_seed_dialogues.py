@@ -47,6 +47,20 @@ def _specs(pool, n=30, seed=0):
     return draw_dialogues(pool, n, seed, (2, 4), (1, 3), MIX, 0.3)
 
 
+def _steps(specs, results) -> list:
+    """Every assistant step of simulated dialogues, as seed_verify's intent tier gets them."""
+    steps = []
+    for spec, res in zip(specs, results, strict=True):
+        steps += steps_to_check(
+            spec.dialogue_id,
+            res["plan"].model_dump(mode="json"),
+            res["messages"],
+            res["acts"],
+            {"call", "clarify", "irrelevant"},
+        )
+    return steps
+
+
 def _check(spec, res):
     tools = spec.tools
     returns = {a["name"]: json.loads(a["returns"]) if a["returns"] else None for a in spec.apis}
@@ -72,16 +86,7 @@ def test_simulation_is_deterministic_and_well_formed(pool):
 
 def test_template_intent_check_passes_clean_dialogues(pool):
     specs = _specs(pool)
-    results = simulate(specs, _agents())
-    steps = []
-    for spec, res in zip(specs, results, strict=True):
-        steps += steps_to_check(
-            spec.dialogue_id,
-            res["plan"].model_dump(mode="json"),
-            res["messages"],
-            res["acts"],
-            {"call", "clarify", "irrelevant"},
-        )
+    steps = _steps(specs, simulate(specs, _agents()))
     verdicts = judge_steps(steps, TemplateEngine(), {s.dialogue_id: s.tools for s in specs}, True)
     fails = [r for v, r in verdicts if v == "FAIL"]
     assert len(steps) > 60 and len(fails) <= len(steps) // 20, fails
