@@ -11,12 +11,13 @@ dependency instead: they do not exist yet when the seed stages run.
 
 from __future__ import annotations
 
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from looptool.engines.factory import check_model_dir, model_fingerprint
 from looptool.params import Params
 from looptool.params.engines import EngineSpec
+from looptool.params.tracked import norm_path
 
 ROLE_MODELS_DIR = "data/engines"
 # Built by stage build_tiny_model from the seed samples; judge/expand depend on it directly.
@@ -25,8 +26,7 @@ ROLES = ("judge", "generator")
 
 
 def _pipeline_built(path: str) -> bool:
-    p = PurePosixPath(path.replace("\\", "/"))
-    return any(p == PurePosixPath(m) or p.is_relative_to(m) for m in PIPELINE_MODELS)
+    return any(norm_path(path).is_relative_to(m) for m in PIPELINE_MODELS)
 
 
 def _local_dir(spec: EngineSpec, field: str, param: str) -> dict[str, Any] | None:

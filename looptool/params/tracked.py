@@ -18,7 +18,8 @@ TOOLS_DIR = "data/tools"
 TINY_MODEL_CORPUS = "data/seed/samples.parquet"
 
 
-def _norm(path: str) -> PurePosixPath:
+def norm_path(path: str) -> PurePosixPath:
+    """``path`` as a normalized POSIX path (``./a//b/`` and ``a\\b`` compare equal to ``a/b``)."""
     return PurePosixPath(posixpath.normpath(path.replace("\\", "/")))
 
 
@@ -28,7 +29,7 @@ def untracked_inputs(params: Params) -> list[str]:
     tools = PurePosixPath(TOOLS_DIR)
     for i, imp in enumerate(params.seed.apis.imports):
         for key, value in (("path", imp.path), ("answers", imp.answers)):
-            p = _norm(value) if value is not None else None
+            p = norm_path(value) if value is not None else None
             if p is not None and (
                 p.is_absolute() or len(p.parts) <= len(tools.parts) or not p.is_relative_to(tools)
             ):
@@ -37,13 +38,13 @@ def untracked_inputs(params: Params) -> list[str]:
                     "folder stage seed_apis depends on; copy the file there"
                 )
     base = params.warmstart.base_model
-    if base is not None and _norm(base) != _norm(params.engines.policy.model or ""):
+    if base is not None and norm_path(base) != norm_path(params.engines.policy.model or ""):
         problems.append(
             f"warmstart.base_model: {base!r} would be read untracked (stage warmstart depends "
             "on engines.policy.model); set engines.policy.model to it and base_model to null"
         )
     corpus = params.engines.tiny_model.corpus
-    if corpus is not None and _norm(corpus) != PurePosixPath(TINY_MODEL_CORPUS):
+    if corpus is not None and norm_path(corpus) != PurePosixPath(TINY_MODEL_CORPUS):
         problems.append(
             f"engines.tiny_model.corpus: {corpus!r} would be read untracked (stage "
             f"build_tiny_model depends on {TINY_MODEL_CORPUS}); use that or null"
