@@ -401,6 +401,7 @@ class OpenAIEngine(StreamBatches):
         }
         if tools:
             pbody["tools"] = tools
+        # scoring needs vLLM's /tokenize, which takes the kwargs: send unless known refused
         if kwargs and self._caps.get("chat_template_kwargs", True):
             pbody["chat_template_kwargs"] = kwargs
         prompt = await self._post(s, tok, pbody)
