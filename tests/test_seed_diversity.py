@@ -49,7 +49,7 @@ def test_near_duplicates_mask_values_and_need_the_same_function():
         _row("Hotels in Lima, please, near the beach.", "find_hotel", {"city": "Lima"}, "d5"),
     ]
     assert masked_request(held[0]) == "Could you find a hotel in  v  for me?"
-    d = seed_diversity(train, held)
+    d = seed_diversity(train, held, 0.9)
     assert d["heldout_call_samples"] == 3 and d["heldout_near_duplicates"] == 1
     assert d["near_duplicate_share"] == pytest.approx(1 / 3, abs=1e-4)
     assert d["functions"] == {"offered": 3, "called": 2}
@@ -68,7 +68,7 @@ def test_chain_share_counts_values_taken_from_results_only():
                    [call, result])  # fmt: skip
     dictated = _row("Track ORD-77 after finding my Oslo order.", "track", {"order_id": "ORD-77"},
                     "d2", [call, result])  # fmt: skip
-    d = seed_diversity([chained, dictated], [])
+    d = seed_diversity([chained, dictated], [], 0.9)
     assert d["kind_share"] == {"multi_step": 1.0}
     assert d["multi_step_chained"] == 1 and d["chain_share"] == 0.5
     assert d["near_duplicate_share"] is None
@@ -104,6 +104,40 @@ def test_heldout_by_tool_never_offers_a_heldout_function_in_training():
     split = [r for r in rejects if r["tier"] == "split"]
     assert len(train) + len(heldout) + len(split) == 40
     assert all("which training offers" in r["reason"] for r in split)
-    assert seed_diversity(train, heldout)["near_duplicate_share"] in (0.0, None)
+    assert seed_diversity(train, heldout, 0.9)["near_duplicate_share"] in (0.0, None)
     by_dialogue = build_samples(dialogues, 0.25, 0, set())
     assert len(by_dialogue[1]) == 10 and not by_dialogue[2]
+
+
+def test_edde_rule_counts_whole_sample_copies_only():
+    train = [
+        _row(
+            "Could you find a hotel in Lisbon for me, near the old town?",
+            "find_hotel",
+            {"city": "Lisbon"},
+            "d1",
+        ),  # fmt: skip
+    ]
+    held = [
+        # the same sample in another dialogue: a copy under EDDE's rule (Jaccard 1.0)
+        _row(
+            "Could you find a hotel in Lisbon for me, near the old town?",
+            "find_hotel",
+            {"city": "Lisbon"},
+            "d2",
+        ),  # fmt: skip
+        # same wording, another value: the masked-wording rule calls it a duplicate,
+        # EDDE's whole-sample shingles (values count) do not at 0.9
+        _row(
+            "Could you find a hotel in Kyoto for me, near the old town?",
+            "find_hotel",
+            {"city": "Kyoto"},
+            "d3",
+        ),  # fmt: skip
+    ]
+    d = seed_diversity(train, held, 0.9)
+    assert d["heldout_near_duplicates"] == 2 and d["near_duplicate_share"] == 1.0
+    assert d["heldout_edde_near_duplicates"] == 1 and d["edde_near_duplicate_share"] == 0.5
+    assert d["edde_threshold"] == 0.9
+    # a lower threshold takes the second one in too
+    assert seed_diversity(train, held, 0.5)["heldout_edde_near_duplicates"] == 2

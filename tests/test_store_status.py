@@ -148,13 +148,17 @@ def test_seed_diversity_line(project: Path) -> None:
                           "distinct_3": 0.5513},
         "chain_share": 0.126,
         "near_duplicate_share": 0.0,
+        "edde_near_duplicate_share": 0.0123,
+        "edde_threshold": 0.9,
     }  # fmt: skip
     (project / "data/seed/metrics.json").write_text(json.dumps({"diversity": diversity}))
     st = collect_status(project, check_dvc=False)
     assert st.to_json()["seed_diversity"] == diversity
-    line = next(x for x in format_status(st).splitlines() if x.startswith("seed diversity"))
-    assert line == (
-        "seed diversity: 320 functions, openings 461/1003, distinct-2/3 0.31/0.55, "
-        "chain 0.13, near-dup 0.00"
-    )
-    assert len(line) <= 100
+    lines = format_status(st).splitlines()
+    i = next(i for i, x in enumerate(lines) if x.startswith("seed diversity"))
+    assert lines[i : i + 2] == [
+        "seed diversity: 320 functions, openings 461/1003, distinct-2/3 0.31/0.55, chain 0.13",
+        "held-out near-duplicates of training: 0.00 (request wording), 0.01 (EDDE rule, "
+        "Jaccard >= 0.9)",
+    ]
+    assert all(len(x) <= 100 for x in lines[i : i + 2])

@@ -27,6 +27,7 @@ import pyarrow as pa
 from pydantic import ValidationError
 
 from looptool.core.codec import render_label
+from looptool.core.render import render_conversation, render_tools
 from looptool.core.rules import check_calls
 from looptool.core.tables import (
     EXPANSIONS,
@@ -49,7 +50,7 @@ from looptool.engines.base import ChatRequest, ChoiceRequest, Engine, Failed, Sa
 from looptool.engines.failures import ENGINE_FAILED, failure_note
 from looptool.engines.placement import EngineSource, close_engine
 from looptool.loop import edde_template  # noqa: F401  (registers the template tasks)
-from looptool.loop.judge import render_conversation, render_tools, supports_choice
+from looptool.loop.judge import supports_choice
 from looptool.loop.judge_parse import strip_think
 from looptool.loop.near_dup import ShingleIndex, jaccard, shingles
 from looptool.loop.probe import unique_samples

@@ -37,6 +37,7 @@ import polars as pl
 import pyarrow as pa
 
 from looptool.core.match import match_normalized
+from looptool.core.render import dump_json, render_conversation, render_tools
 from looptool.core.rules import check_calls
 from looptool.core.tables import VERDICTS, label_from_json, rows_to_table, sample_kind
 from looptool.core.types import Label, Message, Sample, ToolSpec, canonical_json, content_hash
@@ -145,33 +146,11 @@ def reconcile(verdicts: Sequence[str | None], rule: str) -> tuple[str, str]:
 # --- prompt rendering (readable text, never raw chat-template tokens: DESIGN §5) ---------
 
 
-def _dump(obj: object) -> str:
-    return json.dumps(obj, ensure_ascii=False, sort_keys=True)
-
-
-def render_tools(tools: list[ToolSpec]) -> str:
-    return "\n".join(_dump(t.to_json()) for t in tools)
-
-
-def render_conversation(context: list[Message]) -> str:
-    parts = []
-    for m in context:
-        if m.role == "assistant" and m.tool_calls:
-            calls = "\n".join(_dump(c.to_json()) for c in m.tool_calls)
-            text = f"\n{m.content}" if m.content else ""
-            parts.append(f"[assistant] function call(s):\n{calls}{text}")
-        elif m.role == "tool":
-            parts.append(f"[function result{' of ' + m.name if m.name else ''}] {m.content}")
-        else:
-            parts.append(f"[{m.role}] {m.content}")
-    return "\n\n".join(parts)
-
-
 def render_response(label: Label | None, raw: str) -> str:
     if label is None:
         return f"(not valid function-call syntax)\n{raw[:2000]}"
     if label.calls:
-        return "Function call(s):\n" + "\n".join(_dump(c.to_json()) for c in label.calls)
+        return "Function call(s):\n" + "\n".join(dump_json(c.to_json()) for c in label.calls)
     return f"No function call. Text reply:\n{label.text or ''}"
 
 

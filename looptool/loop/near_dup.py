@@ -15,8 +15,8 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 
+from looptool.core.render import render_conversation
 from looptool.core.types import Sample, canonical_json
-from looptool.loop.judge import render_conversation
 
 
 def shingles(sample: Sample, n: int = 3) -> frozenset[str]:

@@ -20,9 +20,13 @@
   ``heldout_mean_best_jaccard`` is the mean of each held-out sample's best similarity
   (0 when no training sample calls the same functions).
 
-Not the EDDE near-duplicate rule (:mod:`looptool.loop.near_dup`: 3-gram shingles of the
-whole conversation and label, where the values dominate): this one asks whether the
-generator wrote the same request twice, so it compares wording with values masked.
+- ``edde_near_duplicate_share``: the same question under EDDE's own rule
+  (:mod:`looptool.loop.near_dup`, the rule that keeps EDDE children out of the held-out
+  split): of all held-out samples, the share with a training sample whose word 3-gram
+  shingles of the whole conversation and label have a Jaccard similarity >=
+  ``loop.expand.near_dup_threshold`` (``edde_threshold``). Values count here, so it
+  answers "would EDDE call this held-out sample a copy of a training sample", while
+  ``near_duplicate_share`` asks whether the generator wrote the same request twice.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ import re
 import duckdb
 import polars as pl
 
+from looptool.core.tables import sample_from_row
+from looptool.loop.near_dup import ShingleIndex, shingles
 from looptool.seed.values import appears_in, scalar_leaves
 
 NEAR_DUP_JACCARD = 0.8
@@ -131,6 +137,14 @@ def masked_request(row: dict) -> str:
     return re.sub(r"\d+(?:\.\d+)?", "0", text)
 
 
+def edde_near_duplicates(train: list[dict], heldout: list[dict], threshold: float) -> int:
+    """Held-out samples with a training sample at shingle Jaccard >= ``threshold``."""
+    index = ShingleIndex(
+        [r["sample_id"] for r in train], [shingles(sample_from_row(r)) for r in train], threshold
+    )
+    return sum(index.most_similar(shingles(sample_from_row(r))) is not None for r in heldout)
+
+
 def _frame(rows: list[dict]) -> pl.DataFrame:
     return pl.DataFrame(
         {
@@ -141,8 +155,9 @@ def _frame(rows: list[dict]) -> pl.DataFrame:
     )
 
 
-def seed_diversity(train: list[dict], heldout: list[dict]) -> dict:
-    """The diversity block of the seed metrics (see module doc); SAMPLES rows in."""
+def seed_diversity(train: list[dict], heldout: list[dict], edde_threshold: float) -> dict:
+    """The diversity block of the seed metrics (see module doc); SAMPLES rows in;
+    ``edde_threshold`` is ``loop.expand.near_dup_threshold``."""
     rows = train + heldout
     if not rows:
         return {}
@@ -161,6 +176,7 @@ def seed_diversity(train: list[dict], heldout: list[dict]) -> dict:
     multi = [r for r in rows if r["kind"] == "multi_step"]
     chained = sum(_chained(r) for r in multi)
     dup, held_calls, mean_j = near_duplicates(_frame(train), _frame(heldout))
+    edde_dup = edde_near_duplicates(train, heldout, edde_threshold) if heldout else 0
     return {
         "functions": {"offered": len(offered), "called": len(called)},
         "tools_per_sample": round(sum(len(json.loads(r["tools"])) for r in rows) / len(rows), 3),
@@ -177,4 +193,7 @@ def seed_diversity(train: list[dict], heldout: list[dict]) -> dict:
         "heldout_near_duplicates": dup,
         "heldout_call_samples": held_calls,
         "heldout_mean_best_jaccard": mean_j,
+        "edde_near_duplicate_share": round(edde_dup / len(heldout), 4) if heldout else None,
+        "heldout_edde_near_duplicates": edde_dup,
+        "edde_threshold": edde_threshold,
     }

@@ -448,7 +448,7 @@ def run_samples(params: Params, out_dir: Path) -> dict:
         "imports": imports,
         "heldout_by": sp.heldout_by,
         # measured on the clean labels: injected noise is not the generator's diversity
-        "diversity": seed_diversity(clean_train, heldout),
+        "diversity": seed_diversity(clean_train, heldout, params.loop.expand.near_dup_threshold),
         "label_noise": {
             "requested_fraction": sp.label_noise,
             "noisy": len(noise),

@@ -214,19 +214,22 @@ def _seed_diversity(layout: Layout) -> dict | None:
     return obj.get("diversity") if isinstance(obj, dict) else None
 
 
-def format_seed_diversity(d: dict) -> str:
-    """One line (< 100 columns) of the seed diversity metrics."""
+def format_seed_diversity(d: dict) -> list[str]:
+    """Two lines (< 100 columns each) of the seed diversity metrics."""
     um = d.get("user_messages") or {}
 
     def num(x: float | None) -> str:
         return "-" if x is None else f"{x:.2f}"
 
-    return (
+    return [
         f"seed diversity: {d['functions']['called']} functions, "
         f"openings {um.get('openings')}/{um.get('distinct')}, "
         f"distinct-2/3 {num(um.get('distinct_2'))}/{num(um.get('distinct_3'))}, "
-        f"chain {num(d.get('chain_share'))}, near-dup {num(d.get('near_duplicate_share'))}"
-    )
+        f"chain {num(d.get('chain_share'))}",
+        f"held-out near-duplicates of training: {num(d.get('near_duplicate_share'))} "
+        f"(request wording), {num(d.get('edde_near_duplicate_share'))} "
+        f"(EDDE rule, Jaccard >= {d.get('edde_threshold', '-')})",
+    ]
 
 
 # compact view: one letter per stage of STAGE_OUTPUTS, so the marks line up under it
@@ -261,7 +264,7 @@ def format_status(st: Status, wide: bool = False) -> str:
         + ", ".join(f"{k} {'not built' if v is None else f'{v:,} rows'}" for k, v in s.items())
     )
     if st.seed_diversity:
-        lines.append(_clip(format_seed_diversity(st.seed_diversity), WIDTH))
+        lines += [_clip(x, WIDTH) for x in format_seed_diversity(st.seed_diversity)]
     if st.iterations.height:
         if wide:
             # booleans as marks keep the stage matrix narrow enough for a terminal
