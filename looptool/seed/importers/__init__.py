@@ -5,7 +5,7 @@
     xlam       xLAM / APIGen: query, tools (map-style parameters), answers
     toolace    ToolACE: tools inside the system prompt, Python-style call lists
     bfcl       BFCL questions + possible answers (first acceptable value = label)
-    toolbench  ToolBench / RapidAPI tool documents (api_list)
+    toolbench  ToolBench: RapidAPI tool documents, instruction records, answer files
 
 :func:`read_import` reads one file into tools, dialogues and rejects (file:line and a
 reason for every bad record); ``auto`` picks the format from the first record.
@@ -43,7 +43,8 @@ _EXPECTED = ", ".join(
         "xLAM {query, tools, answers}",
         "ToolACE {system, conversations}",
         "BFCL {id, question, function}",
-        "ToolBench {tool_name, api_list}",
+        "ToolBench tool document {tool_name, api_list}, instruction {query, api_list} "
+        "or answer file {answer_generation}",
     )
 )
 

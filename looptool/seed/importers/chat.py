@@ -2,13 +2,15 @@
 
 A chat record holds ``messages`` (OpenAI: ``role``/``content``) or ``conversations``
 (ShareGPT: ``from``/``value``; roles human/gpt/tool as in NousResearch's
-hermes-function-calling-v1), as a list or as JSON text. Tools come from the record's
+hermes-function-calling-v1, or LLaMA-Factory's function_call (JSON calls) and
+observation), as a list or as JSON text. Tools come from the record's
 ``tools`` (list or JSON text; OpenAI ``{"type": "function", "function": ...}`` or bare
 specs) or, failing that, the ``<tools>...</tools>`` block of the system prompt.
-Assistant calls are OpenAI ``tool_calls`` (``arguments`` as JSON text or an object) or
-``<tool_call>{...}</tool_call>`` blocks in the text; tool results are ``tool`` messages
-(OpenAI: named through ``tool_call_id``) or ``<tool_response>{"name", "content"}
-</tool_response>`` blocks. System prompts are dropped: LoopTool renders its own.
+Assistant calls are OpenAI ``tool_calls`` (``arguments`` as JSON text or an object), the
+older single ``function_call``, or ``<tool_call>{...}</tool_call>`` blocks in the text;
+tool results are ``tool`` messages (OpenAI: named through ``tool_call_id``) or
+``<tool_response>{"name", "content"}</tool_response>`` blocks. System prompts are
+dropped: LoopTool renders its own.
 
 A record that is neither (a bare tool spec) is one tool, as in an OpenAI tools file.
 """
@@ -39,6 +41,7 @@ _ROLES = {
     "function": "tool",
     "observation": "tool",
     "ipython": "tool",
+    "function_call": "function_call",  # LLaMA-Factory ShareGPT: the turn is JSON call(s)
 }
 _BLOCK = {
     tag: re.compile(rf"<{tag}>(.*?)</{tag}>", re.DOTALL)
@@ -88,7 +91,7 @@ def _text(m: dict, where: str) -> str:
     return text
 
 
-def _messages(raw: list) -> tuple[list[Message], str]:
+def read_messages(raw: list) -> tuple[list[Message], str]:
     """(messages without system prompts, the system text)."""
     out: list[Message] = []
     system: list[str] = []
@@ -104,11 +107,21 @@ def _messages(raw: list) -> tuple[list[Message], str]:
         text = _text(m, here)
         if role == "system":
             system.append(text)
+        elif role == "function_call":
+            raw_calls = loose_value(text, f"{here} function_call")
+            calls = [
+                call_of(c, f"{here} call {k}")
+                for k, c in enumerate(raw_calls if isinstance(raw_calls, list) else [raw_calls])
+            ]
+            pending = [c.name for c in calls]
+            out.append(Message(role="assistant", tool_calls=calls))
         elif role == "assistant":
             calls = [call_of(c, here) for c in m.get("tool_calls") or []]
             for c, raw_call in zip(calls, m.get("tool_calls") or [], strict=True):
                 if isinstance(raw_call, dict) and raw_call.get("id"):
                     names[str(raw_call["id"])] = c.name
+            if m.get("function_call"):  # OpenAI's older API (ToolBench answers): one call
+                calls.append(call_of(m["function_call"], f"{here} function_call"))
             if _BLOCK["tool_call"].search(text):
                 calls += [
                     call_of(loose_value(b.strip(), f"{here} <tool_call>"), here)
@@ -160,6 +173,6 @@ def parse(record: Any) -> tuple[list[ToolOutcome], list[Message] | None]:
             raise RecordError(f"expected an object, got {type(record).__name__}")
         return convert([("", record)], spec_of), None
     raw = record.get("messages", record.get("conversations"))
-    messages, system = _messages(as_list(raw, "messages"))
+    messages, system = read_messages(as_list(raw, "messages"))
     tools = _tool_list(record, system)
     return convert([(f"#{k}", t) for k, t in enumerate(tools)], spec_of), messages

@@ -5,8 +5,10 @@ JSON format that you can invoke: [...]"); turns are ``{"from": user|assistant|to
 "value"}``. An assistant call turn is a Python-style list ``[f(a=1, b="x"), g()]``,
 parsed with :mod:`ast` (keyword values must be literals; nothing is evaluated); a tool
 turn is a JSON list of ``{"name", "results"}``, one result per call. Tool names with
-characters a function name cannot hold (ToolACE has names with spaces) get ``_`` in
-their place, in the specs and the calls alike.
+characters a function name cannot hold (ToolACE has ``Market Trends API`` and
+``/madlibs-diceware``) get ``_`` in their place, in the specs and the calls alike.
+The same records re-exported for LLaMA-Factory (speakers ``human``, ``gpt``,
+``function_call`` with JSON calls, ``observation``) are read too.
 """
 
 from __future__ import annotations
@@ -26,8 +28,12 @@ from looptool.seed.importers.base import (
     spec_of,
     tool_result,
 )
+from looptool.seed.importers.chat import call_of
 
 _BAD_NAME_CHARS = re.compile(r"[^A-Za-z0-9_.\-]")
+# ShareGPT / LLaMA-Factory speaker names of the same turns (ToolACE re-exported for
+# LLaMA-Factory: human, gpt, function_call with JSON calls, observation)
+_SPEAKERS = {"human": "user", "gpt": "assistant", "observation": "tool"}
 
 
 def is_toolace(record: Any) -> bool:
@@ -69,30 +75,66 @@ def _func_name(node: ast.expr) -> str:
 
 
 def parse_calls(text: str, renames: dict[str, str]) -> list[ToolCall] | None:
-    """``[f(a=1), g(b="x")]`` -> calls; None when the text is not a call list."""
+    """``[f(a=1), g(b="x")]`` -> calls; None when the text is not a call list.
+
+    A listed tool's name in call position is swapped for a placeholder identifier first,
+    so names Python cannot parse (``Get Data``, ``/madlibs-diceware``) are calls too; text
+    that names a listed tool that way but is no call list is a RecordError, not prose.
+    """
     body = text.strip()
     if not (body.startswith("[") and body.endswith("]") and "(" in body):
         return None
-    for old in sorted(renames, key=len, reverse=True):
-        body = body.replace(f"{old}(", f"{renames[old]}(")
+    holders: dict[str, str] = {}  # placeholder -> the tool's safe name
+    swapped: dict[str, str] = {}  # placeholder + "(" -> the text it replaced
+    for k, old in enumerate(sorted(renames, key=len, reverse=True)):
+        at_call = re.compile(rf"([\[,]\s*)({re.escape(old)}\s*\()")
+        holder = f"__looptool_fn{k}__"
+
+        def swap(m: re.Match, holder: str = holder) -> str:
+            swapped[holder + "("] = m.group(2)
+            return m.group(1) + holder + "("
+
+        body, n = at_call.subn(swap, body)
+        if n:
+            holders[holder] = renames[old]
     try:
         tree = ast.parse(body, mode="eval").body
     except SyntaxError as exc:
         raise RecordError(f"unparseable call list ({exc.msg}): {text.strip()[:80]!r}") from None
     if not isinstance(tree, ast.List) or not all(isinstance(e, ast.Call) for e in tree.elts):
+        if holders:
+            raise RecordError(f"a call of a listed tool, but no call list: {text.strip()[:80]!r}")
         return None
     calls = []
     for node in tree.elts:
         assert isinstance(node, ast.Call)
         try:
             name = _func_name(node.func)
+            name = holders.get(name, name)
             if node.args:
                 raise ValueError(f"{name}: positional arguments (only name=value is allowed)")
-            args = {kw.arg: ast.literal_eval(kw.value) for kw in node.keywords if kw.arg}
+            args = {
+                kw.arg: _unswap(ast.literal_eval(kw.value), swapped)
+                for kw in node.keywords
+                if kw.arg
+            }
         except ValueError as exc:
             raise RecordError(f"call list: {exc}: {ast.unparse(node)[:80]!r}") from None
         calls.append(ToolCall(name=name, arguments=args))
     return calls
+
+
+def _unswap(value: Any, swapped: dict[str, str]) -> Any:
+    """A literal argument with the original text where a placeholder landed in a string."""
+    if isinstance(value, str):
+        for holder, text in swapped.items():
+            value = value.replace(holder, text)
+        return value
+    if isinstance(value, list | tuple):
+        return type(value)(_unswap(v, swapped) for v in value)
+    if isinstance(value, dict):
+        return {k: _unswap(v, swapped) for k, v in value.items()}
+    return value
 
 
 def parse(record: Any) -> tuple[list[ToolOutcome], list[Message] | None]:
@@ -106,7 +148,7 @@ def parse(record: Any) -> tuple[list[ToolOutcome], list[Message] | None]:
     for i, turn in enumerate(as_list(record["conversations"], "conversations")):
         if not isinstance(turn, dict) or not isinstance(turn.get("value"), str):
             raise RecordError(f"turn {i}: expected {{from, value}} with text")
-        who, text = turn.get("from"), turn["value"]
+        who, text = _SPEAKERS.get(str(turn.get("from")), turn.get("from")), turn["value"]
         if who == "user":
             messages.append(Message(role="user", content=text))
         elif who == "assistant":
@@ -115,6 +157,14 @@ def parse(record: Any) -> tuple[list[ToolOutcome], list[Message] | None]:
                 messages.append(Message(role="assistant", content=text))
             else:
                 messages.append(Message(role="assistant", tool_calls=calls))
+        elif who == "function_call":  # LLaMA-Factory: one JSON call or a list of them
+            raw = loose_value(text, f"turn {i} function_call")
+            calls = [
+                call_of(c, f"turn {i} call {k}")
+                for k, c in enumerate(raw if isinstance(raw, list) else [raw])
+            ]
+            calls = [c.model_copy(update={"name": renames.get(c.name, c.name)}) for c in calls]
+            messages.append(Message(role="assistant", tool_calls=calls))
         elif who == "tool":
             results = loose_value(text, f"turn {i} tool results")
             for r in results if isinstance(results, list) else [results]:

@@ -4,8 +4,12 @@
 An xLAM tool's ``parameters`` is a map ``name -> {type, description, default}`` whose
 types are Python-style: ``str``, ``int``, ``float``, ``bool``, ``List[int]``,
 ``Dict[str, Any]``, ``Tuple[..]``, ``Union[a, b]``, ``Optional[x]``, ``Any``, with a
-``, optional`` suffix marking optional parameters (the rest are required). They become
-real JSON-schema ``properties`` + ``required``; a default is kept when it fits the type.
+``, optional`` suffix marking optional parameters. They become real JSON-schema
+``properties`` + ``required``; a default is kept when it fits the type. A parameter is
+required unless it is marked optional or has a non-empty default: the dataset's labels
+were checked by executing them, and real records leave out parameters that have a
+default but no ``, optional`` (record 8: ``light_travel_time(distance_in_light_years=25)``
+without ``speed_of_light``, default 299792458).
 An unknown type (e.g. ``strng``) rejects the tool. ``answers`` (``[{name, arguments}]``)
 are the label of one [user query, assistant calls] conversation.
 """
@@ -98,12 +102,11 @@ def tool_spec(raw: Any, where: str) -> ToolSpec:
             if p.get("description"):
                 schema["description"] = str(p["description"])
             default = p.get("default")
-            if default not in (None, "") and jsonschema.Draft202012Validator(schema).is_valid(
-                default
-            ):
+            has_default = default not in (None, "")
+            if has_default and jsonschema.Draft202012Validator(schema).is_valid(default):
                 schema["default"] = default
             props[str(key)] = schema
-            if not optional:
+            if not (optional or has_default):
                 required.append(str(key))
     except ToolSpecError as exc:
         raise RecordError(str(exc)) from None
