@@ -89,13 +89,13 @@ def test_xlam_map_style_parameters_become_json_schema():
     res = read_import(FIX / "xlam.json")
     assert res.format == "xlam"
     tools = _tools(res)
-    assert tools["live_giveaways_by_type"] == {
+    assert tools["ferry_departures_by_slot"] == {
         "type": "object",
         "properties": {
-            "type": {
+            "slot": {
                 "type": "string",
-                "description": "The type of giveaways to retrieve (e.g., game, loot, beta).",
-                "default": "game",
+                "description": "The time slot (e.g., morning, evening, night).",
+                "default": "morning",
             }
         },
     }  # a parameter with a default is not required (xlam_defaults.json below)
@@ -110,7 +110,7 @@ def test_xlam_map_style_parameters_become_json_schema():
     assert s["properties"]["labels"] == {"type": "object", "description": "Optional labels."}
     assert s["required"] == ["numbers"]  # ", optional" params are not required
     calls = res.dialogues[0].messages[1].tool_calls
-    assert [c.arguments for c in calls] == [{"type": "beta"}, {"type": "game"}]
+    assert [c.arguments for c in calls] == [{"slot": "morning"}, {"slot": "evening"}]
     assert preview_import(FIX / "xlam.json")["samples"] == 2
     rejects = _rejects(FIX / "xlam.json")
     assert [ln for ln, _ in rejects] == [4, 5]
@@ -196,7 +196,7 @@ def test_cli_dry_run_json_and_text(tmp_path):
     out = json.loads(res.output)
     assert set(out) == {"tools", "samples", "rejects"}
     assert out["tools"] == [
-        {"name": "live_giveaways_by_type", "parameters": ["type"]},
+        {"name": "ferry_departures_by_slot", "parameters": ["slot"]},
         {"name": "sum_numbers", "parameters": ["decimals", "labels", "numbers"]},
     ]
     assert out["samples"] == 2 and [r["line"] for r in out["rejects"]] == [4, 5]
