@@ -81,7 +81,7 @@ def test_hermes_sharegpt_tool_call_blocks_and_clarify():
     assert out["samples"] == 3  # one call; the clarifying question + the call after it
     assert _rejects(FIX / "hermes.json") == [
         (24, "message 1: unknown role 'bot'"),
-        (32, "no tools (neither a 'tools' field nor <tools> in the system prompt)"),
+        (32, "no tools (no 'tools' or 'functions' field, no <tools> in the system prompt)"),
     ]
 
 
@@ -380,6 +380,9 @@ def test_openai_legacy_function_call_messages():
     assert euro.messages[2].name == "get_exchange_rate"
     assert pound.messages[1].content == "Let me look that up."  # text beside the call stays
     assert pound.messages[1].tool_calls[0].arguments == {"base": "GBP", "quote": "JPY"}
+    # the pound record lists its tools in the older top-level `functions` field
+    assert "tools" not in json.loads(path.read_text().splitlines()[1])
+    assert [t.spec.name for t in res.tools if t.spec] == ["get_exchange_rate"] * 2
     assert preview_import(path)["samples"] == 2
     assert _rejects(path) == [
         (3, "message 1 function_call: arguments is neither JSON nor a literal")
@@ -583,7 +586,7 @@ def test_real_hermes_card_examples():
     assert json.loads(d.messages[2].content)["flights"][0]["flight_number"] == "AA118"
     assert _kinds(d) == ["single"]
     assert _rejects(path) == [
-        (30, "no tools (neither a 'tools' field nor <tools> in the system prompt)")
+        (30, "no tools (no 'tools' or 'functions' field, no <tools> in the system prompt)")
     ]  # the JSON-mode example has no function to call
     assert preview_import(path)["samples"] == 1
 

@@ -5,7 +5,8 @@ A chat record holds ``messages`` (OpenAI: ``role``/``content``) or ``conversatio
 hermes-function-calling-v1, or LLaMA-Factory's function_call (JSON calls) and
 observation), as a list or as JSON text. Tools come from the record's
 ``tools`` (list or JSON text; OpenAI ``{"type": "function", "function": ...}`` or bare
-specs) or, failing that, the ``<tools>...</tools>`` block of the system prompt.
+specs), the older OpenAI ``functions`` list (bare specs, paired with ``function_call``),
+or, failing those, the ``<tools>...</tools>`` block of the system prompt.
 Assistant calls are OpenAI ``tool_calls`` (``arguments`` as JSON text or an object), the
 older single ``function_call``, or ``<tool_call>{...}</tool_call>`` blocks in the text;
 tool results are ``tool`` messages (OpenAI: named through ``tool_call_id``) or
@@ -153,12 +154,15 @@ def read_messages(raw: list) -> tuple[list[Message], str]:
 
 
 def _tool_list(record: dict, system: str) -> list:
-    if record.get("tools") not in (None, "", []):
-        return as_list(record["tools"], "tools")
+    for key in ("tools", "functions"):
+        if record.get(key) not in (None, "", []):
+            return as_list(record[key], key)
     # the first non-empty block: prompts often say "within <tools></tools> tags" first
     body = next((b.strip() for b in _BLOCK["tools"].findall(system) if b.strip()), None)
     if body is None:
-        raise RecordError("no tools (neither a 'tools' field nor <tools> in the system prompt)")
+        raise RecordError(
+            "no tools (no 'tools' or 'functions' field, no <tools> in the system prompt)"
+        )
     if body.startswith("["):
         return as_list(body, "<tools>")
     # one spec per line / back to back: wrap as a list
