@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from looptool.engines import EngineError, default_cache_dir
-from looptool.loop.guard import guard_verdict, heldout_check
+from looptool.loop.guard import collapse_kind, guard_verdict, heldout_check
 from looptool.loop.train import TrainError, is_main_process, train_grpo
 from looptool.loop.warmstart import train_sft
 from looptool.params import ParamsError, load_params
@@ -84,8 +84,8 @@ def main(argv: list[str] | None = None) -> None:
         msg = (
             f"train@{args.j}: COLLAPSE GUARD: greedy tool-call rate on call-labelled held-out "
             f"prompts {guard['tool_call_rate']:.2f} < {tp.guard.min_ratio} x the warm start's "
-            f"{guard['warmstart_tool_call_rate']:.2f}: the policy is turning into a text "
-            "answerer (README: 'Keeping GRPO from collapsing')"
+            f"{guard['warmstart_tool_call_rate']:.2f}: {collapse_kind(guard)} "
+            "(README: 'Keeping GRPO from collapsing')"
         )
         if tp.guard.action == "fail":
             sys.exit(f"error: {msg}")

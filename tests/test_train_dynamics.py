@@ -10,7 +10,7 @@ from test_train import DATE, SMOKE, synthetic_samples, write_samples
 from looptool.core.codec import render_calls
 from looptool.core.types import Label, ToolCall, canonical_json
 from looptool.loop.dynamic_sampling import regroup, varied_groups
-from looptool.loop.guard import guard_verdict
+from looptool.loop.guard import collapse_kind, guard_verdict
 from looptool.loop.reward import ToolMatchReward
 from looptool.loop.train import LoadedSamples, cap_no_call_share, train_grpo
 from looptool.params.train import GuardParams
@@ -120,3 +120,21 @@ def test_guard_verdict():
     assert ok["ok"] and ok["ratio"] == pytest.approx(0.75 / 0.9)
     skipped = guard_verdict({"tool_call_rate": 0.1}, None, guard)
     assert skipped["ok"] and skipped["skipped"] == "no warm-start held-out check"
+
+
+def test_collapse_warning_names_what_the_lost_calls_became():
+    guard = GuardParams(min_ratio=0.8, action="warn")
+    base = {"tool_call_rate": 0.9}
+    texty = guard_verdict(
+        {"tool_call_rate": 0.4, "text_answer_rate": 0.5, "unparsed_rate": 0.1}, base, guard
+    )
+    assert not texty["ok"] and texty["text_answer_rate"] == 0.5
+    assert collapse_kind(texty).startswith("the policy is turning into a text answerer")
+    # measured in the no_edde try (README): calls repeated up to the token cap
+    broken = guard_verdict(
+        {"tool_call_rate": 0.43, "text_answer_rate": 0.0, "unparsed_rate": 0.57}, base, guard
+    )
+    assert "does not parse" in collapse_kind(broken) and "0.57" in collapse_kind(broken)
+    # a check from before the split was recorded
+    old = guard_verdict({"tool_call_rate": 0.4}, base, guard)
+    assert collapse_kind(old) == "the policy is losing its tool calls"

@@ -114,6 +114,8 @@ def test_format_check_rates():
         "engine_failed": [],
         "parse_ok_rate": 0.75,
         "tool_call_rate": 0.5,
+        "text_answer_rate": 0.25,  # "I cannot help."
+        "unparsed_rate": 0.25,  # the broken JSON
         "name_match_rate": 0.25,
         "match_rate": 0.25,
     }

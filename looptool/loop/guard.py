@@ -4,8 +4,9 @@ The warm start's check greedy-decodes ``warmstart.heldout_check`` held-out promp
 seeded subset) and records how often a call-labelled prompt gets a parseable
 ``<tool_call>`` answer. After every train@j the same prompts are decoded with the new
 checkpoint: when that tool-call rate falls below ``train.guard.min_ratio`` of the warm
-start's, the policy is collapsing into text answers (DESIGN §9), and the guard warns
-loudly or fails the stage.
+start's, the policy is collapsing (DESIGN §9): into text answers, or into output that
+no longer parses (:func:`collapse_kind` says which), and the guard warns loudly or fails
+the stage.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ def guard_verdict(check: dict, baseline: dict | None, guard: GuardParams) -> dic
     out: dict[str, Any] = {
         "tool_call_rate": rate,
         "warmstart_tool_call_rate": base,
+        "text_answer_rate": check.get("text_answer_rate"),
+        "unparsed_rate": check.get("unparsed_rate"),
         "min_ratio": guard.min_ratio,
         "action": guard.action,
     }
@@ -61,3 +64,17 @@ def guard_verdict(check: dict, baseline: dict | None, guard: GuardParams) -> dic
     ratio = rate / base if base > 0 else None
     ok = base == 0 or rate >= guard.min_ratio * base
     return {**out, "ratio": ratio, "ok": ok}
+
+
+def collapse_kind(verdict: dict[str, Any]) -> str:
+    """What a failed guard's lost tool calls became, in words for the warning."""
+    text, bad = verdict.get("text_answer_rate"), verdict.get("unparsed_rate")
+    if text is None or bad is None:  # a check recorded before these rates existed
+        return "the policy is losing its tool calls"
+    split = f"call-labelled prompts answered in text {text:.2f}, unparseable output {bad:.2f}"
+    if bad > text:
+        return (
+            f"the policy writes output that does not parse ({split}): broken JSON or calls "
+            "repeated up to the token cap, not text answers"
+        )
+    return f"the policy is turning into a text answerer ({split})"

@@ -175,7 +175,10 @@ def format_check(
     """Greedy-decode ``samples`` with a policy engine; rates of parseable output and matches.
 
     ``tool_call_rate`` counts, among samples whose label has calls, completions that
-    parse cleanly and hold at least one ``<tool_call>``. A sample whose request failed
+    parse cleanly and hold at least one ``<tool_call>``; the rest of those samples split
+    into ``text_answer_rate`` (parsed, no call: a text answer) and ``unparsed_rate``
+    (output that does not parse, e.g. broken JSON or calls repeated until the token cap),
+    two different failures a collapse warning must tell apart. A sample whose request failed
     (:class:`~looptool.engines.base.Failed`) is left out of every rate and listed under
     ``engine_failed`` with its sample_id and reason.
     """
@@ -206,6 +209,10 @@ def format_check(
         "tool_call_rate": rate(
             sum(parsed[i].ok and bool(parsed[i].calls) for i in with_calls), len(with_calls)
         ),
+        "text_answer_rate": rate(
+            sum(parsed[i].ok and not parsed[i].calls for i in with_calls), len(with_calls)
+        ),
+        "unparsed_rate": rate(sum(not parsed[i].ok for i in with_calls), len(with_calls)),
         "name_match_rate": rate(
             sum(
                 parsed[i].ok and names(parsed[i].calls) == names(samples[i].label.calls)
