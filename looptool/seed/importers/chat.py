@@ -81,6 +81,15 @@ def call_of(raw: Any, where: str) -> ToolCall:
     return ToolCall(name=raw["name"], arguments=args)
 
 
+def function_call_turn(text: str, where: str) -> list[ToolCall]:
+    """A LLaMA-Factory ``function_call`` turn: one JSON call or a list of them."""
+    raw = loose_value(text, f"{where} function_call")
+    return [
+        call_of(c, f"{where} call {k}")
+        for k, c in enumerate(raw if isinstance(raw, list) else [raw])
+    ]
+
+
 def _text(m: dict, where: str) -> str:
     text = m.get("content", m.get("value"))
     if text is None:
@@ -109,11 +118,7 @@ def read_messages(raw: list) -> tuple[list[Message], str]:
         if role == "system":
             system.append(text)
         elif role == "function_call":
-            raw_calls = loose_value(text, f"{here} function_call")
-            calls = [
-                call_of(c, f"{here} call {k}")
-                for k, c in enumerate(raw_calls if isinstance(raw_calls, list) else [raw_calls])
-            ]
+            calls = function_call_turn(text, here)
             pending = [c.name for c in calls]
             out.append(Message(role="assistant", tool_calls=calls))
         elif role == "assistant":

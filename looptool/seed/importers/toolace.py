@@ -28,7 +28,7 @@ from looptool.seed.importers.base import (
     spec_of,
     tool_result,
 )
-from looptool.seed.importers.chat import call_of
+from looptool.seed.importers.chat import function_call_turn
 
 _BAD_NAME_CHARS = re.compile(r"[^A-Za-z0-9_.\-]")
 # ShareGPT / LLaMA-Factory speaker names of the same turns (ToolACE re-exported for
@@ -158,12 +158,10 @@ def parse(record: Any) -> tuple[list[ToolOutcome], list[Message] | None]:
             else:
                 messages.append(Message(role="assistant", tool_calls=calls))
         elif who == "function_call":  # LLaMA-Factory: one JSON call or a list of them
-            raw = loose_value(text, f"turn {i} function_call")
             calls = [
-                call_of(c, f"turn {i} call {k}")
-                for k, c in enumerate(raw if isinstance(raw, list) else [raw])
+                c.model_copy(update={"name": renames.get(c.name, c.name)})
+                for c in function_call_turn(text, f"turn {i}")
             ]
-            calls = [c.model_copy(update={"name": renames.get(c.name, c.name)}) for c in calls]
             messages.append(Message(role="assistant", tool_calls=calls))
         elif who == "tool":
             results = loose_value(text, f"turn {i} tool results")
