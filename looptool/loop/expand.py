@@ -52,7 +52,7 @@ from looptool.engines.placement import EngineSource, close_engine
 from looptool.loop import edde_template  # noqa: F401  (registers the template tasks)
 from looptool.loop.judge import supports_choice
 from looptool.loop.judge_parse import strip_think
-from looptool.loop.near_dup import ShingleIndex, jaccard, shingles
+from looptool.loop.near_dup import ShingleIndex, jaccard, rows_index, shingles
 from looptool.loop.probe import unique_samples
 from looptool.params.loop import LoopParams
 from looptool.prompts import load_prompt
@@ -409,14 +409,7 @@ def heldout_index(heldout: pa.Table | None, threshold: float) -> ShingleIndex | 
     if heldout is None:
         return None
     rows = heldout.select(["sample_id", "tools", "context", "label"]).to_pylist()
-    sets = []
-    for i, r in enumerate(rows):
-        try:
-            sets.append(shingles(sample_from_row(r)))
-        except (ValueError, TypeError, ValidationError) as exc:
-            first = str(exc).splitlines()[0]
-            raise ValueError(f"held-out row {i} ({r['sample_id']}): {first}") from None
-    return ShingleIndex([r["sample_id"] for r in rows], sets, threshold)
+    return rows_index(rows, threshold, "held-out")
 
 
 def heldout_duplicate(index: ShingleIndex | None, sid: str, sh: frozenset[str]) -> str | None:

@@ -15,7 +15,10 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 
+from pydantic import ValidationError
+
 from looptool.core.render import render_conversation
+from looptool.core.tables import sample_from_row
 from looptool.core.types import Sample, canonical_json
 
 
@@ -64,3 +67,17 @@ class ShingleIndex:
         if best is None or best[0] < self.threshold:
             return None
         return self.ids[-best[1]], best[0]
+
+
+def rows_index(rows: Sequence[dict], threshold: float, what: str) -> ShingleIndex:
+    """A :class:`ShingleIndex` over SAMPLES rows (``sample_id``, ``tools``, ``context``,
+    ``label``); ValueError naming ``what`` and the row when one does not rebuild into a
+    sample."""
+    sets = []
+    for i, r in enumerate(rows):
+        try:
+            sets.append(shingles(sample_from_row(r)))
+        except (ValueError, TypeError, ValidationError) as exc:
+            first = str(exc).splitlines()[0]
+            raise ValueError(f"{what} row {i} ({r['sample_id']}): {first}") from None
+    return ShingleIndex([r["sample_id"] for r in rows], sets, threshold)

@@ -38,7 +38,7 @@ import duckdb
 import polars as pl
 
 from looptool.core.tables import sample_from_row
-from looptool.loop.near_dup import ShingleIndex, shingles
+from looptool.loop.near_dup import rows_index, shingles
 from looptool.seed.values import appears_in, scalar_leaves
 
 NEAR_DUP_JACCARD = 0.8
@@ -139,9 +139,7 @@ def masked_request(row: dict) -> str:
 
 def edde_near_duplicates(train: list[dict], heldout: list[dict], threshold: float) -> int:
     """Held-out samples with a training sample at shingle Jaccard >= ``threshold``."""
-    index = ShingleIndex(
-        [r["sample_id"] for r in train], [shingles(sample_from_row(r)) for r in train], threshold
-    )
+    index = rows_index(train, threshold, "training")
     return sum(index.most_similar(shingles(sample_from_row(r))) is not None for r in heldout)
 
 
