@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from looptool.loop.compose import compose_next, compose_static
+from looptool.loop.compose import compose_next, compose_static, compose_static_pool, in_pool
 from looptool.store.io import read_parquet, write_json_atomic, write_parquet_atomic
 from stages._common import iteration_params
 
@@ -14,18 +14,21 @@ def main(argv: list[str] | None = None) -> None:
     nxt, lp = j + 1, params.loop
     try:
         seeds = read_parquet("data/seed/samples.parquet")
+        pool = read_parquet("data/iter_1/seed_pool.parquet")
         used = read_parquet(f"data/iter_{j}/seed_used.parquet")
-        if params.eval.static_baseline:
+        if params.eval.static_baseline and params.eval.static_source == "fresh":
             res = compose_static(
                 seeds, used, next_j=nxt, size=lp.dataset_size, seed=params.project.seed
             )
+        elif params.eval.static_baseline:
+            res = compose_static_pool(seeds, pool, used, next_j=nxt, size=lp.dataset_size)
         else:
             res = compose_next(
                 read_parquet(f"data/iter_{j}/dataset.parquet"),
                 read_parquet(f"data/iter_{j}/probe.parquet"),
                 read_parquet(f"data/iter_{j}/verdicts.parquet"),
                 read_parquet(f"data/iter_{j}/expansions.parquet"),
-                seeds,
+                in_pool(seeds, pool),  # Seed-new draws only from the run's finite pool
                 used,
                 next_j=nxt,
                 params=lp,
@@ -33,6 +36,7 @@ def main(argv: list[str] | None = None) -> None:
             )
     except FileNotFoundError as exc:
         sys.exit(f"error: compose@{j}: {exc}")
+    res.metrics.setdefault("pool_size", pool.num_rows)
     if res.metrics["shortfall"] > 0:
         print(
             f"warning: D_{nxt} is {res.metrics['shortfall']} samples short of {lp.dataset_size}",

@@ -62,7 +62,13 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if tp.algorithm == "sft":
             result = train_sft(
-                here / "dataset.parquet", start, here / "model", tp.sft, kind="train", **common
+                here / "dataset.parquet",
+                start,
+                here / "model",
+                tp.sft,
+                kind="train",
+                max_no_call_share=tp.max_no_call_share,
+                **common,
             )
         else:
             result = train_grpo(here / "dataset.parquet", start, here / "model", tp, **common)

@@ -150,11 +150,14 @@ def test_check_overrides_catches_a_wrong_override() -> None:
         check_overrides(REPO / "params.yaml", want, overrides[:-1])
 
 
-def test_eval_warmstart_depends_on_every_eval_key_but_static_baseline() -> None:
+def test_evals_depend_on_every_eval_key_but_the_static_switches() -> None:
+    """The warm start and iteration 1 are the same in every arm: their evaluations must not
+    rerun per arm (the static switches only change what is trained from iteration 2 on)."""
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    keys = {p for p in stages["eval_warmstart"]["params"] if p.startswith("eval")}
-    want = {f"eval.{k}" for k in EvalParams.model_fields if k != "static_baseline"}
-    assert keys == want
+    static = {"static_baseline", "static_source"}
+    want = {f"eval.{k}" for k in EvalParams.model_fields if k not in static}
+    for stage in (stages["eval_warmstart"], stages["eval"]["do"]):
+        assert {p for p in stage["params"] if p.startswith("eval")} == want
 
 
 def test_dry_run_prints_the_dvc_commands() -> None:
@@ -162,8 +165,21 @@ def test_dry_run_prints_the_dvc_commands() -> None:
     lines = out.splitlines()
     assert lines[0] == "dvc exp run --temp --name compare-loop"
     assert lines[1] == "dvc exp run --temp --name compare-static -S eval.static_baseline=true"
-    assert lines[2] == "dvc exp run --temp --name compare-no_hppl -S loop.ablation=no_hppl"
-    assert len(lines) == 8 and lines[-1].startswith("dvc plots diff compare-loop compare-static")
+    assert lines[2] == (
+        "dvc exp run --temp --name compare-static_fresh -S eval.static_baseline=true "
+        "-S eval.static_source=fresh"
+    )
+    assert lines[3] == "dvc exp run --temp --name compare-no_hppl -S loop.ablation=no_hppl"
+    assert len(lines) == 9 and lines[-1].startswith("dvc plots diff compare-loop compare-static")
+    picked = _run(
+        [str(BIN / "looptool"), "compare", "--dry-run", "--arms", "loop,static,no_edde"], REPO
+    ).stdout.splitlines()
+    assert [ln.split()[5] for ln in picked[:3]] == [
+        "compare-loop", "compare-static", "compare-no_edde"
+    ]  # fmt: skip
+    bad = subprocess.run([str(BIN / "looptool"), "compare", "--dry-run", "--arms", "loop,nope"],
+                         cwd=REPO, capture_output=True, text=True)  # fmt: skip
+    assert bad.returncode == 1 and "unknown arm(s) nope" in bad.stderr
     assert "data/iter_3/eval_curve.csv" in lines[-1]
     smol = _run(
         [str(BIN / "looptool"), "compare", "--dry-run", "--params", "params.smol.yaml"], REPO
@@ -246,7 +262,8 @@ def test_compare_runs_arms_as_experiments_sharing_stages(
     before = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True,
                             text=True, check=True).stdout  # fmt: skip
 
-    res = _run([str(BIN / "looptool"), "compare", "--out", "cmp"], root)
+    cmp = [str(BIN / "looptool"), "compare", "--out", "cmp", "--arms", "loop,static"]
+    res = _run(cmp, root)
     ran = log.read_text().splitlines()
     # shared stages once; each arm trains (the flag is a param of train@j)
     assert sorted(ran) == sorted(["seed@0", "warmstart@0", "eval@0",
@@ -269,12 +286,17 @@ def test_compare_runs_arms_as_experiments_sharing_stages(
     assert after.replace("?? cmp/\n", "") == before
     assert not (root / "data" / "iter_1").exists()
 
-    # a second run needs --replace; every stage then comes back from the run-cache
-    again = subprocess.run([str(BIN / "looptool"), "compare", "--out", "cmp"], cwd=root,
-                           capture_output=True, text=True)  # fmt: skip
-    assert again.returncode == 1 and "--replace" in again.stderr
-    _run([str(BIN / "looptool"), "compare", "--out", "cmp", "--replace"], root)
+    # a second run keeps the finished arms and runs nothing
+    again = _run(cmp, root)
+    assert "compare-loop: experiment exists on this commit, kept" in again.stderr
     assert log.read_text().splitlines() == ran
-    collected = _run([str(BIN / "looptool"), "compare", "--out", "cmp2", "--collect-only"], root)
+    # an arm whose experiment is missing (a killed compare) runs again from the run-cache
+    _run([str(BIN / "dvc"), "exp", "remove", "compare-static"], root)
+    _run(cmp, root)
+    assert log.read_text().splitlines() == ran
+    # --replace reruns every arm; every stage then comes back from the run-cache
+    _run([*cmp, "--replace"], root)
+    assert log.read_text().splitlines() == ran
+    collected = _run([*cmp[:2], "--out", "cmp2", *cmp[4:], "--collect-only"], root)
     assert pl.read_csv(root / "cmp2" / "compare.csv").equals(table)
     assert "static" in collected.stdout and "compare-static" in collected.stdout

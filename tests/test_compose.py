@@ -19,8 +19,12 @@ from looptool.loop.compose import (
     allocate,
     compose_next,
     compose_static,
+    compose_static_pool,
+    draw_seed_pool,
+    in_pool,
     init_dataset,
     seed_new_target,
+    seed_pool_target,
 )
 from looptool.loop.probe import select_hppl
 from looptool.params.loop import LoopParams
@@ -140,11 +144,16 @@ def outcome_ids(tables: dict, *outcomes: str) -> set[str]:
     return set(v.filter(pl.col("outcome").is_in(list(outcomes))).get_column("sample_id").to_list())
 
 
+def _d1(seeds, size, seed, reserved=None, pool_size=None):
+    pool = draw_seed_pool(seeds, size=pool_size, seed=seed, reserved=reserved)
+    return init_dataset(seeds, pool, size=size, reserved=reserved)
+
+
 def test_init_dataset_is_a_seeded_subset():
     t = synth()
-    a = init_dataset(t["seed_samples"], size=150, seed=3)
-    b = init_dataset(t["seed_samples"], size=150, seed=3)
-    c = init_dataset(t["seed_samples"], size=150, seed=4)
+    a = _d1(t["seed_samples"], 150, 3)
+    b = _d1(t["seed_samples"], 150, 3)
+    c = _d1(t["seed_samples"], 150, 4)
     df = pl.from_arrow(a.dataset)
     assert df.height == 150 and set(df.get_column("split")) == {"SEED"}
     assert df.get_column("sample_id").n_unique() == 150
@@ -152,7 +161,7 @@ def test_init_dataset_is_a_seeded_subset():
     assert set(pl.from_arrow(a.seed_used).get_column("sample_id")) == set(
         df.get_column("sample_id")
     )
-    short = init_dataset(t["seed_samples"], size=10_000, seed=0)
+    short = _d1(t["seed_samples"], 10_000, 0)
     assert short.metrics["shortfall"] == 10_000 - 600
 
 
@@ -160,7 +169,7 @@ def test_warm_start_reserved_samples_never_enter_d1_seed_new_or_static_reuse():
     t = synth()
     ids = [f"s{i}" for i in range(250)]  # pool samples (not in synth's D_j)
     reserved = rows_to_table([{"sample_id": s, "used_iter": 0} for s in ids], SEED_USED)
-    res = init_dataset(t["seed_samples"], size=150, seed=3, reserved=reserved)
+    res = _d1(t["seed_samples"], 150, 3, reserved=reserved)
     d1 = set(pl.from_arrow(res.dataset).get_column("sample_id"))
     used = pl.from_arrow(res.seed_used)
     assert not d1 & set(ids) and len(d1) == 150
@@ -342,6 +351,99 @@ def test_compose_is_deterministic():
     assert a.dataset.equals(b.dataset) and a.metrics == b.metrics
 
 
+def _params(**over):
+    from pathlib import Path
+
+    from looptool.params import Params, load_params
+
+    raw = load_params(Path(__file__).parents[1] / "params.yaml").model_dump()
+    raw["loop"]["dataset_size"] = 64
+    raw["loop"]["compose"].update(seed_pool="auto", seed_new=None, seed_new_schedule=None)
+    raw["loop"]["compose"].update(seed_new_start_fraction=4 / 13, seed_new_decay=0.5)
+    raw["iterations"] = {
+        str(j): {"j": j, "prev": j - 1, "next": j + 1, "overrides": {}} for j in (1, 2, 3, 4)
+    }
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(raw.get(key), dict) and key != "iterations":
+            for k, v in value.items():
+                if isinstance(v, dict):
+                    raw[key][k].update(v)
+                else:
+                    raw[key][k] = v
+        else:
+            raw[key] = value
+    return Params.model_validate(raw)
+
+
+def test_seed_pool_auto_is_d1_plus_the_seed_new_schedule():
+    p = _params()
+    # 64 + round(64 * 4/13 * 0.5^k) for D_2..D_4 = 64 + 20 + 10 + 5 (paper: 18,304 + ...)
+    assert seed_pool_target(p) == 64 + 20 + 10 + 5
+    its = p.model_dump()["iterations"]
+    its["3"]["overrides"] = {"loop.compose.seed_new": 7}  # compose@3 builds D_4
+    q = _params(iterations=its)
+    assert seed_pool_target(q) == 64 + 20 + 10 + 7
+    assert seed_pool_target(_params(loop={"dataset_size": 64, "compose": {"seed_pool": 80}})) == 80
+    assert seed_pool_target(_params(loop={"compose": {"seed_pool": "all"}})) is None
+    with pytest.raises(ValueError):
+        _params(loop={"compose": {"seed_pool": 0}})
+
+
+def test_the_pool_is_fixed_and_shared_by_the_loop_and_the_static_arm():
+    t = synth()
+    seeds = t["seed_samples"]
+    pool = draw_seed_pool(seeds, size=99, seed=3)
+    assert pool.num_rows == 99 and pool.equals(draw_seed_pool(seeds, size=99, seed=3))
+    # a bigger pool extends the same order: D_1 does not depend on the pool size
+    assert draw_seed_pool(seeds, size=150, seed=3).slice(0, 99).equals(pool)
+    ids = set(pool.column("sample_id").to_pylist())
+    d1 = init_dataset(seeds, pool, size=64)
+    assert set(pl.from_arrow(d1.dataset)["sample_id"]) <= ids
+    # the loop's Seed-new draws only from the pool (the stage passes in_pool(seeds, pool))
+    tables = {**t, "seed_samples": in_pool(seeds, pool), "seed_used": d1.seed_used}
+    nxt = compose_next(**tables, next_j=2, params=LoopParams(dataset_size=200), seed=0)
+    seed_new = pl.from_arrow(nxt.dataset).filter(pl.col("split") == "SEED_NEW")
+    assert seed_new.height > 0 and set(seed_new["sample_id"]) <= ids
+    assert nxt.metrics["available"]["SEED_NEW_POOL"] <= 99 - 64  # minus D_j's own
+    # the static arm draws only from the pool too
+    used = d1.seed_used
+    for j in (2, 3, 4):
+        st = compose_static_pool(seeds, pool, used, next_j=j, size=64)
+        assert set(pl.from_arrow(st.dataset)["sample_id"]) <= ids
+        used = st.seed_used
+
+
+def test_static_pool_cycles_fresh_before_repeated():
+    t = synth()
+    seeds = t["seed_samples"]
+    pool = draw_seed_pool(seeds, size=99, seed=3)
+    order = pool.column("sample_id").to_pylist()
+    d1 = init_dataset(seeds, pool, size=64)
+    assert sorted(pl.from_arrow(d1.dataset)["sample_id"]) == sorted(order[:64])
+    seen = {s: 1 for s in order[:64]}
+    used = d1.seed_used
+    for j in (2, 3, 4):
+        st = compose_static_pool(seeds, pool, used, next_j=j, size=64)
+        ids = pl.from_arrow(st.dataset)["sample_id"].to_list()
+        start = ((j - 1) * 64) % 99
+        assert sorted(ids) == sorted(order[(start + i) % 99] for i in range(64))
+        # fresh before repeated: no sample is seen k+1 times while another has k < max - 1
+        for s in ids:
+            seen[s] = seen.get(s, 0) + 1
+        counts = [seen.get(s, 0) for s in order]
+        assert max(counts) - min(counts) <= 1
+        used = st.seed_used
+    assert st.metrics["pool_size"] == 99 and st.metrics["seed_fresh"] == 0
+    # 4 x 64 = 256 draws from 99: every sample seen 2 or 3 times (the paper's ~2.6 passes)
+    assert sum(seen.values()) == 256 and set(seen.values()) == {2, 3}
+    # a pool smaller than |D| repeats inside one D_j, marked as copies
+    small = draw_seed_pool(seeds, size=10, seed=3)
+    st = compose_static_pool(seeds, small, SEED_USED.empty_table(), next_j=2, size=25)
+    df = pl.from_arrow(st.dataset)
+    assert df.height == 25 and df["sample_id"].n_unique() == 10
+    assert (df["copy"] > 0).sum() == 15
+
+
 def test_static_baseline_uses_seed_only():
     t = synth(n=50, pool=100)
     r = compose_static(t["seed_samples"], t["seed_used"], next_j=2, size=120, seed=0)
@@ -433,6 +535,8 @@ def test_one_full_iteration_through_the_stages(tmp_path, tiny_model_dir, monkeyp
             "dataset_size": 48,
             "probe": {"max_tokens": 32},
             "judge": {"analysis_max_tokens": 0},
+            # auto with J = 1 is |D_1| alone (D_2 is never trained): no Seed-new to draw
+            "compose": {"seed_pool": 80},
         },
         "iterations": {"1": {"j": 1, "prev": 0, "next": 2}},
     }

@@ -12,7 +12,7 @@ from looptool.core.types import Label, ToolCall, canonical_json
 from looptool.loop.dynamic_sampling import regroup, varied_groups
 from looptool.loop.guard import collapse_kind, guard_verdict
 from looptool.loop.reward import ToolMatchReward
-from looptool.loop.train import LoadedSamples, cap_no_call_share, train_grpo
+from looptool.loop.train import LoadedSamples, select_training_rows, train_grpo
 from looptool.params.train import GuardParams
 
 CALL = ToolCall(name="get_weather", arguments={"city": "Paris", "days": 2})
@@ -52,19 +52,52 @@ def test_graded_reward_orders_partial_answers_and_keeps_1_for_exact():
         ToolMatchReward("fuzzy")
 
 
-def test_no_call_cap_keeps_every_call_sample():
+def _loaded(samples):
+    return LoadedSamples(samples, [str(i) for i in range(len(samples))], ["" for _ in samples])
+
+
+def test_row_selection_caps_no_call_rows_and_keeps_every_call_row():
     samples = synthetic_samples(40, seed=5)
-    loaded = LoadedSamples(samples, [str(i) for i in range(40)], ["" for _ in samples])
-    keep = list(range(40))
+    loaded = _loaded(samples)
+    fits = [True] * 40
     n_call = sum(not s.label.is_no_call for s in samples)
-    n_no = 40 - n_call
-    assert n_no >= 2  # the fixture mixes kinds
-    capped = cap_no_call_share(loaded, keep, 0.1, seed=0)
-    no_call = [i for i in capped if samples[i].label.is_no_call]
-    assert len(capped) - len(no_call) == n_call and len(no_call) / len(capped) <= 0.1
-    assert capped == sorted(capped) and cap_no_call_share(loaded, keep, 0.1, seed=0) == capped
-    assert cap_no_call_share(loaded, keep, 1.0, seed=0) == keep
-    assert not [i for i in cap_no_call_share(loaded, keep, 0.0, 0) if samples[i].label.is_no_call]
+    assert 40 - n_call >= 2  # the fixture mixes kinds
+
+    def pick(**kw):
+        return select_training_rows(loaded, fits, seed=0, **kw)
+
+    capped = pick(max_samples=None, max_no_call_share=0.1)
+    no_call = [i for i in capped.rows if samples[i].label.is_no_call]
+    assert len(capped.rows) - len(no_call) == n_call and len(no_call) / len(capped.rows) <= 0.1
+    assert capped.rows == sorted(capped.rows)
+    assert pick(max_samples=None, max_no_call_share=0.1).rows == capped.rows
+    assert pick(max_samples=None, max_no_call_share=1.0).rows == list(range(40))
+    none = pick(max_samples=None, max_no_call_share=0.0).rows
+    assert not [i for i in none if samples[i].label.is_no_call]
+    # a small budget never rounds a positive share to zero no-call rows
+    eight = pick(max_samples=8, max_no_call_share=0.1)
+    assert len(eight.rows) == 8 and eight.metrics["no_call_rows"] == 1
+    # rows that do not fit are never chosen; the budget is filled from the rest
+    short = [i % 3 != 0 for i in range(40)]
+    r = select_training_rows(loaded, short, max_samples=20, max_no_call_share=1.0, seed=0)
+    assert len(r.rows) == 20 and all(short[i] for i in r.rows)
+
+
+def test_equal_budgets_whatever_the_no_call_share_of_d_j():
+    """Two D_j with different no-call shares train on the same number of rows (so the same
+    steps and sequences), under one rule for SFT and GRPO."""
+    mixed = synthetic_samples(60, seed=5)
+    calls_only = [s for s in synthetic_samples(200, seed=9) if not s.label.is_no_call][:60]
+    assert len(calls_only) == 60
+    for share in (0.1, 0.3, 1.0):
+        a = select_training_rows(
+            _loaded(mixed), [True] * 60, max_samples=32, max_no_call_share=share, seed=1
+        )
+        b = select_training_rows(
+            _loaded(calls_only), [True] * 60, max_samples=32, max_no_call_share=share, seed=1
+        )
+        assert len(a.rows) == len(b.rows) == 32
+        assert a.metrics["samples_shortfall"] == b.metrics["samples_shortfall"] == 0
 
 
 def test_regroup_pads_and_keeps_rows_of_the_picked_groups():

@@ -51,6 +51,10 @@ def _profile_overrides(root: Path, params_file: Path | None) -> tuple[list[str],
 @click.command("compare", short_help="Loop vs static baseline (and ablations) as DVC experiments.")
 @ROOT_OPTION
 @click.option("--ablations", is_flag=True, help="Also run the five Table 4 ablations.")
+@click.option("--arms", "arm_names", default=None, metavar="A,B,...",
+              help="Run exactly these arms, e.g. loop,static,static_fresh,no_edde "
+                   "(loop, static, static_fresh, no_hppl, no_jglv, no_edde, hppl_replace, "
+                   "es_repeat).")  # fmt: skip
 @click.option("--params", "params_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="A params profile (e.g. params.smol.yaml) for every arm, passed as -S overrides.")  # fmt: skip
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("compare"),
@@ -59,12 +63,13 @@ def _profile_overrides(root: Path, params_file: Path | None) -> tuple[list[str],
               help="Experiment names are PREFIX-<arm> (loop, static, no_hppl, ...).")  # fmt: skip
 @click.option("--replace", is_flag=True,
               help="Remove this commit's experiments of the same names first and rerun them "
-                   "(stages already run come back from DVC's run-cache).")  # fmt: skip
+                   "(stages already run come back from DVC's run-cache). Without it, arms "
+                   "whose experiment exists are kept and only the others run.")  # fmt: skip
 @click.option("--collect-only", is_flag=True, help="Run nothing: tabulate existing experiments.")
 @click.option("--dry-run", is_flag=True, help="Print the dvc commands and exit.")
 def compare(
-    root: Path, ablations: bool, params_file: Path | None, out: Path, prefix: str,
-    replace: bool, collect_only: bool, dry_run: bool,
+    root: Path, ablations: bool, arm_names: str | None, params_file: Path | None, out: Path,
+    prefix: str, replace: bool, collect_only: bool, dry_run: bool,
 ) -> None:  # fmt: skip
     """Run the loop and the static baseline (eval.static_baseline=true), and with
     --ablations the five loop.ablation variants, as DVC experiments from the same seed
@@ -74,7 +79,9 @@ def compare(
 
     Experiments run one after another in temporary copies of the repository (`dvc exp
     run --temp`): the workspace is not changed. Uncommitted changes to tracked files are
-    included, untracked files are not.
+    included, untracked files are not. A killed compare resumes: run it again and the arms
+    whose experiment exists are kept, the others run, their finished stages restored from
+    DVC's run-cache.
     """
     from scmrepo.exceptions import SCMError
 
@@ -86,7 +93,10 @@ def compare(
         raise click.ClickException(f"{root}: not a DVC project (no dvc.yaml or .dvc/)")
     out = out if out.is_absolute() else root / out
     overrides, params = _profile_overrides(root, params_file)
-    chosen = arms(ablations)
+    try:
+        chosen = arms(ablations, [a.strip() for a in arm_names.split(",")] if arm_names else None)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
     names = [a.exp_name(prefix) for a in chosen]
     runs = [exp_run_args(a, prefix, overrides) for a in chosen]
     if dry_run:
@@ -107,23 +117,21 @@ def compare(
         raise click.ClickException(f"{root}: DVC experiments need a Git commit ({exc})") from None
     if not collect_only:
         existing = [ref for ref in refs.values() if ref]
-        if existing and not replace:
-            have = ", ".join(n for n, r in refs.items() if r)
-            raise click.ClickException(
-                f"experiments {have} already exist on this commit: pass --replace to rerun "
-                "them or --collect-only to tabulate them"
-            )
-        if existing:
+        if existing and replace:
             _dvc(["exp", "remove", *existing], root, env)
+            refs = dict.fromkeys(refs)
         for i, args in enumerate(runs):
+            if refs[names[i]]:
+                click.echo(f"{names[i]}: experiment exists on this commit, kept", err=True)
+                continue
             click.echo(f"$ dvc {shlex.join(args)}", err=True)
             try:
                 _dvc(args, root, env)
             except click.ClickException as exc:
-                done = ", ".join(names[:i]) or "none"
+                done = ", ".join(n for n in names[:i] if n) or "none"
                 exc.message += (
-                    f" (finished arms: {done}; `looptool compare --replace` reruns all, "
-                    "stages already run come back from DVC's run-cache)"
+                    f" (finished arms: {done}; run the same `looptool compare` again to go on: "
+                    "finished arms are kept, finished stages come back from DVC's run-cache)"
                 )
                 raise
         refs = experiment_refs(root, names)

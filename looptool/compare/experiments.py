@@ -39,12 +39,36 @@ class Arm:
         return f"{prefix}-{self.name}"
 
 
-def arms(ablations: bool) -> list[Arm]:
-    """The loop and the static baseline (the paper's "w/o iterations"), then, with
-    ``ablations``, one arm per Table 4 ablation."""
-    out = [Arm("loop"), Arm("static", ("eval.static_baseline=true",))]
+# The baselines, by name. static: the paper's "w/o iterations" (|D_j| per iteration from
+# the run's finite seed pool, cycling); static_fresh: fresh seed samples every iteration
+# from the whole D_seed training split (a data-scale upper bound, not the paper's arm).
+BASELINES: dict[str, tuple[str, ...]] = {
+    "static": ("eval.static_baseline=true",),
+    "static_fresh": ("eval.static_baseline=true", "eval.static_source=fresh"),
+}
+
+
+def all_arms() -> dict[str, Arm]:
+    """Every arm `looptool compare` knows: loop, the baselines, the Table 4 ablations."""
+    out = {"loop": Arm("loop")}
+    out.update({name: Arm(name, sets) for name, sets in BASELINES.items()})
+    out.update({a: Arm(a, (f"loop.ablation={a}",)) for a in ABLATIONS})
+    return out
+
+
+def arms(ablations: bool, names: list[str] | None = None) -> list[Arm]:
+    """The arms to run: ``names`` (in that order; unknown names raise ValueError), else the
+    loop and both static baselines, then, with ``ablations``, one arm per Table 4
+    ablation."""
+    known = all_arms()
+    if names:
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ValueError(f"unknown arm(s) {', '.join(unknown)}; known: {', '.join(known)}")
+        return [known[n] for n in dict.fromkeys(names)]
+    out = [known["loop"], *(known[n] for n in BASELINES)]
     if ablations:
-        out += [Arm(a, (f"loop.ablation={a}",)) for a in ABLATIONS]
+        out += [known[a] for a in ABLATIONS]
     return out
 
 

@@ -52,6 +52,15 @@ SEED_USED = pa.schema(
     ]
 )
 
+# The run's finite seed pool (data/iter_1/seed_pool.parquet): the training seed samples D_1,
+# Seed-new and the static baseline may draw, in the seeded order they are drawn in.
+SEED_POOL = pa.schema(
+    [
+        pa.field("sample_id", pa.string(), nullable=False),
+        pa.field("pool_rank", pa.int32(), nullable=False),  # 0 = first drawn (D_1's head)
+    ]
+)
+
 PROBE = pa.schema(
     [
         pa.field("sample_id", pa.string(), nullable=False),

@@ -63,8 +63,10 @@ def run_eval(
     items = pa.concat_tables(parts).cast(EVAL_ITEMS)
     metrics: dict = {
         "iter": j,
-        # the warm start (j = 0) is shared by both arms and does not depend on the flag
-        "static_baseline": ep.static_baseline if j else None,
+        # the warm start (j = 0) and iteration 1 (D_1 = the seed pool's head in every arm)
+        # do not depend on the flag: eval_warmstart and eval@j do not list it, so the arms
+        # of `looptool compare` share them through DVC's run-cache
+        "static_baseline": ep.static_baseline if j > 1 else None,
         "model": str(layout.model_dir(j).relative_to(layout.root)),
         "heldout": heldout_metrics(items),
         "bfcl": bfcl_metrics(items) if ep.bfcl else None,

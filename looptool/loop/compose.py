@@ -48,8 +48,9 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from looptool.core.tables import DATASET, SAMPLE_FIELDS, SAMPLES, SEED_USED
+from looptool.core.tables import DATASET, SAMPLE_FIELDS, SAMPLES, SEED_POOL, SEED_USED
 from looptool.loop.probe import rank_by_ppl
+from looptool.params import Params
 from looptool.params.loop import LoopParams
 
 SAMPLE_COLS = [f.name for f in SAMPLE_FIELDS]
@@ -247,27 +248,73 @@ def _used_table(used: pl.DataFrame, new: pl.DataFrame, iteration: int) -> pa.Tab
     return out.to_arrow().cast(SEED_USED)
 
 
-def init_dataset(
-    seed_samples: pa.Table, *, size: int, seed: int, reserved: pa.Table | None = None
-) -> ComposeResult:
-    """D_1: a seeded subset of ``size`` seed samples (split SEED) and its seed_used table.
+def seed_pool_target(params: Params) -> int | None:
+    """How many training seed samples the run may use (``loop.compose.seed_pool``):
+    auto = |D_1| + the Seed-new count of every D_j the loop trains on (j = 2..J, each with
+    its iteration's overrides, as compose@{j-1} computes it); None = all of them."""
+    setting = params.loop.compose.seed_pool
+    if setting == "all":
+        return None
+    if isinstance(setting, int):
+        return setting
+    js = sorted(int(item.j) for item in params.iterations.values())
+    total = params.loop.dataset_size
+    for j in js:
+        if j + 1 in js:  # compose@j builds D_{j+1}; D_{J+1} is never trained on
+            total += seed_new_target(params.for_iteration(j).loop, j + 1)
+    return total
 
-    ``reserved`` (SEED_USED rows, used_iter 0) are the warm start's own samples: D_1 never
-    draws them and they enter seed_used as used by iteration 0, so Seed-new never does.
+
+def draw_seed_pool(
+    seed_samples: pa.Table, *, size: int | None, seed: int, reserved: pa.Table | None = None
+) -> pa.Table:
+    """The run's seed pool (SEED_POOL): ``size`` training seed samples (None: all) in a
+    seeded order that depends only on the ids and ``seed``; never the warm start's
+    ``reserved`` samples."""
+    held = _used(reserved if reserved is not None else SEED_USED.empty_table())
+    avail = _keys(seed_samples, "seed").join(held, on="sample_id", how="anti")
+    order = _shuffled(avail, seed)
+    if size is not None:
+        order = order.head(size)
+    ranked = order.select("sample_id", pool_rank=pl.int_range(pl.len(), dtype=pl.Int32))
+    return ranked.to_arrow().cast(SEED_POOL)
+
+
+def in_pool(seed_samples: pa.Table, pool: pa.Table) -> pa.Table:
+    """The rows of ``seed_samples`` whose sample is in ``pool`` (the Seed-new candidates)."""
+    return seed_samples.filter(pc.is_in(seed_samples.column("sample_id"), pool.column("sample_id")))
+
+
+def init_dataset(
+    seed_samples: pa.Table, pool: pa.Table, *, size: int, reserved: pa.Table | None = None
+) -> ComposeResult:
+    """D_1: the first ``size`` samples of the seed ``pool`` (split SEED) and its seed_used table.
+
+    ``reserved`` (SEED_USED rows, used_iter 0) are the warm start's own samples: the pool
+    never holds them and they enter seed_used as used by iteration 0, so Seed-new never
+    draws them.
     """
     held = _used(reserved if reserved is not None else SEED_USED.empty_table())
     seeds = _keys(seed_samples, "seed")
-    pool = seeds.join(held, on="sample_id", how="anti")
-    chosen = _shuffled(pool, seed).head(size).with_columns(split=pl.lit("SEED"))
+    order = _df(pool, ["sample_id", "pool_rank"]).sort("pool_rank")
+    chosen = (
+        seeds.join(order.head(size), on="sample_id")
+        .sort("pool_rank")
+        .drop("pool_rank")
+        .with_columns(split=pl.lit("SEED"))
+    )
     ds = _materialize(_plan([chosen]), {"seed": seed_samples}, 1)
+    available = seeds.join(held, on="sample_id", how="anti").height
     metrics = {
         "iteration": 1,
         "target": size,
         "total": ds.num_rows,
         "splits": {"SEED": ds.num_rows},
         "seed_pool": seeds.height,
-        "reserved_warmstart": seeds.height - pool.height,
-        "seed_pool_left": pool.height - ds.num_rows,
+        "reserved_warmstart": seeds.height - available,
+        "pool_size": pool.num_rows,
+        "pool_available": available,
+        "seed_pool_left": pool.num_rows - ds.num_rows,
         "shortfall": size - ds.num_rows,
     }
     reserved_here = held.join(seeds.select("sample_id"), on="sample_id", how="semi")
@@ -410,11 +457,54 @@ def compose_next(
     return ComposeResult(out, new_used, metrics)
 
 
+def compose_static_pool(
+    seed_samples: pa.Table, pool: pa.Table, seed_used: pa.Table, *, next_j: int, size: int
+) -> ComposeResult:
+    """The paper's "w/o iterations" baseline (``eval.static_source: pool``): D_{next_j} is
+    the next ``size`` samples of the seed ``pool`` in its seeded order, cycling: D_1 took
+    ranks 0..size-1, D_{next_j} starts at rank (next_j - 1) x size mod |pool|, so every
+    pool sample is seen once before any is seen again, as epochs over a finite D_seed."""
+    order = _df(pool, ["sample_id", "pool_rank"]).sort("pool_rank")
+    seeds = _keys(seed_samples, "seed").join(order, on="sample_id").sort("pool_rank")
+    n_pool = seeds.height
+    used = _used(seed_used)
+    if n_pool == 0 or size <= 0:
+        chosen = seeds.head(0).drop("pool_rank").with_columns(split=pl.lit("SEED"))
+    else:
+        start = ((next_j - 1) * size) % n_pool
+        pos = pl.select(_i=(pl.int_range(size, dtype=pl.Int64) + start) % n_pool)
+        chosen = (
+            pos.join(seeds.with_row_index("_i").with_columns(pl.col("_i").cast(pl.Int64)), on="_i")
+            .drop("_i", "pool_rank")
+            .with_columns(split=pl.lit("SEED"))
+        )
+    # a pool smaller than |D| repeats inside one D_j: later occurrences are copies
+    chosen = chosen.with_columns(_rep=~pl.col("sample_id").is_first_distinct())
+    out = _materialize(_plan([chosen]), {"seed": seed_samples}, next_j)
+    fresh = chosen.filter(~pl.col("_rep")).join(used, on="sample_id", how="anti")
+    metrics = {
+        "iteration": next_j,
+        "static_baseline": True,
+        "static_source": "pool",
+        "target": size,
+        "total": out.num_rows,
+        "splits": {"SEED": out.num_rows},
+        "pool_size": n_pool,
+        "pool_start_rank": ((next_j - 1) * size) % n_pool if n_pool else 0,
+        "seed_fresh": fresh.height,
+        "seed_reused": out.num_rows - fresh.height,
+        "shortfall": size - out.num_rows,
+        "seed_used_total": used.height + fresh.height,
+    }
+    return ComposeResult(out, _used_table(used, fresh.select("sample_id"), next_j), metrics)
+
+
 def compose_static(
     seed_samples: pa.Table, seed_used: pa.Table, *, next_j: int, size: int, seed: int = 0
 ) -> ComposeResult:
-    """The "w/o iterations" baseline (``eval.static_baseline``): D_{j+1} drawn from D_seed
-    only (split SEED), seed samples not used yet first, then already-used ones."""
+    """The static baseline with an unlimited fresh pool (``eval.static_source: fresh``):
+    D_{j+1} drawn from the whole D_seed training split (split SEED), seed samples not
+    used yet first, then already-used ones. More unique data than the loop sees."""
     rs = seed * 1_000_003 + next_j
     seeds = _keys(seed_samples, "seed")
     used = _used(seed_used)
@@ -432,6 +522,7 @@ def compose_static(
     metrics = {
         "iteration": next_j,
         "static_baseline": True,
+        "static_source": "fresh",
         "target": size,
         "total": out.num_rows,
         "splits": {"SEED": out.num_rows},

@@ -71,6 +71,7 @@ class LoadedSamples:
     samples: list[Sample]
     sample_ids: list[str]
     labels: list[str]  # canonical label JSON as stored (the reward's input)
+    kinds: list[str] = field(default_factory=list)  # the table's `kind` column ("" if absent)
 
 
 def read_samples(
@@ -87,7 +88,8 @@ def read_samples(
     missing = [c for c in _REQUIRED_COLUMNS if c not in table.column_names]
     if missing:
         raise TrainError(f"{path}: missing columns {missing}")
-    rows = table.select(list(_REQUIRED_COLUMNS)).to_pylist()
+    cols = [*_REQUIRED_COLUMNS, *(["kind"] if "kind" in table.column_names else [])]
+    rows = table.select(cols).to_pylist()
     index = list(range(len(rows)))
     if max_samples is not None and len(rows) > max_samples:
         index = sorted(random.Random(seed).sample(index, max_samples))
@@ -103,7 +105,77 @@ def read_samples(
         out.samples.append(sample)
         out.sample_ids.append(row["sample_id"])
         out.labels.append(row["label"])
+        out.kinds.append(row.get("kind") or "")
     return out
+
+
+@dataclass
+class Selection:
+    """The rows a trainer uses (indexes into a LoadedSamples, in table order) and why."""
+
+    rows: list[int]
+    metrics: dict[str, Any]
+
+
+def select_training_rows(
+    loaded: LoadedSamples,
+    fits: Sequence[bool],
+    *,
+    max_samples: int | None,
+    max_no_call_share: float,
+    seed: int,
+) -> Selection:
+    """The training set of one run, the same rule for SFT and GRPO (equal budgets).
+
+    Rows that do not fit the length limit (``fits`` False) are left out first, so every
+    run gets ``max_samples`` rows whenever that many fit. Then ``n = min(max_samples,
+    fitting)`` rows are drawn (seeded): with ``max_no_call_share`` < 1 the no-call rows
+    get a quota of ``round(share x n)``, at least 1 when the share is positive and the
+    table has a no-call row (a small n never rounds the kind away), and call rows fill
+    the rest; when call rows run short the no-call rows are cut back to the share of the
+    calls available, and the set is smaller than n (``shortfall``).
+    """
+    fitting = [i for i, ok in enumerate(fits) if ok]
+    n = len(fitting) if max_samples is None else min(max_samples, len(fitting))
+    rng = random.Random(f"train-rows:{seed}")
+    no_call = [i for i in fitting if loaded.samples[i].label.is_no_call]
+    calls = [i for i in fitting if not loaded.samples[i].label.is_no_call]
+    share = max_no_call_share
+    if share >= 1.0 or not no_call:
+        rows = fitting if n == len(fitting) else rng.sample(fitting, n)
+        quota = None
+    else:
+        quota = min(len(no_call), max(1 if share > 0 else 0, round(share * n)))
+        n_calls = min(len(calls), n - quota)
+        if n_calls < n - quota:
+            # too few call rows: keep no-call rows at the share of the calls there are
+            allowed = round(share * n_calls / (1.0 - share)) if share < 1.0 else len(no_call)
+            quota = min(quota, max(1 if share > 0 else 0, allowed))
+        rows = rng.sample(calls, n_calls) + rng.sample(no_call, quota)
+    rows = sorted(rows)
+
+    def kind_counts(index: Sequence[int]) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for i in index:
+            key = loaded.kinds[i] if loaded.kinds and loaded.kinds[i] else "unknown"
+            counts[key] = counts.get(key, 0) + 1
+        return dict(sorted(counts.items()))
+
+    n_no_call = sum(loaded.samples[i].label.is_no_call for i in rows)
+    metrics = {
+        "samples": len(loaded.samples),
+        "samples_fitting": len(fitting),
+        "samples_target": n if max_samples is None else max_samples,
+        "samples_trained": len(rows),
+        "samples_shortfall": (n if max_samples is None else max_samples) - len(rows),
+        "no_call_rows": n_no_call,
+        "no_call_quota": quota,
+        "no_call_share": n_no_call / len(rows) if rows else None,
+        "no_call_rows_left_out": len(no_call) - n_no_call if quota is not None else 0,
+        "kinds_dataset": kind_counts(range(len(loaded.samples))),
+        "kinds_trained": kind_counts(rows),
+    }
+    return Selection(rows, metrics)
 
 
 def load_tokenizer(model_dir: str | os.PathLike, padding_side: str = "left"):
@@ -379,23 +451,6 @@ def train_resumable(
     return resumed
 
 
-def cap_no_call_share(
-    loaded: LoadedSamples, keep: Sequence[int], share: float, seed: int
-) -> list[int]:
-    """``keep`` with no-call samples dropped (seeded choice) until they are at most
-    ``share`` of the set; call samples are never dropped. Order preserved."""
-    no_call = [i for i in keep if loaded.samples[i].label.is_no_call]
-    calls = len(keep) - len(no_call)
-    if share >= 1.0 or not no_call:
-        return list(keep)
-    # n / (calls + n) <= share  <=>  n <= share * calls / (1 - share)
-    allowed = math.floor(share * calls / (1.0 - share) + 1e-9)
-    if allowed >= len(no_call):
-        return list(keep)
-    chosen = set(random.Random(f"no-call-cap:{seed}").sample(no_call, allowed))
-    return [i for i in keep if not loaded.samples[i].label.is_no_call or i in chosen]
-
-
 def grpo_config(params: TrainParams, output_dir: Path, n_processes: int = 1):
     """GRPOConfig for ``params``: one optimizer step = prompts_per_step x num_generations."""
     from trl import GRPOConfig
@@ -461,26 +516,30 @@ def train_grpo(
     t0 = time.perf_counter()
     start = check_model_dir(str(start_model), "train start model")
     tokenizer = load_tokenizer(start)
-    loaded = read_samples(dataset_path, params.max_samples, params.seed)
+    loaded = read_samples(dataset_path)
     if not loaded.samples:
         raise TrainError(f"{dataset_path}: no samples to train on")
     prompts = render_prompts(tokenizer, loaded.samples, date, params.enable_thinking)
     lengths = token_lengths(tokenizer, prompts)
-    keep = [i for i, n in enumerate(lengths) if n <= params.max_prompt_length]
+    fits = [n <= params.max_prompt_length for n in lengths]
     dropped = [
         {"sample_id": loaded.sample_ids[i], "prompt_tokens": lengths[i]}
         for i in range(len(prompts))
-        if lengths[i] > params.max_prompt_length
+        if not fits[i]
     ]
-    if not keep:
+    if not any(fits):
         raise TrainError(
             f"{dataset_path}: every prompt is longer than train.max_prompt_length "
             f"({params.max_prompt_length} tokens)"
         )
-
-    capped = cap_no_call_share(loaded, keep, params.max_no_call_share, params.seed)
-    left_out = len(keep) - len(capped)
-    keep = capped
+    selection = select_training_rows(
+        loaded,
+        fits,
+        max_samples=params.max_samples,
+        max_no_call_share=params.max_no_call_share,
+        seed=params.seed,
+    )
+    keep = selection.rows
     if not keep:
         raise TrainError(
             f"{dataset_path}: no call-labelled prompt left under train.max_no_call_share "
@@ -532,11 +591,8 @@ def train_grpo(
             "start_model": str(start_model),
             "optimizer": "fresh",  # weights-only load; no optimizer state crosses iterations
             "resumed_from_step": resumed,
-            "samples": len(loaded.samples),
-            "samples_trained": len(keep),
+            **selection.metrics,
             "samples_dropped_long_prompt": len(dropped),
-            "samples_left_out_no_call_cap": left_out,
-            "no_call_share": sum(loaded.samples[i].label.is_no_call for i in keep) / len(keep),
             "reward": params.reward,
             "dynamic_sampling": params.dynamic_sampling,
             "dropped_long_prompt": dropped,
@@ -544,6 +600,8 @@ def train_grpo(
             "prompt_tokens_mean": sum(lengths[i] for i in keep) / len(keep),
             "completions_per_step": params.prompts_per_step * params.num_generations,
             "global_step": trainer.state.global_step,
+            # optimizer steps x prompts per step (each answered num_generations times)
+            "sequences_trained": trainer.state.global_step * params.prompts_per_step,
             "runtime_s": round(time.perf_counter() - t0, 2),
             "reward_reasons": dict(sorted(reward.stats.reasons.items())),
             "device": "cpu" if config.use_cpu else "cuda",

@@ -35,6 +35,7 @@ from looptool.loop.train import (
     render_prompts,
     resolve_use_cpu,
     run_dir,
+    select_training_rows,
     step_rows,
     token_lengths,
     train_resumable,
@@ -83,27 +84,43 @@ def train_sft(
     name: str = "iter_0",
     callbacks: Sequence[Any] = (),
     keep_scratch: bool = False,
+    max_no_call_share: float = 1.0,
 ) -> TrainResult:
-    """SFT ``base_model`` on the samples at ``samples_path`` (``params.max_samples`` of them,
-    seeded) and save it to ``out_dir``; resumable. ``kind``/``name`` key the scratch run
-    directory (warm start: warmstart/iter_0; per iteration: train/iter_j)."""
+    """SFT ``base_model`` on the samples at ``samples_path`` and save it to ``out_dir``;
+    resumable. The rows are chosen by :func:`select_training_rows` (``params.max_samples``
+    of those that fit ``max_length``, no-call rows capped at ``max_no_call_share``: the
+    rule GRPO uses); ``TrainResult.sample_ids`` are the rows trained on. ``kind``/``name``
+    key the scratch run directory (warm start: warmstart/iter_0; per iteration:
+    train/iter_j)."""
     from datasets import Dataset
     from trl import SFTTrainer
 
     t0 = time.perf_counter()
     base = check_model_dir(str(base_model), "warmstart base model")
     tokenizer = load_tokenizer(base)  # saved as is; TRL's SFT collator pads right itself
-    loaded = read_samples(samples_path, params.max_samples, params.seed)
+    loaded = read_samples(samples_path)
     if not loaded.samples:
         raise TrainError(f"{samples_path}: no samples to train on")
     prompts = render_prompts(tokenizer, loaded.samples, date, params.enable_thinking)
     completions = [label_completion(tokenizer, s) for s in loaded.samples]
     lengths = token_lengths(tokenizer, [p + c for p, c in zip(prompts, completions, strict=True)])
-    keep = [i for i, n in enumerate(lengths) if n <= params.max_length]
-    if not keep:
+    fits = [n <= params.max_length for n in lengths]
+    if not any(fits):
         raise TrainError(
             f"{samples_path}: every sample is longer than "
             f"{'warmstart' if kind == 'warmstart' else 'train.sft'}.max_length ({params.max_length})"
+        )
+    selection = select_training_rows(
+        loaded,
+        fits,
+        max_samples=params.max_samples,
+        max_no_call_share=max_no_call_share,
+        seed=params.seed,
+    )
+    keep = selection.rows
+    if not keep:
+        raise TrainError(
+            f"{samples_path}: no sample left under max_no_call_share {max_no_call_share}"
         )
     dataset = Dataset.from_dict(
         {"prompt": [prompts[i] for i in keep], "completion": [completions[i] for i in keep]}
@@ -112,6 +129,7 @@ def train_sft(
         "samples": file_digest(samples_path),
         "base": model_fingerprint(base),
         "params": params.model_dump(mode="json"),
+        "max_no_call_share": max_no_call_share,
         "date": date,
         "world": world_size(),
     }
@@ -135,16 +153,17 @@ def train_sft(
         "steps": len(plots),
         "loss_first": sum(losses[:w]) / w if losses else None,
         "loss_last": sum(losses[-w:]) / w if losses else None,
-        "samples": len(loaded.samples),
-        "samples_trained": len(keep),
-        "samples_dropped_too_long": len(loaded.samples) - len(keep),
+        **selection.metrics,
+        "samples_dropped_too_long": len(fits) - sum(fits),
+        # optimizer steps x sequences per step (what the budget is measured in)
+        "sequences_trained": (trainer.state.global_step or 0) * params.batch_size,
         "resumed_from_step": resumed,
         "runtime_s": round(time.perf_counter() - t0, 2),
         **train_speed(trainer, resumed),
     }
     if is_main_process() and not keep_scratch:
         clear_runs(output_dir)
-    return TrainResult(metrics, plots, list(loaded.sample_ids))
+    return TrainResult(metrics, plots, [loaded.sample_ids[i] for i in keep])
 
 
 def copy_base(base_model: str | os.PathLike, out_dir: str | os.PathLike) -> TrainResult:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -21,6 +21,13 @@ class EvalParams(BaseModel):
     # (`dvc exp run -S eval.static_baseline=true`). eval.json of eval@j (j >= 1) records
     # the flag; eval_warmstart does not depend on it, so both arms share the warm start.
     static_baseline: bool = False
+    # Where the static baseline's D_{j+1} comes from. pool: the paper's "w/o iterations":
+    # |D| samples per iteration from the run's finite seed pool (loop.compose.seed_pool),
+    # cycling through it in one seeded order, fresh before repeated (D_1 is the order's
+    # head, as in the loop). fresh: samples no iteration has used yet from the whole D_seed
+    # training split (ignores the pool): more unique data than the loop sees, a data-scale
+    # upper bound (`looptool compare` arm static_fresh).
+    static_source: Literal["pool", "fresh"] = "pool"
     max_tokens: int = Field(256, ge=1)  # generation budget per answer
     thinking: bool = False  # enable_thinking for the chat template (as in probing)
     heldout_limit: int | None = Field(None, ge=1)  # first N held-out samples; null = all

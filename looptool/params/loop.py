@@ -115,6 +115,14 @@ class ComposeParams(BaseModel):
     # priority = every split first keeps up to `min_share` x B, the rest of B goes to the
     # splits in `priority` order.
     trim: Literal["proportional", "priority"] = "proportional"
+    # The finite seed pool (paper: D_seed, 28k samples): the training seed samples this run
+    # may ever use, fixed before iteration 1 by a seeded draw (data/iter_1/seed_pool.parquet;
+    # the warm start's reserved samples and the held-out split are never in it). D_1, every
+    # Seed-new and the static baseline draw only from it. auto = |D_1| + the Seed-new
+    # schedule summed over D_2..D_J (the paper's 18,304 + 5,632 + 2,816 + 1,408 = 28,160: the
+    # loop uses D_seed once); N = that many; all = the whole training split (unlimited at
+    # template scale: a data-scale upper bound, not the paper's setting).
+    seed_pool: Literal["auto", "all"] | int = "auto"
     priority: list[LoopSplit] = Field(default_factory=lambda: ["ES", "EE", "HPPL"])
     min_share: float = Field(0.1, ge=0.0, le=1 / 3)
 
@@ -124,6 +132,8 @@ class ComposeParams(BaseModel):
             raise ValueError("priority must list ES, EE and HPPL once each")
         if self.seed_new_schedule is not None and any(n < 0 for n in self.seed_new_schedule):
             raise ValueError("seed_new_schedule entries must be >= 0")
+        if isinstance(self.seed_pool, int) and self.seed_pool < 1:
+            raise ValueError("seed_pool must be auto, all or a count >= 1")
         return self
 
 
