@@ -106,6 +106,38 @@ def test_table_csv_and_plot_from_synthetic_evals(tmp_path: Path) -> None:
     assert any(line.startswith("static") and "50.0 [35.2, 64.8]" in line for line in lines)
 
 
+def test_budget_pool_and_paired_columns() -> None:
+    from looptool.compare.experiments import ArmResult, pool_use
+
+    evals = _synthetic()
+    items = {f"h{i}": i < 20 for i in range(40)}  # loop: 20 of 40
+    # static: right on 6 items loop got wrong, wrong on 1 it got right -> b = 6, c = 1
+    static_items = {**items, **{f"h{i}": True for i in range(20, 26)}, "h0": False}
+    train = {"global_step": 8, "sequences_trained": 64, "samples_trained": 64,
+             "kinds_dataset": {"clarify": 4, "single": 60}}  # fmt: skip
+    ds = {1: ["p0", "p1", "x"], 2: ["p1", "p2", "p2"]}
+    pool = pool_use(["p0", "p1", "p2", "p3"], ds)
+    assert pool[1] == {"pool_size": 4, "pool_unique_seen": 2, "pool_seen_mean": 1.0,
+                       "pool_seen_max": 1}  # fmt: skip
+    assert pool[2]["pool_unique_seen"] == 3 and pool[2]["pool_seen_mean"] == pytest.approx(5 / 3)
+    details = {
+        "loop": ArmResult(evals["loop"], "sft", {1: train, 2: train}, {1: items, 2: items}, pool),
+        "static": ArmResult(evals["static"], "sft", {1: train}, {1: items, 2: static_items}),
+    }
+    table = build_table(evals, details)
+    static2 = table.filter((pl.col("arm") == "static") & (pl.col("iteration") == 2)).row(
+        0, named=True
+    )
+    assert (static2["n_paired"], static2["mcnemar_b"], static2["mcnemar_c"]) == (40, 6, 1)
+    assert static2["mcnemar_p"] == pytest.approx(16 / 128)  # 2 x (1 + 7) / 2^7
+    assert static2["steps"] is None  # no train metrics recorded for static at iteration 2
+    loop1 = table.filter((pl.col("arm") == "loop") & (pl.col("iteration") == 1)).row(0, named=True)
+    assert (loop1["steps"], loop1["sequences"], loop1["d_kinds"]) == (8, 64, "clarify=4 single=60")
+    assert loop1["pool_unique_seen"] == 2 and loop1["mcnemar_p"] is None  # loop is the base
+    text = format_table(table)
+    assert "6/1 0.125" in text
+
+
 def test_warmstart_mismatch_names_the_arm() -> None:
     evals = _synthetic()
     evals["static"][0] = _eval(0.3, 40, 0.2)

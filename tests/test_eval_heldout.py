@@ -217,3 +217,17 @@ def test_eval_stage_with_tiny_model(tmp_path: Path, tiny_model_dir: Path, monkey
     curve = pl.read_csv(out / "eval_curve.csv")
     assert curve["iter"].to_list() == [0, 1]
     assert curve["heldout"][1] == pytest.approx(metrics["heldout"]["accuracy"])
+
+
+def test_mcnemar_exact_matches_hand_computed_values():
+    from looptool.eval.interval import mcnemar_exact
+
+    # b = 1, c = 9: P(X <= 1 | n = 10) = (1 + 10) / 1024; two-sided = 22 / 1024
+    assert mcnemar_exact(1, 9) == pytest.approx(22 / 1024)
+    assert mcnemar_exact(9, 1) == mcnemar_exact(1, 9)
+    # b = 0, c = 6: 2 / 64 = 0.03125 (significant at 0.05); b = 0, c = 5: 2 / 32 = 0.0625
+    assert mcnemar_exact(0, 6) == pytest.approx(0.03125)
+    assert mcnemar_exact(0, 5) == pytest.approx(0.0625)
+    assert mcnemar_exact(5, 5) == 1.0 and mcnemar_exact(0, 0) == 1.0
+    with pytest.raises(ValueError):
+        mcnemar_exact(-1, 2)

@@ -171,7 +171,7 @@ def _report(
         assert ref is not None  # checked by the caller
         results[a.name] = read_arm(root, a.exp_name(prefix), ref)
     try:
-        table = build_table({arm: r.evals for arm, r in results.items()})
+        table = build_table({arm: r.evals for arm, r in results.items()}, results)
     except EvalFormatError as exc:
         raise click.ClickException(str(exc)) from None
     exps = ", ".join(a.exp_name(prefix) for a in chosen)

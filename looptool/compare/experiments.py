@@ -12,7 +12,7 @@ uncached eval.json metrics there) without `dvc exp apply`.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import get_args
 
@@ -98,14 +98,64 @@ def experiment_refs(root: Path, names: list[str]) -> dict[str, str | None]:
 
 @dataclass(frozen=True)
 class ArmResult:
-    """An experiment's eval.json per iteration (0 = warm start) and its trainer."""
+    """An experiment's results per iteration (0 = warm start): eval.json, the trainer,
+    train_metrics.json (j >= 1), the held-out items' outcomes (item id -> ok) and what
+    D_1..D_j drew from the seed pool (cumulative)."""
 
     evals: dict[int, dict]
     trainer: str
+    train: dict[int, dict] = field(default_factory=dict)
+    items: dict[int, dict[str, bool]] = field(default_factory=dict)
+    pool: dict[int, dict] = field(default_factory=dict)
+
+
+def _read_parquet(fs, path: str):
+    """A DVC-tracked parquet of the experiment (None when the cache lacks it)."""
+    import pyarrow.parquet as pq
+
+    try:
+        with fs.open(path, "rb") as fh:
+            return pq.read_table(fh)
+    except (FileNotFoundError, OSError):
+        return None
+
+
+def _heldout_items(fs, j: int) -> dict[str, bool]:
+    table = _read_parquet(fs, f"data/iter_{j}/eval_items.parquet")
+    if table is None:
+        return {}
+    rows = table.select(["suite", "item_id", "ok", "reason"]).to_pylist()
+    # engine failures are not scored (eval.heldout's NOT_SCORED): leave them unpaired
+    return {
+        r["item_id"]: bool(r["ok"])
+        for r in rows
+        if r["suite"] == "heldout" and r["reason"] != "engine_error"
+    }
+
+
+def pool_use(pool_ids: list[str], datasets: dict[int, list[str]]) -> dict[int, dict]:
+    """Per iteration j: how D_1..D_j drew on the seed pool: its size, the pool samples
+    trained on at least once, and how often each was seen (rows of D_1..D_j, repeats and
+    relabeled error seeds included; EDDE children are new samples and not counted)."""
+    pool = set(pool_ids)
+    seen: dict[str, int] = {}
+    out: dict[int, dict] = {}
+    for j in sorted(datasets):
+        for sid in datasets[j]:
+            if sid in pool:
+                seen[sid] = seen.get(sid, 0) + 1
+        out[j] = {
+            "pool_size": len(pool),
+            "pool_unique_seen": len(seen),
+            "pool_seen_mean": sum(seen.values()) / len(seen) if seen else None,
+            "pool_seen_max": max(seen.values()) if seen else None,
+        }
+    return out
 
 
 def read_arm(root: Path, name: str, ref: str) -> ArmResult:
-    """Read params.yaml and every data/iter_j/eval.json (j = 0..J) from experiment ``ref``."""
+    """Read params.yaml and every data/iter_j/eval.json (j = 0..J) from experiment ``ref``,
+    with the train metrics, held-out item outcomes and D_j sample ids where present."""
     from dvc.api import DVCFileSystem
 
     fs = DVCFileSystem(str(root), rev=ref)
@@ -119,6 +169,7 @@ def read_arm(root: Path, name: str, ref: str) -> ArmResult:
                 f"experiment {name}: params.yaml has no valid iterations ({exc})"
             ) from None
         evals: dict[int, dict] = {}
+        train: dict[int, dict] = {}
         for j in (0, *js):
             path = f"data/iter_{j}/eval.json"
             try:
@@ -129,7 +180,23 @@ def read_arm(root: Path, name: str, ref: str) -> ArmResult:
                 ) from None
             except json.JSONDecodeError as exc:
                 raise ExperimentError(f"experiment {name}: {path}: invalid JSON ({exc})") from None
+            if j:
+                try:
+                    train[j] = json.loads(fs.read_text(f"data/iter_{j}/train_metrics.json"))
+                except (FileNotFoundError, json.JSONDecodeError):
+                    pass  # an older or toy pipeline: the budget columns stay empty
         trainer = str((params.get("train") or {}).get("algorithm", "grpo"))
-        return ArmResult(evals, trainer)
+        items = {j: _heldout_items(fs, j) for j in (0, *js)}
+        pool_table = _read_parquet(fs, "data/iter_1/seed_pool.parquet")
+        pool: dict[int, dict] = {}
+        if pool_table is not None:
+            datasets = {}
+            for j in js:
+                ds = _read_parquet(fs, f"data/iter_{j}/dataset.parquet")
+                if ds is None:
+                    break
+                datasets[j] = ds.column("sample_id").to_pylist()
+            pool = pool_use(pool_table.column("sample_id").to_pylist(), datasets)
+        return ArmResult(evals, trainer, train, items, pool)
     finally:
         fs.close()

@@ -1,8 +1,14 @@
 """The comparison table: one row per (arm, iteration) from each arm's eval.json files.
 
 Columns (compare.csv, read by the HTML report): arm, iteration, n, heldout_exact,
-ci_low, ci_high, tool_call_rate, bfcl_accuracy. Iteration 0 is the warm start, the same
-checkpoint for every arm, repeated in each arm's rows so every series starts there.
+ci_low, ci_high, tool_call_rate, bfcl_accuracy; then what the arm trained on in that
+iteration (steps, sequences, rows_trained, d_kinds: D_j's kind mix), what D_1..D_j drew
+from the seed pool (pool_size, pool_unique_seen, pool_seen_mean), the paired exact
+McNemar test against the loop arm at the same iteration on the held-out items both
+scored (n_paired, mcnemar_b: this arm right and loop wrong, mcnemar_c: the reverse,
+mcnemar_p) and the accuracy per sample kind (acc_single ... acc_irrelevant). Iteration 0
+is the warm start, the same checkpoint for every arm, repeated in each arm's rows so
+every series starts there.
 """
 
 from __future__ import annotations
@@ -11,8 +17,11 @@ from pathlib import Path
 
 import polars as pl
 
-from looptool.eval.interval import wilson_interval
+from looptool.compare.experiments import ArmResult
+from looptool.eval.interval import mcnemar_exact, wilson_interval
 from looptool.store.io import atomic_path
+
+KINDS = ("single", "parallel", "multi_step", "clarify", "irrelevant")
 
 COLUMNS: dict[str, pl.DataType] = {
     "arm": pl.String(),
@@ -23,7 +32,20 @@ COLUMNS: dict[str, pl.DataType] = {
     "ci_high": pl.Float64(),
     "tool_call_rate": pl.Float64(),
     "bfcl_accuracy": pl.Float64(),
+    "steps": pl.Int64(),
+    "sequences": pl.Int64(),
+    "rows_trained": pl.Int64(),
+    "d_kinds": pl.String(),
+    "pool_size": pl.Int64(),
+    "pool_unique_seen": pl.Int64(),
+    "pool_seen_mean": pl.Float64(),
+    "n_paired": pl.Int64(),
+    "mcnemar_b": pl.Int64(),
+    "mcnemar_c": pl.Int64(),
+    "mcnemar_p": pl.Float64(),
+    **{f"acc_{k}": pl.Float64() for k in KINDS},
 }
+BASE_ARM = "loop"  # the McNemar columns compare every other arm with this one
 
 
 class EvalFormatError(ValueError):
@@ -46,6 +68,7 @@ def eval_row(arm: str, iteration: int, metrics: dict, where: str) -> dict:
             raise EvalFormatError(f"{where}: heldout.n must be a positive integer, got {n!r}")
         lo, hi = wilson_interval(round(acc * n), n)
     bfcl = (metrics.get("bfcl") or {}).get("overall") or {}
+    by_kind = heldout.get("by_kind") or {}
     return {
         "arm": arm,
         "iteration": iteration,
@@ -55,16 +78,60 @@ def eval_row(arm: str, iteration: int, metrics: dict, where: str) -> dict:
         "ci_high": hi,
         "tool_call_rate": heldout.get("tool_call_rate"),
         "bfcl_accuracy": bfcl.get("accuracy"),
+        **{f"acc_{k}": (by_kind.get(k) or {}).get("accuracy") for k in KINDS},
     }
 
 
-def build_table(evals: dict[str, dict[int, dict]]) -> pl.DataFrame:
-    """``evals``: arm -> iteration -> eval.json dict; rows sorted by arm order, iteration."""
-    rows = [
-        eval_row(arm, j, metrics, f"arm {arm!r} data/iter_{j}/eval.json")
-        for arm, per_iter in evals.items()
-        for j, metrics in sorted(per_iter.items())
-    ]
+def train_columns(train: dict | None) -> dict:
+    """The budget columns from one train_metrics.json (blank when not recorded)."""
+    if not train:
+        return {}
+    steps = train.get("global_step", train.get("steps"))
+    kinds = train.get("kinds_dataset") or {}
+    return {
+        "steps": steps,
+        "sequences": train.get("sequences_trained"),
+        "rows_trained": train.get("samples_trained"),
+        "d_kinds": " ".join(f"{k}={n}" for k, n in kinds.items()) or None,
+    }
+
+
+def paired_columns(items: dict[str, bool], base: dict[str, bool]) -> dict:
+    """McNemar columns for one arm's held-out outcomes against the base arm's."""
+    common = items.keys() & base.keys()
+    if not common:
+        return {}
+    b = sum(items[i] and not base[i] for i in common)
+    c = sum(base[i] and not items[i] for i in common)
+    return {
+        "n_paired": len(common),
+        "mcnemar_b": b,
+        "mcnemar_c": c,
+        "mcnemar_p": mcnemar_exact(b, c),
+    }
+
+
+def build_table(
+    evals: dict[str, dict[int, dict]], details: dict[str, ArmResult] | None = None
+) -> pl.DataFrame:
+    """``evals``: arm -> iteration -> eval.json dict; ``details``: the arms' train metrics,
+    held-out item outcomes and pool use (optional). Rows sorted by arm order, iteration."""
+    details = details or {}
+    base = details.get(BASE_ARM)
+    rows = []
+    for arm, per_iter in evals.items():
+        d = details.get(arm)
+        for j, metrics in sorted(per_iter.items()):
+            row = eval_row(arm, j, metrics, f"arm {arm!r} data/iter_{j}/eval.json")
+            if d is not None and j > 0:
+                row.update(train_columns(d.train.get(j)))
+                pool = d.pool.get(j) or {}
+                row.update(
+                    {k: pool.get(k) for k in ("pool_size", "pool_unique_seen", "pool_seen_mean")}
+                )
+            if d is not None and base is not None and arm != BASE_ARM and j > 0:
+                row.update(paired_columns(d.items.get(j) or {}, base.items.get(j) or {}))
+            rows.append({c: row.get(c) for c in COLUMNS})
     return pl.DataFrame(rows, schema=COLUMNS, orient="row")
 
 
@@ -89,20 +156,30 @@ def _pct(x: float | None) -> str:
     return "" if x is None else f"{100 * x:.1f}"
 
 
+def _int(x: int | None) -> str:
+    return "" if x is None else str(x)
+
+
 def format_table(table: pl.DataFrame, trainer: dict[str, str] | None = None) -> str:
     """The table as text: the warm start once, then each arm's iterations 1..J."""
     head = (
         f"{'arm':<14} {'iter':>4} {'n':>5} {'held-out exact % [95% CI]':>26} "
-        f"{'tool-call %':>11} {'BFCL %':>7}"
+        f"{'tool-call %':>11} {'BFCL %':>7} {'steps':>5} {'seqs':>5} {'vs loop b/c p':>16}"
     )
     lines = [head, "-" * len(head)]
 
     def line(arm: str, r: dict) -> str:
         ci = "" if r["ci_low"] is None else f"[{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]"
         exact = f"{_pct(r['heldout_exact'])} {ci}".strip()
+        paired = (
+            ""
+            if r.get("mcnemar_p") is None
+            else f"{r['mcnemar_b']}/{r['mcnemar_c']} {r['mcnemar_p']:.3g}"
+        )
         return (
             f"{arm:<14} {r['iteration']:>4} {r['n'] if r['n'] is not None else '':>5} "
-            f"{exact:>26} {_pct(r['tool_call_rate']):>11} {_pct(r['bfcl_accuracy']):>7}"
+            f"{exact:>26} {_pct(r['tool_call_rate']):>11} {_pct(r['bfcl_accuracy']):>7} "
+            f"{_int(r.get('steps')):>5} {_int(r.get('sequences')):>5} {paired:>16}"
         )
 
     warm = table.filter(pl.col("iteration") == 0)
@@ -120,4 +197,32 @@ def format_table(table: pl.DataFrame, trainer: dict[str, str] | None = None) -> 
             f"trainer: {kinds.pop()} (every arm)" if len(kinds) == 1 else f"trainer: {used}"
         )
     lines.append("95% CI: Wilson score interval on the n held-out samples; blank: not recorded")
+    lines.append(
+        "vs loop: paired exact McNemar test on the items both scored, b = this arm right and "
+        "loop wrong, c = the reverse"
+    )
+    lines.extend(kind_lines(table))
     return "\n".join(lines)
+
+
+def kind_lines(table: pl.DataFrame) -> list[str]:
+    """Accuracy per sample kind at each arm's last iteration; kinds that score 0 in every
+    arm (and the warm start) are named as such."""
+    if table.height == 0:
+        return []
+    last = table.group_by("arm", maintain_order=True).agg(pl.all().sort_by("iteration").last())
+    warm = table.filter(pl.col("iteration") == 0).head(1)
+    out = ["per-kind held-out accuracy % (last iteration; warm start):"]
+    zero = []
+    for k in KINDS:
+        col = f"acc_{k}"
+        vals = [*last[col].to_list(), *warm[col].to_list()]
+        if all(v is None for v in vals):
+            continue
+        if all(v in (None, 0.0) for v in vals):
+            zero.append(k)
+        cells = ", ".join(f"{a} {_pct(v)}" for a, v in zip(last["arm"], last[col], strict=True))
+        out.append(f"  {k:<11} {cells}; warm start {_pct(warm[col][0] if warm.height else None)}")
+    if zero:
+        out.append(f"  scoring 0 in every arm: {', '.join(zero)}")
+    return out if len(out) > 1 else []
