@@ -104,7 +104,8 @@ def dialogue_row(d: ImportedDialogue, path: str, fmt: str, index: int) -> dict:
         for t in tools
     ]
     return {
-        "dialogue_id": f"import:{path}:{d.line}",
+        # file:line, plus #k when records share a line (a one-line JSON list)
+        "dialogue_id": f"import:{path}:{d.place}",
         "index": index,
         "domain": f"import:{Path(path).stem}",
         "tools": canonical_json(tools),
