@@ -797,3 +797,25 @@ def test_a_single_xlam_object_with_tools_is_a_dialogue_not_just_tools(tmp_path):
     t = tmp_path / "tools.json"
     t.write_text(json.dumps({"tools": _xlam_records(1)[0]["tools"], "version": 2}))
     assert [x.spec.name for x in read_import(t).tools] == ["get_weather"]
+
+
+def test_an_imported_request_without_a_question_mark_is_a_clarify_turn():
+    """The import plan reads what an assistant text does, not whether it holds a "?"."""
+    from looptool.core.types import Message as M
+
+    call = ToolCall(name="get_weather", arguments={"city": "Paris"})
+    messages = [
+        M(role="user", content="What's the weather like?"),
+        M(role="assistant", content="Please tell me which city you mean."),
+        M(role="user", content="Paris."),
+        M(role="assistant", tool_calls=[call]),
+    ]
+    plan, acts = plan_acts(messages)
+    (turn,) = plan.turns
+    assert (turn.kind, turn.omit) == ("clarify", "city")
+    assert acts[1]["act"] == "clarify"
+    refusal = [
+        M(role="user", content="Book me a flight."),
+        M(role="assistant", content="Sorry, I cannot book flights. Is there anything else?"),
+    ]
+    assert [t.kind for t in plan_acts(refusal)[0].turns] == ["irrelevant"]
