@@ -3,8 +3,10 @@
 SFT of the base model on D_seed's training split when ``warmstart.enabled``, else a
 plain save_pretrained copy of the base model. Afterwards, optionally, a greedy format
 check on held-out prompts (parseable <tool_call> rate, strict match rate). Writes
-data/iter_0/warmstart_samples.parquet: the seed samples the warm start reserved for itself
-(``warmstart.split: reserved``; empty otherwise), which D_1 and Seed-new never draw.
+data/iter_0/warmstart_samples.parquet: the seed samples the warm start trained on and so
+reserved for itself (``warmstart.split: reserved``; empty otherwise), which D_1 and
+Seed-new never draw; a seed sample longer than ``max_length`` is never trained on, so it
+is not reserved.
 """
 
 from __future__ import annotations

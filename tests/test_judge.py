@@ -636,3 +636,36 @@ def test_judge_sigkill_then_rerun_is_identical_without_repeats(tmp_path, tiny_mo
         ]
         == total
     )
+
+
+def test_llm_label_wrong_on_an_unusable_prediction_never_relabels():
+    """Rules off, the LLM says LABEL_WRONG, but the prediction does not parse (or is
+    empty): no relabel (there is no label to put in), a BOTH_WRONG row with the reason,
+    and compose runs with the sample's old label out of D_2."""
+    broken = sample(1, city="Lyon")
+    empty = no_call_sample(2, "I can only look up the weather.")
+    cases = [
+        (broken, call(city="Paris").replace("}}", "}"), 2.0),  # invalid JSON
+        (empty, "   ", 2.0),
+    ]
+    eng = FakeJudge()
+    eng.option = lambda req: "ONLY_B"  # order fixed, label first: the prediction is right
+    ds, probe = tables(cases)
+    params = LoopParams(judge={"rules": False, "order": "fixed", "analysis_max_tokens": 0})
+    res = run_judge([eng], ds, probe, iteration=1, date="2026-11-22", params=params)
+    r = by_id(pl.from_arrow(res.table))
+    for s in (broken, empty):
+        row = r[s.sample_id]
+        assert (row["verdict"], row["tier"], row["outcome"]) == ("BOTH_WRONG", "llm", "DROPPED")
+        assert "cannot relabel" in row["reason"]
+        assert row["label_after"] is None and row["kind_after"] is None
+    seeds = rows_to_table([sample_to_row(s) for s, _, _ in cases], SAMPLES)
+    used = rows_to_table(
+        [{"sample_id": x, "used_iter": 1} for x in ds.column("sample_id").to_pylist()], SEED_USED
+    )
+    out = compose_next(
+        ds, probe, res.table, EXPANSIONS.empty_table(), seeds, used, next_j=2, params=params
+    )
+    d2 = out.dataset.to_pylist()
+    assert not {broken.sample_id, empty.sample_id} & {row["sample_id"] for row in d2}
+    assert all(row["label"] for row in d2)

@@ -103,6 +103,33 @@ def test_no_call_label():
     assert reward_of("<tool_call>{oops", label) == 0.0  # unparsable is never a match
 
 
+def test_a_stored_no_call_label_is_rewarded_by_its_kind_not_its_wording():
+    """The reward reads the kind the stored label carries; the prediction by what it does."""
+    ask = json.dumps(
+        {"calls": [], "text": "Please tell me which city you mean.", "kind": "clarify"}
+    )
+    decline = json.dumps(
+        {
+            "calls": [],
+            "text": "Sorry, I cannot book flights. Is there anything else I can help with?",
+            "kind": "irrelevant",
+        }
+    )
+    logged: dict[str, float] = {}
+    rewards = ToolMatchReward()(
+        completions=[
+            "Which city do you mean？",  # full-width question mark
+            "I can only look up the weather.",
+            "I can't book flights, sorry. Anything else?",
+            "Could you tell me the city?",
+        ],
+        label=[ask, ask, decline, decline],
+        log_metric=logged.__setitem__,
+    )
+    assert rewards == [1.0, 0.0, 1.0, 0.0]
+    assert logged["toolmatch/reward_clarify"] == logged["toolmatch/reward_irrelevant"] == 0.5
+
+
 def test_json_types_are_strict():
     label = Label(calls=[ToolCall(name="f", arguments={"n": 1, "flag": True})])
     assert (

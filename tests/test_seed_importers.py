@@ -736,3 +736,86 @@ def test_check_params_keeps_bfcl_answer_files_inside_data_tools(tmp_path):
         "seed.apis.imports[0].answers: '/elsewhere/answers.json' is not inside data/tools/, "
         "the folder stage seed_apis depends on; copy the file there"
     ]
+
+
+def _xlam_records(n: int) -> list[dict]:
+    tool = {
+        "name": "get_weather",
+        "description": "Current weather in a city.",
+        "parameters": {"city": {"type": "str", "description": "The city."}},
+    }
+    return [
+        {
+            "query": f"What is the weather in city number {k}?",
+            "tools": [tool],
+            "answers": [{"name": "get_weather", "arguments": {"city": f"City{k}"}}],
+        }
+        for k in range(n)
+    ]
+
+
+def test_records_on_one_line_get_their_own_stable_dialogue_ids(tmp_path):
+    """json.dump(records, f) writes one line: every record still gets its own id."""
+    from looptool.seed.samples import build_samples
+
+    p = tmp_path / "one_line.json"
+    p.write_text(json.dumps(_xlam_records(20)))
+    assert "\n" not in p.read_text()
+    rows = import_file(p).dialogues
+    ids = [r["dialogue_id"] for r in rows]
+    assert len(set(ids)) == 20
+    assert ids[0] == f"import:{p}:1#0" and ids[19] == f"import:{p}:1#19"
+    assert [r["dialogue_id"] for r in import_file(p).dialogues] == ids  # stable on reruns
+    # one record per line keeps the plain file:line id
+    q = tmp_path / "lines.jsonl"
+    q.write_text("\n".join(json.dumps(r) for r in _xlam_records(2)))
+    assert [r["dialogue_id"] for r in import_file(q).dialogues] == [
+        f"import:{q}:1",
+        f"import:{q}:2",
+    ]
+    # the held-out split works per dialogue: half of the records, not all or none
+    train, heldout, rejects, _ = build_samples(rows, 0.5, seed=0, no_call_acts=set())
+    assert (len(train), len(heldout), rejects) == (10, 10, [])
+
+
+def test_a_single_xlam_object_with_tools_is_a_dialogue_not_just_tools(tmp_path):
+    """One xLAM record as a whole file: its query and answers are imported, not dropped."""
+    p = tmp_path / "one.json"
+    p.write_text(json.dumps(_xlam_records(1)[0], indent=2))
+    res = read_import(p)
+    assert res.format == "xlam" and res.records == 1 and res.rejects == []
+    assert [t.spec.name for t in res.tools] == ["get_weather"]
+    (d,) = res.dialogues
+    assert d.messages[0].content == "What is the weather in city number 0?"
+    assert d.messages[1].tool_calls[0].arguments == {"city": "City0"}
+    # a record whose query has no answers is no tool list either: it fails with a reason
+    q = tmp_path / "no_answers.json"
+    q.write_text(json.dumps({"query": "Weather in Oslo?", "tools": _xlam_records(1)[0]["tools"]}))
+    with pytest.raises(ToolImportError, match=r"no_answers.json: line 1: no import format fits"):
+        read_import(q)
+    # a plain {"tools": [...]} file is still read as its tool list
+    t = tmp_path / "tools.json"
+    t.write_text(json.dumps({"tools": _xlam_records(1)[0]["tools"], "version": 2}))
+    assert [x.spec.name for x in read_import(t).tools] == ["get_weather"]
+
+
+def test_an_imported_request_without_a_question_mark_is_a_clarify_turn():
+    """The import plan reads what an assistant text does, not whether it holds a "?"."""
+    from looptool.core.types import Message as M
+
+    call = ToolCall(name="get_weather", arguments={"city": "Paris"})
+    messages = [
+        M(role="user", content="What's the weather like?"),
+        M(role="assistant", content="Please tell me which city you mean."),
+        M(role="user", content="Paris."),
+        M(role="assistant", tool_calls=[call]),
+    ]
+    plan, acts = plan_acts(messages)
+    (turn,) = plan.turns
+    assert (turn.kind, turn.omit) == ("clarify", "city")
+    assert acts[1]["act"] == "clarify"
+    refusal = [
+        M(role="user", content="Book me a flight."),
+        M(role="assistant", content="Sorry, I cannot book flights. Is there anything else?"),
+    ]
+    assert [t.kind for t in plan_acts(refusal)[0].turns] == ["irrelevant"]

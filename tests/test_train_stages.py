@@ -169,3 +169,29 @@ def test_train_stage_missing_inputs_exit_with_a_message(workspace):
     with pytest.raises(SystemExit) as exc:
         train.main(_train_args(workspace))
     assert "train@1" in str(exc.value) and "iter_0" in str(exc.value)
+
+
+def test_warmstart_reserves_only_the_samples_it_trained_on(workspace):
+    """A seed sample dropped as too long is never trained on: D_1 and Seed-new keep it."""
+    from looptool.core.types import Message
+    from stages import warmstart
+
+    params = yaml.safe_load((workspace / "params.yaml").read_text())
+    params["warmstart"].update(max_steps=1, heldout_check=0, max_samples=8, max_length=1536)
+    (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    short = synthetic_samples(6, seed=7)
+    long = [
+        s.model_copy(update={"context": [Message(role="user", content="word " * 4000 + str(k))]})
+        for k, s in enumerate(synthetic_samples(2, seed=11))
+    ]
+    data = workspace / "data"
+    write_samples(data / "seed" / "samples.parquet", short + long, dataset=False)
+    warmstart.main(
+        ["--params", str(workspace / "params.yaml"), "--samples",
+         str(data / "seed" / "samples.parquet"), "--out", str(data / "iter_0")]
+    )  # fmt: skip
+    ws = json.loads((data / "iter_0" / "warmstart_metrics.json").read_text())
+    assert (ws["samples"], ws["samples_trained"], ws["samples_dropped_too_long"]) == (8, 6, 2)
+    reserved = pl.read_parquet(data / "iter_0" / "warmstart_samples.parquet")
+    assert ws["reserved_samples"] == reserved.height == 6
+    assert set(reserved["sample_id"]) == {s.sample_id for s in short}

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from looptool.core.codec import ParsedOutput, parse_completion
+from looptool.core.reply import reply_kind
 from looptool.core.types import Label, ToolCall, ToolSpec
 
 
@@ -114,14 +115,15 @@ KIND_GROUP_OF: dict[str, str] = dict.fromkeys(CALL_KINDS, "call")
 
 
 def no_call_kind(text: str | None) -> str:
-    """``clarify`` when a no-call answer asks the user something (holds a "?"), else
-    ``irrelevant`` (a refusal / out-of-scope answer).
+    """What a no-call reply does: ``clarify`` when it asks the user for information,
+    ``irrelevant`` when it declines or asks nothing (:func:`looptool.core.reply.reply_kind`).
 
-    One rule for labels and predictions alike, so a text answer matches a no-call label
-    only when it is the same kind of answer: a policy cannot collect the reward of every
-    no-call sample with one canned reply (DESIGN §9).
+    This reads predictions (and texts that came without a kind). A label's kind is the
+    one its sample carries (:attr:`Label.kind`), never re-read from its wording; a text
+    answer matches a no-call label only when it does what the label does, so a policy
+    cannot collect the reward of every no-call sample with one canned reply (DESIGN §9).
     """
-    return "clarify" if "?" in (text or "") else "irrelevant"
+    return reply_kind(text)
 
 
 def kind_group(kind: str) -> str:
@@ -132,10 +134,11 @@ def kind_group(kind: str) -> str:
 def match_strict(pred: ParsedOutput | Label | str, label: Label) -> MatchResult:
     """Strict ToolMatch of a prediction (text, parsed output or label) against a label.
 
-    A no-call label matches only a prediction with no call whose text is non-empty and of
-    the label's :func:`no_call_kind` (a clarification for a clarify label, a reply that
-    asks nothing for an irrelevant one); a parse failure scores 0 with reason
-    ``parse_error``; never raises.
+    A no-call label matches only a prediction with no call whose text is non-empty and
+    does what the label's ``kind`` says (:func:`no_call_kind` of the prediction: a
+    request for information for a clarify label, a refusal or a reply that asks nothing
+    for an irrelevant one); a parse failure scores 0 with reason ``parse_error``; never
+    raises.
     """
     if isinstance(pred, str):
         pred = parse_completion(pred)
@@ -150,7 +153,8 @@ def match_strict(pred: ParsedOutput | Label | str, label: Label) -> MatchResult:
         text = (pred.text or "").strip()
         if not text:
             return MatchResult(False, "empty_answer", {})
-        want, got = no_call_kind(label.text), no_call_kind(text)
+        want = label.kind or no_call_kind(label.text)
+        got = pred.kind if isinstance(pred, Label) and pred.kind else no_call_kind(text)
         if want != got:
             return MatchResult(False, "answer_kind", {"expected": want, "got": got})
         return MatchResult(True, "match")

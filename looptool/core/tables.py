@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 import pyarrow as pa
 
-from looptool.core.match import no_call_kind
+from looptool.core.match import NO_CALL_KINDS, no_call_kind
 from looptool.core.types import Label, Message, Sample, ToolSpec, canonical_json
 
 # Columns every stored sample carries (seed samples, dataset versions, expansions).
@@ -22,7 +22,7 @@ SAMPLE_FIELDS: list[pa.Field] = [
     pa.field("label", pa.string(), nullable=False),  # canonical JSON {"calls": [...], "text"?}
     pa.field("label_hash", pa.string(), nullable=False),
     pa.field("label_rev", pa.int32(), nullable=False),
-    # single | parallel | multi_step (calls) | clarify | irrelevant (no call; match.no_call_kind)
+    # single | parallel | multi_step (calls) | clarify | irrelevant (no call; the label's kind)
     pa.field("kind", pa.string(), nullable=False),
     pa.field("origin", pa.string(), nullable=False),  # seed | edde | relabel
     pa.field("born_iter", pa.int32(), nullable=False),  # 0 for seed
@@ -196,9 +196,9 @@ EVAL_ITEMS = pa.schema(
 
 def sample_kind(sample: Sample, context_has_calls: bool | None = None) -> str:
     """single | parallel | multi_step | clarify | irrelevant (multi_step = earlier calls in
-    context; the no-call kinds by :func:`looptool.core.match.no_call_kind`)."""
+    context; a no-call sample's kind is its label's :attr:`Label.kind`)."""
     if sample.label.is_no_call:
-        return no_call_kind(sample.label.text)
+        return sample.label.kind or no_call_kind(sample.label.text)
     if context_has_calls is None:
         context_has_calls = any(m.tool_calls for m in sample.context)
     if context_has_calls:
@@ -234,8 +234,18 @@ def sample_to_row(
     }
 
 
-def label_from_json(text: str) -> Label:
-    return Label.model_validate(json.loads(text))
+def label_from_json(text: str, kind: str | None = None) -> Label:
+    """A stored label; ``kind`` (the row's ``kind`` column) is the no-call kind of a label
+    stored before labels carried one (without either, its text is read)."""
+    raw = json.loads(text)
+    if (
+        kind in NO_CALL_KINDS
+        and isinstance(raw, dict)
+        and not raw.get("calls")
+        and raw.get("kind") is None
+    ):
+        raw = {**raw, "kind": kind}
+    return Label.model_validate(raw)
 
 
 def sample_from_row(row: dict) -> Sample:
@@ -243,7 +253,7 @@ def sample_from_row(row: dict) -> Sample:
     return Sample(
         tools=[ToolSpec.model_validate(t) for t in json.loads(row["tools"])],
         context=[Message.model_validate(m) for m in json.loads(row["context"])],
-        label=label_from_json(row["label"]),
+        label=label_from_json(row["label"], row.get("kind")),
     )
 
 

@@ -14,6 +14,8 @@ from typing import Any, Literal
 import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from looptool.core.reply import reply_kind
+
 JSON = Any
 
 
@@ -223,17 +225,34 @@ class Message(BaseModel):
 
 
 class Label(BaseModel):
-    """The reference assistant step: a list of calls, or a no-call text answer."""
+    """The reference assistant step: a list of calls, or a no-call text answer.
+
+    A no-call label carries its ``kind``: ``clarify`` (the step asks the user for missing
+    information) or ``irrelevant`` (it declines). Whoever writes the label sets it from
+    what the step is (the seed act, the import plan, a relabel's prediction); a no-call
+    label written without one gets :func:`looptool.core.reply.reply_kind` of its text
+    (so labels stored before they carried a kind still load). Call labels have none.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     calls: list[ToolCall] = Field(default_factory=list)
     text: str | None = None
+    kind: Literal["clarify", "irrelevant"] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_kind(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("calls") and data.get("kind") is None:
+            return {**data, "kind": reply_kind(data.get("text"))}
+        return data
 
     @model_validator(mode="after")
     def _one_kind(self) -> Label:
         if self.calls and self.text is not None:
             raise ValueError("a label is either calls or a no-call text, not both")
+        if self.calls and self.kind is not None:
+            raise ValueError(f"a call label has no no-call kind (got kind {self.kind!r})")
         return self
 
     @property
@@ -243,7 +262,7 @@ class Label(BaseModel):
     def to_json(self) -> dict:
         if self.calls:
             return {"calls": [c.to_json() for c in self.calls]}
-        return {"calls": [], "text": self.text or ""}
+        return {"calls": [], "text": self.text or "", "kind": self.kind}
 
     @property
     def hash(self) -> str:

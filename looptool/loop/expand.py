@@ -27,6 +27,7 @@ import pyarrow as pa
 from pydantic import ValidationError
 
 from looptool.core.codec import render_label
+from looptool.core.match import NO_CALL_KINDS
 from looptool.core.render import render_conversation, render_tools
 from looptool.core.rules import check_calls
 from looptool.core.tables import (
@@ -270,7 +271,10 @@ def parse_child(text: str, seed_tools: list[ToolSpec]) -> Sample:
         raise ValueError("label has both calls and text")
     if not calls and not (isinstance(text, str) and text.strip()):
         raise ValueError("label has neither calls nor a text reply")
-    label = Label(calls=calls) if calls else Label(text=text)
+    kind = lab.get("kind")  # a no-call child's kind; without one its text is read
+    if kind is not None and (calls or kind not in NO_CALL_KINDS):
+        raise ValueError(f"label.kind {kind!r}: only a text reply has one, {NO_CALL_KINDS}")
+    label = Label(calls=calls) if calls else Label(text=text, kind=kind)
     return Sample(tools=tools, context=messages, label=label)
 
 

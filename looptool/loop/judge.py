@@ -11,7 +11,8 @@ Every probe mismatch gets one verdict:
 - tier 0 ``equiv``, for the mismatches the rules leave with both sides valid: the
   prediction's calls equal the label's after normalization -> BOTH_CORRECT. No-call
   answers are never normalized: a clarification against an irrelevance label (or back)
-  is a real mismatch (:func:`looptool.core.match.no_call_kind`) and goes to the LLM;
+  is a real mismatch (the label's kind vs :func:`looptool.core.match.no_call_kind` of
+  the prediction) and goes to the LLM;
 - tier 2 ``llm``: one or several judge models see tools, conversation, date and the two
   responses as "A" and "B" (order fixed, seeded-random or both), answer with a
   position-relative verdict read by constrained choice or a strict parser; unreadable ->
@@ -402,7 +403,7 @@ def mismatch_items(dataset: pa.Table, probe: pa.Table) -> list[Item]:
                 sample=Sample(
                     tools=list(tools_of(r["tools"])),
                     context=context,
-                    label=label_from_json(r["label"]),
+                    label=label_from_json(r["label"], r["kind"]),  # the probe row's kind
                 ),
                 label_json=r["label"],
                 prediction=label_from_json(r["prediction"])

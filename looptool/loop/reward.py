@@ -2,8 +2,8 @@
 
 Calls written inside ``<think>`` are ignored (the codec strips think blocks before
 looking for calls); a completion that does not parse scores 0. A no-call label is
-matched only by a completion without a call whose text is the same kind of answer
-(clarify / irrelevant). The one matcher is :func:`looptool.core.match.match_strict`;
+matched only by a completion without a call that does what the label's kind says
+(clarify: asks for information; irrelevant: declines or asks nothing). The one matcher is :func:`looptool.core.match.match_strict`;
 this module only adapts it to TRL, and adds the ``graded`` ablation (partial credit,
 ToolRL-style) on top of it: a completion scores 1.0 only where strict ToolMatch does.
 """
@@ -119,7 +119,7 @@ class RewardStats:
 
 def label_group(label: Label) -> str:
     """call | clarify | irrelevant: the kind group a label's reward is reported under."""
-    return "call" if label.calls else no_call_kind(label.text)
+    return "call" if label.calls else (label.kind or no_call_kind(label.text))
 
 
 class ToolMatchReward:

@@ -33,7 +33,9 @@ def dialogue_samples(row: dict, no_call_acts: set[str]) -> list[tuple[Sample, in
         if kind == "call":
             label = Label(calls=list(messages[i].tool_calls))
         elif kind in no_call_acts:
-            label = Label(text=messages[i].content)
+            # a clarification or refusal carries its act as its kind (a final answer's
+            # kind is read from its text)
+            label = Label(text=messages[i].content, kind=kind if kind in NO_CALL_KINDS else None)
         else:
             continue
         out.append((Sample(tools=tools, context=messages[:i], label=label), i, kind))
@@ -103,13 +105,19 @@ def build_samples(
                     )
                     continue
             elif act in NO_CALL_KINDS and no_call_kind(sample.label.text) != act:
-                # The kind a no-call answer is matched by must be the act it was written for.
+                # The label must do what its act says: a policy answering with the label's
+                # own words is read as the label's kind (core.reply), so it matches.
+                does = (
+                    "ask the user for information"
+                    if act == "clarify"
+                    else "decline without asking the user for anything"
+                )
                 rejects.append(
                     _reject(
                         item,
                         "rules",
-                        f"a {act} answer must {'ask' if act == 'clarify' else 'not ask'} the "
-                        "user a question ('?')",
+                        f"a {act} answer must {does}; this one reads as "
+                        f"{no_call_kind(sample.label.text)}",
                         sample,
                     )
                 )

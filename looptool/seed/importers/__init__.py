@@ -118,11 +118,12 @@ def read_import(
     shared = {r.line for r, nxt in zip(records, records[1:], strict=False) if r.line == nxt.line}
     for i, rec in enumerate(records):
         # several records on one line (a one-line JSON list): name the record's position
-        ref = f"{p.name}:{rec.line}" + (f"#{i}" if rec.line in shared else "")
+        place = f"{rec.line}" + (f"#{i}" if rec.line in shared else "")
+        ref = f"{p.name}:{place}"
         try:
             outcomes, messages = parse(rec.value)
             if messages is not None:
-                res.dialogues.append(_dialogue(rec.line, ref, outcomes, messages))
+                res.dialogues.append(_dialogue(rec.line, place, ref, outcomes, messages))
                 res.tools += [ImportedTool(rec.line, ref + s, t, True) for s, t in outcomes]  # type: ignore[arg-type]
                 continue
         except RecordError as exc:
@@ -137,7 +138,9 @@ def read_import(
     return res
 
 
-def _dialogue(line: int, ref: str, outcomes: list[ToolOutcome], messages: list[Message]):
+def _dialogue(
+    line: int, place: str, ref: str, outcomes: list[ToolOutcome], messages: list[Message]
+):
     bad = [(s, t) for s, t in outcomes if isinstance(t, RecordError)]
     if bad:
         raise RecordError(str(bad[0][1]))
@@ -148,7 +151,7 @@ def _dialogue(line: int, ref: str, outcomes: list[ToolOutcome], messages: list[M
             raise RecordError(f"two different tools named {t.name!r}")
         specs[t.name] = t
     plan_acts(messages)  # raises RecordError when the conversation has no plan shape
-    return ImportedDialogue(line, ref, list(specs.values()), messages)
+    return ImportedDialogue(line, ref, list(specs.values()), messages, place)
 
 
 __all__ = [

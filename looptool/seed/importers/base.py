@@ -2,7 +2,8 @@
 tool specs with a reason on failure, and the result types.
 
 A file is read as JSON lines, a JSON array, or one JSON object (an object holding a
-``tools`` list is read as that list). Every record keeps the line it starts on, so a
+``tools`` list is read as that list, unless it also holds a record's messages,
+conversations, query or answers: then it is that one record). Every record keeps the line it starts on, so a
 reject names file, line and reason. A line of JSON lines that does not parse is a reject
 row; a whole file that does not parse is a :class:`ToolImportError`.
 """
@@ -58,6 +59,9 @@ class ImportedDialogue:
     ref: str
     tools: list[ToolSpec]
     messages: list[Message]
+    # where the record sits in its file: "line", or "line#k" (k-th record of the file)
+    # when several records share that line; unique per record and stable across reruns
+    place: str
 
 
 @dataclass
@@ -105,6 +109,11 @@ def _array_items(text: str, start: int) -> list[Record]:
         pos = end
 
 
+# Keys of a dialogue record (OpenAI / ShareGPT chats, xLAM): an object holding one of them
+# beside its ``tools`` is one record, never a bare tool list (its query would vanish).
+_RECORD_KEYS = frozenset({"messages", "conversations", "query", "answers"})
+
+
 def read_records(path: Path) -> tuple[list[Record], list[Reject]]:
     """(records, rejects for JSON lines that do not parse) of one import file."""
     text = read_text(path)
@@ -120,7 +129,7 @@ def read_records(path: Path) -> tuple[list[Record], list[Reject]]:
             return _array_items(text, start), []
         if isinstance(whole, dict):
             tools = whole.get("tools")
-            if isinstance(tools, list) and not ({"messages", "conversations"} & set(whole)):
+            if isinstance(tools, list) and not (_RECORD_KEYS & set(whole)):
                 try:
                     items = _array_items(text, text.find("[", text.find('"tools"')))
                 except json.JSONDecodeError:

@@ -4,13 +4,15 @@ Synthesized dialogues carry the plan they were simulated from; an imported one g
 plan its assistant steps imply, so the same rule and intent tiers check it:
 
 - every user message opens a turn, except the user's reply to a clarifying question
-  (an assistant text with a "?" before any call of the turn), which continues it;
+  (an assistant text that asks for information before any call of the turn), which
+  continues it;
 - consecutive assistant call messages of a turn are its steps (step 2 may use step 1's
   results): one step of one call = single, one step of 2+ calls = parallel, 2+ steps =
   multi_step; a turn that asked first is clarify;
 - an assistant text in a turn with calls is an ``answer``; in a turn without calls it is
-  ``clarify`` (it asks: "?") or ``irrelevant`` (it declines) - the rule that
-  :func:`looptool.core.match.no_call_kind` applies to labels.
+  ``clarify`` (it asks for information) or ``irrelevant`` (it declines), as
+  :func:`looptool.core.match.no_call_kind` reads a reply; the act becomes the kind the
+  sample's label carries.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ def plan_acts(messages: list[Message]) -> tuple[Plan, list[dict | None]]:
                 acts.append({"turn": t, "step": None, "expect": None, "act": None})
         else:
             acts.append(None)
-    for act in acts:  # texts without a question: answer after calls, else a refusal
+    for act in acts:  # texts that ask nothing: answer after calls, else a refusal
         if act is not None and act["act"] is None:
             kind = "answer" if turns[act["turn"]]["steps"] else "irrelevant"
             act["act"] = act["expect"] = kind
@@ -104,7 +106,8 @@ def dialogue_row(d: ImportedDialogue, path: str, fmt: str, index: int) -> dict:
         for t in tools
     ]
     return {
-        "dialogue_id": f"import:{path}:{d.line}",
+        # file:line, plus #k when records share a line (a one-line JSON list)
+        "dialogue_id": f"import:{path}:{d.place}",
         "index": index,
         "domain": f"import:{Path(path).stem}",
         "tools": canonical_json(tools),
