@@ -48,7 +48,9 @@ from looptool.engines.base import (
 )
 
 # Bump when a backend's output semantics change, so stale entries stop matching.
-KEY_VERSION = 1
+# 2: openai replies normalised like hf's (stop strings cut, reasoning as a think block),
+#    per-request capability identity, choose scored with the end-of-turn token.
+KEY_VERSION = 2
 CACHE_FILE = "requests.sqlite"
 _LOOKUP_CHUNK = 500  # keys per SELECT ... IN (...), below SQLite's variable limit
 # Streaming backends: commit after this many finished results or this many seconds: the
@@ -285,7 +287,14 @@ class CachedEngine:
         decode: Callable[[Any], Any],
     ) -> list[Any]:
         blobs = [canonical_json(request_to_json(r)) for r in requests]
-        keys = [self.cache.make_key(self.backend, self.model_id, kind, b) for b in blobs]
+        # a backend whose answers depend on more than its model (an endpoint's probed
+        # capabilities) names the identity per request
+        identities = getattr(self.inner, "cache_identities", None)
+        idents = identities(kind, requests) if callable(identities) else None
+        keys = [
+            self.cache.make_key(self.backend, idents[i] if idents else self.model_id, kind, b)
+            for i, b in enumerate(blobs)
+        ]
         found = self.cache.get_many(keys)
         results: list[Any] = [None] * len(requests)
         pending: dict[str, list[int]] = {}
