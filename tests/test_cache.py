@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -372,3 +373,64 @@ def test_batch_backend_commits_each_whole_batch_before_the_next_is_sent(cache):
     eng = CachedEngine(Checking(batch_size=3), cache, progress=False, flush_seconds=0.0)
     eng.generate([_req(f"b{i}") for i in range(7)])
     assert eng.stats()["backend_batches"] == 3 and cache.info()["entries"] == 7
+
+
+def _committed(path) -> set[str]:
+    """The request texts committed to the cache file, read over a connection of its own
+    (what a SIGKILL at this moment would leave on disk)."""
+    with sqlite3.connect(path) as con:
+        rows = con.execute("SELECT response FROM requests").fetchall()
+    return {json.loads(r)[0]["text"][::-1] for (r,) in rows}
+
+
+def test_batch_backend_after_a_failed_request_still_commits_each_batch_before_the_next(cache):
+    """A Failed result is never cached but still ends its batch: the batch's finished
+    results are on disk before the next batch is sent, for every later batch too."""
+    from looptool.engines.base import Failed
+
+    seen: list[set[str]] = []
+
+    class FailsOne(Counting):
+        def generate(self, reqs):
+            seen.append(_committed(cache.path))  # what a kill now would leave
+            outs = super().generate(reqs)
+            return [
+                Failed("too long") if r.messages[-1]["content"] == "b1" else o
+                for r, o in zip(reqs, outs, strict=True)
+            ]
+
+    eng = CachedEngine(FailsOne(batch_size=3), cache, progress=False)
+    eng.generate([_req(f"b{i}") for i in range(9)])
+    # misses go out shortest-first; all "b<i>" are the same size, so in request order
+    assert seen == [set(), {"b0", "b2"}, {"b0", "b2", "b3", "b4", "b5"}]
+    assert _committed(cache.path) == {f"b{i}" for i in range(9)} - {"b1"}
+
+
+def test_streaming_results_are_committed_during_a_stall_within_one_flush_window(cache):
+    """A streaming backend yields a few results and a Failed, then stalls: the finished
+    results reach the disk within one flush window although no new result arrives."""
+    from looptool.engines.base import Failed
+
+    window = 0.2
+    during_stall: list[set[str]] = []
+
+    class Stalls(Counting):
+        def stream(self, kind, reqs):
+            outs = Counting.generate(self, list(reqs))
+            yield 0, outs[0]
+            yield 1, Failed("HTTP 400: too long")
+            yield 2, outs[2]
+            deadline = time.monotonic() + 20 * window
+            while time.monotonic() < deadline and len(_committed(cache.path)) < 2:
+                time.sleep(window / 10)
+            during_stall.append(_committed(cache.path))
+            time.sleep(3 * window)  # still stalled: nothing is committed twice
+            raise RuntimeError("server died")
+
+    eng = CachedEngine(Stalls(), cache, progress=False, flush_every=100, flush_seconds=window)
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match="server died"):
+        eng.generate([_req(f"s{i}") for i in range(4)])
+    assert during_stall == [{"s0", "s2"}]
+    assert time.monotonic() - start < 20 * window
+    assert eng.stats()["backend_batches"] == 1 and eng.stats()["failed"] == 1

@@ -212,7 +212,9 @@ def test_heldout_eval_records_the_failed_item():
     table = rows_to_table([sample_to_row(s) for s in samples], SAMPLES)
     inner = heldout_t.FakePolicy(lambda r: "no call")
     eng = FailWhen(inner, lambda r: heldout_t._user_text(r).endswith("h1"))
-    items = evaluate_heldout(eng, table, iteration=1, date="2026-11-22")
+    items = evaluate_heldout(
+        eng, table, iteration=1, date="2026-11-22", max_engine_failure_share=0.5
+    )
     rows = {r["item_id"]: r for r in items.to_pylist()}
     bad = rows[samples[1].sample_id]
     assert bad["reason"] == "engine_error" and bad["raw_text"] == failure_note(TOO_LONG)

@@ -65,6 +65,24 @@ TOOL_CHOICE_400 = (
 )
 
 
+END_OF_TURN = "\x1e"  # the stand-in's end-of-turn token (one char = one token)
+
+
+def render_chat(messages: list[dict], add_generation_prompt: bool) -> str:
+    """The stand-in's chat template: ``|<role initial>:<content><end of turn>`` per
+    message, and ``|a:`` (an open assistant turn) as the generation prompt."""
+    text = "".join(f"|{m['role'][0]}:{m['content'] or ''}{END_OF_TURN}" for m in messages)
+    return text + ("|a:" if add_generation_prompt else "")
+
+
+def token_logprob(prev: int, tok: int) -> float:
+    """The stand-in model's log-prob of ``tok`` after ``prev``: a function of the token,
+    except that it never ends its turn right after an "A" (so "A" alone is unlikely)."""
+    if tok == ord(END_OF_TURN) and prev == ord("A"):
+        return -5.0
+    return -((tok % 7) + 1) / 10
+
+
 class StandIn(BaseHTTPRequestHandler):
     """Speaks enough of the OpenAI/vLLM protocol; behaviour set through ``state``."""
 
@@ -111,13 +129,14 @@ class StandIn(BaseHTTPRequestHandler):
             if self.path == "/v1/chat/completions":
                 return self._chat(body)
             if self.path == "/tokenize":
-                text = (
-                    body.get("prompt")
-                    or "".join(m["content"] or "" for m in body["messages"]) + "|A:"
+                text = body.get("prompt") or render_chat(
+                    body["messages"], body.get("add_generation_prompt", True)
                 )
                 return self._send(200, {"tokens": [ord(ch) for ch in text]})
+            ids = body["prompt"]
             plp = [None] + [
-                {str(t): {"logprob": -((t % 7) + 1) / 10, "rank": 1}} for t in body["prompt"][1:]
+                {str(t): {"logprob": token_logprob(ids[k], t), "rank": 1}}
+                for k, t in enumerate(ids[1:])
             ]
             return self._send(200, {"choices": [{"text": "x", "prompt_logprobs": plp}]})
         finally:
@@ -598,11 +617,18 @@ def test_declared_capabilities_are_part_of_the_cache_identity() -> None:
         spec = EngineSpec(
             backend="openai", model="m", base_url="http://127.0.0.1:9/v1", capabilities=caps
         )
-        return OpenAIEngine(spec).model_id
+        eng = OpenAIEngine(spec)
+        assert eng.model_id == "m@http://127.0.0.1:9/v1"  # the endpoint's identity
+        # declared: known without a server (127.0.0.1:9 answers nothing)
+        return eng.cache_identities("generate", [_req("hi", tools=[{"type": "function"}])])[0]
 
-    assert ident() == "m@http://127.0.0.1:9/v1"  # all auto: the endpoint's identity
-    assert ident(tool_parser=False) != ident(tool_parser=True) != ident()
-    assert ident(tool_parser=False, n=True) == ident(n=True, tool_parser=False)
+    base = {"return_token_ids": False, "n": False}
+    assert ident(**base, tool_parser=False) != ident(**base, tool_parser=True)
+    assert ident(tool_parser=False, **base) == ident(**base, tool_parser=False)
+    # a capability this request does not use is not part of its identity
+    assert ident(**base, tool_parser=True, structured_choice=True) == ident(
+        **base, tool_parser=True
+    )
 
 
 def test_chat_template_kwargs_are_sent_only_where_the_server_takes_them() -> None:
@@ -620,3 +646,79 @@ def test_chat_template_kwargs_are_sent_only_where_the_server_takes_them() -> Non
         finally:
             httpd.shutdown()
             httpd.server_close()
+
+
+# --- cache identity and choice scoring (#26) --------------------------------------------
+
+
+def test_choose_scores_each_option_with_the_end_of_turn_token(server):
+    """As hf and vllm do: without the end-of-turn token a prefix option always wins under
+    ``choice_score: sum`` ("A" over "AB"); with it, the model's wish to go on after "A"
+    counts, and "AB" wins."""
+    url, st = server
+    eng = _engine(url, capabilities={**ALL_ON, "structured_choice": False})
+    st["free_reply"] = "no idea"  # the greedy reply names no option: score them
+    req = ChoiceRequest(messages=[{"role": "user", "content": "pick"}], options=("A", "AB"))
+    assert eng.choose([req]) == ["AB"]
+    scored = [b["prompt"] for p, b in st["calls"] if p == "/v1/completions"]
+    assert len(scored) == 2 and all(ids[-1] == ord(END_OF_TURN) for ids in scored)
+    assert {tuple(ids[-3:-1]) for ids in scored} == {(ord(":"), ord("A")), (ord("A"), ord("B"))}
+
+
+def test_probed_capabilities_are_part_of_the_cache_identity(tmp_path):
+    """A server restarted with other flags answers differently: an answer cached while the
+    server parsed tool calls is not reused once a probe finds that it no longer does."""
+    httpd, url, st = _serve("vllm")
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    req = _req("hi", tools=tools)
+    try:
+        with RequestCache(tmp_path / "c.sqlite") as cache:
+            first = CachedEngine(_engine(url), cache, progress=False)
+            first.generate([req])
+            assert first.inner.capabilities["tool_parser"] is True
+            st["tool_parser"] = False  # restarted without --enable-auto-tool-choice
+            again = CachedEngine(_engine(url), cache, progress=False)
+            out = again.generate([req])
+            assert again.inner.capabilities["tool_parser"] is False
+            assert again.stats()["cache_misses"] == 1 and not isinstance(out[0], Failed)
+            sent = [b for b in _chat_calls(st) if b["messages"][-1]["content"] == "hi"]
+            assert [b["tool_choice"] for b in sent] == ["auto", "none"]
+            # same flags again: served from the cache
+            third = CachedEngine(_engine(url), cache, progress=False)
+            third.generate([req])
+            assert third.stats()["cache_hits"] == 1
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_choice_score_and_choice_samples_are_part_of_the_choose_cache_identity(server, tmp_path):
+    url, _ = server
+    req = ChoiceRequest(messages=[{"role": "user", "content": "judge"}], options=VERDICTS)
+    with RequestCache(tmp_path / "c.sqlite") as cache:
+
+        def misses(**kw) -> int:
+            eng = CachedEngine(_engine(url, capabilities=ALL_ON, **kw), cache, progress=False)
+            eng.choose([req])
+            return eng.stats()["cache_misses"]
+
+        assert misses(choice_score="sum") == 1
+        assert misses(choice_score="sum") == 0
+        assert misses(choice_score="mean") == 1
+        assert misses(choice_score="mean", choice_samples=2) == 1
+        # generate answers do not depend on the choice knobs
+        gen = CachedEngine(_engine(url, capabilities=ALL_ON), cache, progress=False)
+        gen.generate([_req("x")])
+        other = CachedEngine(
+            _engine(url, capabilities=ALL_ON, choice_score="mean"), cache, progress=False
+        )
+        other.generate([_req("x")])
+        assert other.stats()["cache_hits"] == 1
+
+
+def test_cache_key_version_covers_the_openai_reply_normalisation():
+    """Replies are normalised (stop strings cut, reasoning as a think block) since key
+    version 2: entries written before that hold raw replies and must not match."""
+    from looptool.engines.cache import KEY_VERSION
+
+    assert KEY_VERSION >= 2

@@ -9,7 +9,7 @@ from test_train import DATE, SMOKE, synthetic_samples, write_samples
 
 from looptool.core.codec import render_calls
 from looptool.core.types import Label, ToolCall, canonical_json
-from looptool.loop.dynamic_sampling import regroup, varied_groups
+from looptool.loop.dynamic_sampling import dynamic_sampling_class, regroup, varied_groups
 from looptool.loop.guard import collapse_kind, guard_verdict
 from looptool.loop.reward import ToolMatchReward
 from looptool.loop.train import LoadedSamples, select_training_rows, train_grpo
@@ -144,6 +144,90 @@ def test_dynamic_sampling_refills_zero_variance_groups_in_a_real_run(tmp_path, t
     assert all(r["varied_group_share"] == 0.0 for r in res.plots)
     assert res.metrics["dynamic_sampling_rounds_mean"] == 2.0
     assert (tmp_path / "m" / "model.safetensors").exists()
+    # the reward counts describe what was trained on: 2 steps x 2 prompts x 2 rollouts;
+    # the two refill rounds' rollouts per step were thrown away and are counted apart
+    assert sum(res.metrics["reward_reasons"].values()) == 2 * 2 * 2
+    assert res.metrics["discarded_completions"] == 2 * 2 * 2 * 2
+    assert [r["discarded_groups"] for r in res.plots] == [4.0, 4.0]
+
+
+class FakeGRPO:
+    """What DAPO dynamic sampling touches of TRL 1.16's GRPOTrainer: rewards per round
+    from ``_calculate_rewards`` (the reward function called as TRL calls it), per-batch
+    reward log values appended to ``_metrics`` as TRL does, a scored batch out. Each
+    round's completions come from ``plan``."""
+
+    def __init__(self, reward: ToolMatchReward, plan: list[list[str]], label: str):
+        from collections import defaultdict
+        from types import SimpleNamespace
+
+        self.reward_funcs, self.reward_func_names = [reward], ["toolmatch"]
+        self.reward_weights = torch.ones(1)
+        self.num_generations = 2
+        self.model = SimpleNamespace(training=True)
+        self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
+        self._tokenizer = SimpleNamespace(pad_token_id=0)
+        self.train_dataset = [{"prompt": "p", "label": label}] * 3
+        self.plan = list(plan)
+        self.logged: dict[str, list[float]] = {}
+
+    def _calculate_rewards(self, inputs, completions):
+        log = lambda k, v: self.logged.setdefault(k, []).append(v)  # noqa: E731
+        out = self.reward_funcs[0](completions, [i["label"] for i in inputs], log_metric=log)
+        return torch.tensor(out, dtype=torch.float32).unsqueeze(1)
+
+    def _generate_and_score_completions(self, inputs):
+        from trl.trainer.utils import nanstd
+
+        completions = self.plan.pop(0)
+        rewards = self._calculate_rewards(inputs, completions).sum(dim=1)
+        groups = rewards.view(-1, 2)
+        std = nanstd(groups, dim=1).repeat_interleave(2)
+        m = self._metrics["train"]
+        m["reward"].append(rewards.mean().item())
+        m["reward_std"].append(nanstd(rewards).item())
+        m["frac_reward_zero_std"].append(
+            torch.isclose(std, torch.zeros_like(std)).float().mean().item()
+        )
+        m["completions/mean_length"].append(sum(map(len, completions)) / len(completions))
+        for k, v in self.logged.items():
+            m[k].append(sum(v) / len(v))
+        self.logged.clear()
+        n = len(completions)
+        return {
+            "prompt_ids": torch.ones(n, 2, dtype=torch.long),
+            "prompt_mask": torch.ones(n, 2, dtype=torch.long),
+            "completion_ids": torch.tensor([[len(c), 1] for c in completions]),
+            "completion_mask": torch.ones(n, 2, dtype=torch.long),
+            "advantages": rewards - groups.mean(dim=1).repeat_interleave(2),
+            "num_items_in_batch": torch.tensor(2 * n),
+        }
+
+
+def test_dynamic_sampling_logs_the_trained_batch_and_counts_the_discarded_apart():
+    right, wrong = render_calls([CALL]), "no idea"
+    reward = ToolMatchReward()
+    plan = [
+        [right, wrong, wrong, wrong],  # group 0 varied (kept), group 1 flat
+        [wrong, wrong, wrong, right],  # refill: group 0 flat (discarded), group 1 varied
+    ]
+    cls = dynamic_sampling_class(FakeGRPO)
+    label = lj(Label(calls=[CALL]))
+    trainer = cls(reward, plan, label, max_rounds=3, seed=0)
+    out = trainer._generate_and_score_completions([{"prompt": "p", "label": label}] * 4)
+    assert out["completion_ids"][:, 0].tolist() == [len(right), len(wrong), len(wrong), len(right)]
+    m = trainer._metrics["train"]
+    # trained on [right, wrong] + [wrong, right]: mean 0.5, both groups varied; the two
+    # generated batches each had mean 0.25 and one flat group of two
+    assert m["reward"] == [0.5] and m["frac_reward_zero_std"] == [0.0]
+    assert m["reward_std"] == [pytest.approx(torch.tensor([1.0, 0, 0, 1]).std().item())]
+    assert m["rewards/toolmatch/mean"] == [0.5]
+    assert m["toolmatch/match_rate"] == [0.5] and m["toolmatch/reward_call"] == [0.5]
+    assert m["completions/mean_length"] == [pytest.approx((len(right) + 3 * len(wrong)) / 4)]
+    assert m["dynamic_sampling/rounds"] == [1.0] and m["dynamic_sampling/discarded_groups"] == [2.0]
+    assert reward.stats.n == 4 and reward.stats.matched == 2
+    assert reward.discarded.n == 4 and reward.discarded.matched == 0
+    assert reward.pending == []
 
 
 def test_guard_verdict():

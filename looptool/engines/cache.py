@@ -6,8 +6,10 @@ outputs (default ``<repo>/.cache/looptool/requests.sqlite``, env ``LOOPTOOL_CACH
 wins) so `dvc repro` never tracks it.
 
 One mechanism persists results for every backend: :class:`CachedEngine` consumes a stream
-of ``(index, result)`` pairs and commits finished results every ``flush_every`` results or
-``flush_seconds`` seconds, whichever comes first. A backend with ``stream`` (see
+of ``(index, result)`` pairs and commits finished results every ``flush_every`` results
+(a ``Failed`` one counts, though it is never stored) or ``flush_seconds`` seconds,
+whichever comes first; the timed flush runs on its own clock, so results finished before
+a stalled backend stops yielding still reach the disk. A backend with ``stream`` (see
 :class:`~looptool.engines.base.StreamingEngine`) gets all of a stage's misses at once and
 yields in completion order; any other backend is driven in ``batch_size`` chunks, each
 committed when it returns. A stage killed with SIGKILL loses at most one flush window (or
@@ -22,6 +24,7 @@ import json
 import math
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
@@ -45,7 +48,9 @@ from looptool.engines.base import (
 )
 
 # Bump when a backend's output semantics change, so stale entries stop matching.
-KEY_VERSION = 1
+# 2: openai replies normalised like hf's (stop strings cut, reasoning as a think block),
+#    per-request capability identity, choose scored with the end-of-turn token.
+KEY_VERSION = 2
 CACHE_FILE = "requests.sqlite"
 _LOOKUP_CHUNK = 500  # keys per SELECT ... IN (...), below SQLite's variable limit
 # Streaming backends: commit after this many finished results or this many seconds: the
@@ -84,10 +89,12 @@ def default_cache_dir(cache_dir: str | os.PathLike | None = None, root: str | No
 
 
 class RequestCache:
-    """Persistent key -> JSON response table. Safe for one writer plus readers."""
+    """Persistent key -> JSON response table. Safe for one writer plus readers; one
+    connection, used by one thread at a time (a lock: the timed flush runs on its own)."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
+        self._lock = threading.RLock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._conn = sqlite3.connect(self.path, timeout=60.0, check_same_thread=False)
@@ -130,9 +137,10 @@ class RequestCache:
         for i in range(0, len(uniq), _LOOKUP_CHUNK):
             chunk = uniq[i : i + _LOOKUP_CHUNK]
             marks = ",".join("?" * len(chunk))
-            rows = self._conn.execute(
-                f"SELECT key, response FROM requests WHERE key IN ({marks})", chunk
-            ).fetchall()
+            with self._lock:
+                rows = self._conn.execute(
+                    f"SELECT key, response FROM requests WHERE key IN ({marks})", chunk
+                ).fetchall()
             for key, response in rows:
                 out[key] = json.loads(response)
         return out
@@ -140,7 +148,7 @@ class RequestCache:
     def put_many(self, rows: Sequence[tuple[str, str, str, str, Any]]) -> None:
         """Insert (key, kind, backend, model_id, response) rows in one committed transaction."""
         now = time.time()
-        with self._conn:
+        with self._lock, self._conn:
             self._conn.executemany(
                 "INSERT OR REPLACE INTO requests VALUES (?, ?, ?, ?, ?, ?)",
                 [
@@ -279,7 +287,14 @@ class CachedEngine:
         decode: Callable[[Any], Any],
     ) -> list[Any]:
         blobs = [canonical_json(request_to_json(r)) for r in requests]
-        keys = [self.cache.make_key(self.backend, self.model_id, kind, b) for b in blobs]
+        # a backend whose answers depend on more than its model (an endpoint's probed
+        # capabilities) names the identity per request
+        identities = getattr(self.inner, "cache_identities", None)
+        idents = identities(kind, requests) if callable(identities) else None
+        keys = [
+            self.cache.make_key(self.backend, idents[i] if idents else self.model_id, kind, b)
+            for i, b in enumerate(blobs)
+        ]
         found = self.cache.get_many(keys)
         results: list[Any] = [None] * len(requests)
         pending: dict[str, list[int]] = {}
@@ -312,16 +327,32 @@ class CachedEngine:
         )
         buffer: list[tuple[str, str, str, str, Any]] = []
         done: set[int] = set()
-        last_flush = time.monotonic()
+        window = {"results": 0, "start": time.monotonic()}  # results since the last flush
+        lock = threading.Lock()  # buffer + window, shared with the timer below
 
         def flush() -> None:
-            nonlocal last_flush
-            if buffer:
-                self.cache.put_many(buffer)
-                self._stats["backend_batches"] += 1
-                buffer.clear()
-            last_flush = time.monotonic()
+            with lock:
+                if buffer:
+                    self.cache.put_many(buffer)
+                    self._stats["backend_batches"] += 1
+                    buffer.clear()
+                window.update(results=0, start=time.monotonic())
 
+        # A streaming backend can stall (a slow request, a dead server it retries): the
+        # timed flush runs on its own clock so what is buffered reaches the disk within one
+        # window even when no new result arrives.
+        stop = threading.Event()
+        timer = None
+        if math.isfinite(flush_seconds):
+            tick = max(0.01, flush_seconds / 4)
+
+            def timed_flush() -> None:
+                while not stop.wait(tick):
+                    if time.monotonic() - window["start"] >= flush_seconds:
+                        flush()
+
+            timer = threading.Thread(target=timed_flush, name="cache-flush", daemon=True)
+            timer.start()
         try:
             for idx, out in stream:
                 if not 0 <= idx < len(order) or idx in done:
@@ -337,15 +368,25 @@ class CachedEngine:
                     self._stats["failed"] += 1
                     for i in pending[key]:
                         results[i] = out
-                    continue
-                enc = encode(out)
-                buffer.append((key, kind, self.backend, self.model_id, enc))
-                for i in pending[key]:
-                    # decode(encode(.)) gives every caller its own copy, same as a hit would
-                    results[i] = decode(encode(out))
-                if len(buffer) >= flush_every or time.monotonic() - last_flush >= flush_seconds:
+                else:
+                    enc = encode(out)
+                    for i in pending[key]:
+                        # decode(encode(.)) gives every caller its own copy, as a hit would
+                        results[i] = decode(encode(out))
+                    with lock:
+                        buffer.append((key, kind, self.backend, self.model_id, enc))
+                # a Failed counts towards the window too: a batch backend's window is its
+                # batch, so every batch is committed as it returns, failures or not
+                with lock:
+                    window["results"] += 1
+                    due = window["results"] >= flush_every
+                    due = due or time.monotonic() - window["start"] >= flush_seconds
+                if due:
                     flush()
         finally:
+            stop.set()
+            if timer is not None:
+                timer.join()
             # Keep what finished, also when the backend failed half way.
             flush()
             bar.close()

@@ -96,7 +96,7 @@ def make_engine(spec: EngineSpec, role: str, cache: RequestCache | None = None) 
         if spec.checkpoint:  # a served policy: tied to its checkpoint (engines/served.py)
             from looptool.engines.served import tie_to_checkpoint
 
-            tie_to_checkpoint(engine, spec)
+            tie_to_checkpoint(engine, spec, cache.path.parent if cache is not None else None)
     elif spec.backend == "template":
         from looptool.engines.template import TemplateEngine
 

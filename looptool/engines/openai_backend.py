@@ -17,14 +17,21 @@ does not know is never sent, and every missing capability has a fallback:
   distinct seeds. ``return_token_ids`` asks vLLM for the generated token ids.
 - choose: with ``structured_choice`` a greedy request constrained by vLLM's
   ``structured_outputs: {"choice": [...]}``; otherwise a greedy free-text reply naming
-  exactly one option (:func:`match_option`); otherwise, with ``prompt_logprobs``, the
-  options are scored and the most likely wins; otherwise ``choice_samples`` sampled
+  exactly one option (:func:`match_option`); otherwise, with ``prompt_logprobs``, each
+  option is scored followed by the end-of-turn token (as hf and vllm do, so an option
+  that is a prefix of another cannot win by being shorter; the token is read off the
+  server's chat template through ``/tokenize``) and the most likely wins; otherwise ``choice_samples`` sampled
   replies (distinct seeds) vote. A request none of that answers is ``Failed`` with the
   replies in the reason, never a default option.
 - score: vLLM's ``POST {root}/tokenize`` and ``/v1/completions`` with token ids and
   ``prompt_logprobs``. Without ``prompt_logprobs`` scoring raises an EngineError naming
   the role and what to use instead (never a silent None).
-The cache identity is ``model@base_url``: the backend cannot fingerprint remote weights.
+The engine's ``model_id`` is ``model@base_url`` (the backend cannot fingerprint remote
+weights; a served policy adds its checkpoint's, see engines/served.py). The request cache
+keys each request by :meth:`OpenAIEngine.cache_identities`: ``model_id`` plus the value of
+every capability that shapes what is sent for that request (declared or probed, so the
+probe runs before the cache is read), and for ``choose`` the ``choice_score`` /
+``choice_samples`` knobs: an answer is reused only under the same server behaviour.
 """
 
 from __future__ import annotations
@@ -125,13 +132,9 @@ class OpenAIEngine(StreamBatches):
         )
         declared = spec.capabilities.model_dump()
         self._caps: dict[str, bool] = {k: v for k, v in declared.items() if v != "auto"}
-        if self._caps:
-            # a declared capability changes what is sent (tool_choice, structured outputs,
-            # token ids), so answers cached under other declarations must not be reused
-            caps = ",".join(f"{k}={int(v)}" for k, v in sorted(self._caps.items()))
-            self.model_id += f"[{caps}]"
         self._probed: set[str] = set()
         self._caps_lock = threading.Lock()
+        self._end_of_turn: int | None = None  # token id, read from the chat template once
 
     # ---------------------------------------------------------------- capabilities
     @property
@@ -149,6 +152,38 @@ class OpenAIEngine(StreamBatches):
         """``choose`` is real constrained choice here (structured outputs or scoring), so the
         judge's ``extraction: auto`` uses it; otherwise the judge parses free text."""
         return self.capability("structured_choice") or self.capability("prompt_logprobs")
+
+    def _needs(self, kind: str, request: Any) -> list[str]:
+        """The capabilities that shape what is sent for one request of ``kind``."""
+        if kind == "generate":
+            return self._generate_needs([request])
+        if kind == "choose":
+            return self._choose_needs([request])
+        if kind == "score":
+            return ["prompt_logprobs"]
+        raise ValueError(f"unknown request kind {kind!r} (generate, score, choose)")
+
+    def cache_identities(self, kind: str, requests: Sequence[Any]) -> list[str]:
+        """Per request: the identity its cached answer is stored under. ``model_id`` plus
+        every capability that shapes that request (probed now when ``auto``): the same
+        request to a server restarted with other flags (tool parser, structured outputs,
+        template kwargs) gets a different answer, so it must not hit the old one."""
+        needs = [self._needs(kind, r) for r in requests]
+        self._resolve([n for ns in needs for n in ns])
+        extra = ""
+        if kind == "choose":
+            extra = (
+                f";choice_score={self.spec.choice_score};choice_samples={self.spec.choice_samples}"
+            )
+        out = []
+        for r, ns in zip(requests, needs, strict=True):
+            caps = {n: self._caps[n] for n in ns}
+            if getattr(r, "chat_template_kwargs", None):
+                # score sends the kwargs to /tokenize unless the server is known to refuse
+                caps["chat_template_kwargs"] = self._caps.get("chat_template_kwargs", True)
+            flags = ",".join(f"{k}={int(v)}" for k, v in sorted(caps.items()))
+            out.append(f"{self.model_id}[{flags}{extra}]")
+        return out
 
     def _resolve(self, names: Sequence[str]) -> None:
         with self._caps_lock:
@@ -334,9 +369,10 @@ class OpenAIEngine(StreamBatches):
         if pick is not None:
             return pick
         if self._caps["prompt_logprobs"]:
+            eot = await self._end_of_turn_id(s)
             scores = await asyncio.gather(
                 *(
-                    self._scored(s, req.messages, req.tools, req.chat_template_kwargs, o)
+                    self._scored(s, req.messages, req.tools, req.chat_template_kwargs, o, eot)
                     for o in opts
                 )
             )
@@ -380,11 +416,13 @@ class OpenAIEngine(StreamBatches):
     async def _score_request(self, s: Session, r: ScoreRequest) -> Score:
         return await self._scored(s, r.messages, r.tools, r.chat_template_kwargs, r.completion)
 
-    async def _scored(self, s: Session, messages, tools, kwargs, completion: str) -> Score:
+    async def _scored(
+        self, s: Session, messages, tools, kwargs, completion: str, end: int | None = None
+    ) -> Score:
         """``_score_one`` once prompt_logprobs is known true: a missing route is an error
         of the endpoint's declaration, not of this request."""
         try:
-            return await self._score_one(s, messages, tools, kwargs, completion)
+            return await self._score_one(s, messages, tools, kwargs, completion, end)
         except _Unsupported as exc:
             how = "probed" if "prompt_logprobs" in self._probed else "declared"
             raise EngineError(
@@ -392,7 +430,49 @@ class OpenAIEngine(StreamBatches):
                 f"true ({how}) but the server does not score: set it to false"
             ) from None
 
-    async def _score_one(self, s: Session, messages, tools, kwargs, completion: str) -> Score:
+    async def _end_of_turn_id(self, s: Session) -> int:
+        """The token the chat template closes an assistant turn with: a probe reply is
+        tokenized as a finished assistant message and on its own; the token after it is
+        the end of turn (hf and vllm use the tokenizer's EOS, which is that token)."""
+        if self._end_of_turn is not None:
+            return self._end_of_turn
+        tok = f"{self.root_url}/tokenize"
+        reply = _PROBE_OPTIONS[0]
+        turn = [*_PROBE_MESSAGES, {"role": "assistant", "content": reply}]
+        try:
+            full = await self._post(
+                s,
+                tok,
+                {"model": self.model, "messages": turn, "add_generation_prompt": False},
+            )
+            alone = await self._post(
+                s, tok, {"model": self.model, "prompt": reply, "add_special_tokens": False}
+            )
+            f_ids, r_ids = [int(t) for t in full["tokens"]], [int(t) for t in alone["tokens"]]
+        except (RequestFailed, KeyError, TypeError, ValueError) as exc:
+            raise EngineError(
+                f"openai endpoint {tok}: cannot tokenize a finished assistant turn ({exc}); "
+                f"choose needs the end-of-turn token to score options (engines.{self.role})"
+            ) from None
+        ends = [
+            k + len(r_ids)
+            for k in range(len(f_ids) - len(r_ids) + 1)
+            if r_ids and f_ids[k : k + len(r_ids)] == r_ids
+        ]
+        if not ends or ends[-1] >= len(f_ids):
+            raise EngineError(
+                f"openai endpoint {tok}: the chat template of {self.model!r} puts no token "
+                f"after an assistant reply; choose cannot score options with the end-of-turn "
+                f"token (engines.{self.role}: declare capabilities.prompt_logprobs false)"
+            )
+        self._end_of_turn = f_ids[ends[-1]]
+        return self._end_of_turn
+
+    async def _score_one(
+        self, s: Session, messages, tools, kwargs, completion: str, end: int | None = None
+    ) -> Score:
+        """Per-token log-probs of ``completion`` after the prompt, with token ``end``
+        appended (and scored) when given."""
         tok = f"{self.root_url}/tokenize"
         pbody: dict[str, Any] = {
             "model": self.model,
@@ -412,6 +492,8 @@ class OpenAIEngine(StreamBatches):
             p_ids, c_ids = [int(t) for t in prompt["tokens"]], [int(t) for t in comp["tokens"]]
         except (KeyError, TypeError, ValueError):
             raise _Unsupported(f"{tok}: no token list in the reply") from None
+        if end is not None:
+            c_ids.append(end)
         if not c_ids:
             return Score(token_logprobs=[], token_ids=[])
         url = self._completions

@@ -26,7 +26,7 @@ from looptool.engines.base import ChatRequest, Engine, SamplingParams
 from looptool.eval import bfcl_official
 from looptool.eval.bfcl import MULTI_TURN_CATEGORIES, read_jsonl
 from looptool.eval.bfcl_env import BfclEnvironment, CallRejected, EnvCall
-from looptool.eval.policy import generate_answers
+from looptool.eval.policy import FailureBudget, generate_answers
 
 
 @dataclass
@@ -327,9 +327,11 @@ def play_multi_turn(
     thinking: bool = False,
     step_cap: int | None = None,
     on_done: Callable[[MultiTurnRun], None] | None = None,
+    budget: FailureBudget | None = None,
 ) -> list[MultiTurnRun]:
     """Play every entry; the live conversations advance together, one batched request
-    per conversation per round, so batching backends stay busy."""
+    per conversation per round, so batching backends stay busy. A conversation whose
+    request fails ends there (stop ``engine_error``) and is charged to ``budget``."""
     cap = bfcl_official.max_steps_per_turn() if step_cap is None else step_cap
     dialogues = [_Dialogue(e, system, to_tools, cap) for e in entries]
     for d in dialogues:
@@ -340,6 +342,8 @@ def play_multi_turn(
         for d, (text, error) in zip(live, answers, strict=True):
             if text is None:
                 d.engine_failed(error or "engine_error")
+                if budget is not None:
+                    budget.fail(error or "engine_error")
             else:
                 d.feed(text)
             if d.done and on_done is not None:

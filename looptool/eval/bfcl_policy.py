@@ -41,8 +41,9 @@ from looptool.eval.bfcl_multiturn import (
     score_multi_turn,
 )
 from looptool.eval.bfcl_scores import v3_columns, v4_columns
-from looptool.eval.policy import generate_answers
+from looptool.eval.policy import FailureBudget, generate_answers
 from looptool.loop.prompting import policy_messages, policy_system
+from looptool.params.evaluation import MAX_ENGINE_FAILURE_SHARE
 
 E = TypeVar("E", BfclEntry, MultiTurnEntry)
 
@@ -104,7 +105,7 @@ def _check_categories(categories: list[str] | None, data_dir: str | Path) -> tup
 
 def _single_turn_rows(
     engine: Engine, entries: list[BfclEntry], *, date: str, sampling: SamplingParams,
-    thinking: bool, dot_to_underscore: bool, bar: tqdm,
+    thinking: bool, dot_to_underscore: bool, bar: tqdm, max_failure_share: float,
 ) -> list[dict]:  # fmt: skip
     rows: list[dict] = []
     todo: list[tuple[int, BfclEntry]] = []
@@ -129,9 +130,10 @@ def _single_turn_rows(
         )
     chunk = max(1, engine.batch_size) * 4
     answers: list[tuple[str | None, str | None]] = []
+    budget = FailureBudget("BFCL single-turn", len(requests), engine, max_share=max_failure_share)
     for start in range(0, len(requests), chunk):
         part = requests[start : start + chunk]
-        answers += generate_answers(engine, part, chunk)
+        answers += generate_answers(engine, part, chunk, budget)
         bar.update(len(part))
     for (i, e), (text, error) in zip(todo, answers, strict=True):
         if text is None:
@@ -153,11 +155,15 @@ def _single_turn_rows(
 
 def _multi_turn_rows(
     engine: Engine, entries: list[MultiTurnEntry], *, date: str, sampling: SamplingParams,
-    thinking: bool, bar: tqdm,
+    thinking: bool, bar: tqdm, max_failure_share: float,
 ) -> list[dict]:  # fmt: skip
+    budget = FailureBudget(
+        "BFCL multi-turn", len(entries), engine, max_share=max_failure_share,
+        unit="conversations",
+    )  # fmt: skip
     runs = play_multi_turn(
         engine, entries, system=[{"role": "system", "content": policy_system(date)}], to_tools=bfcl_tools,
-        params=sampling, thinking=thinking, on_done=lambda _run: bar.update(),
+        params=sampling, thinking=thinking, on_done=lambda _run: bar.update(), budget=budget,
     )  # fmt: skip
     rows: list[dict] = []
     for run in runs:
@@ -194,12 +200,16 @@ def run_bfcl(
     thinking: bool = False,
     dot_to_underscore: bool = False,
     progress: bool = False,
+    max_engine_failure_share: float = MAX_ENGINE_FAILURE_SHARE,
 ) -> list[dict]:
     """Decode and score a per-category subset of BFCL, single- and multi-turn.
 
     One row per entry: item_id, category, ok, reason ("valid" or the failure), raw_text
     (the completion; for multi-turn the per-step log as JSON) and ``result`` in BFCL's
-    result format. Multi-turn categories come from the installed bfcl-eval data.
+    result format. Multi-turn categories come from the installed bfcl-eval data. A
+    request the engine fails is an ``engine_error`` row; more than
+    ``max_engine_failure_share`` of the single-turn entries, or of the multi-turn
+    conversations, raise :class:`~looptool.eval.policy.EngineFailures`.
     """
     single_cats, multi_cats = _check_categories(categories, data_dir)
     single = select_entries(load_bfcl(data_dir, single_cats), per_category, seed)
@@ -212,10 +222,12 @@ def run_bfcl(
         rows = _single_turn_rows(
             engine, single, date=date, sampling=sampling, thinking=thinking,
             dot_to_underscore=dot_to_underscore, bar=bar,
+            max_failure_share=max_engine_failure_share,
         )  # fmt: skip
         rows += _multi_turn_rows(
-            engine, multi, date=date, sampling=sampling, thinking=thinking, bar=bar
-        )
+            engine, multi, date=date, sampling=sampling, thinking=thinking, bar=bar,
+            max_failure_share=max_engine_failure_share,
+        )  # fmt: skip
     return rows
 
 
@@ -253,6 +265,7 @@ def bfcl_metrics(items: pa.Table | pl.DataFrame) -> dict:
     assert isinstance(df, pl.DataFrame)
     df = df.filter(pl.col("suite") == "bfcl")
     not_scored = df.filter(pl.col("reason") == "bad_entry").height
+    engine_failed = df.filter(pl.col("reason") == "engine_error").height
     counts = category_counts(df)
     df = df.filter(pl.col("reason") != "bad_entry")
     out: dict = {c: {"accuracy": ok / n, "n": n} for c, (ok, n) in counts.items()}
@@ -262,6 +275,9 @@ def bfcl_metrics(items: pa.Table | pl.DataFrame) -> dict:
         "n": df.height,
         "categories": len(counts),
         "not_scored": not_scored,  # malformed entries, kept in eval_items with the reason
+        # entries whose requests the engine failed (scored wrong; above
+        # eval.max_engine_failure_share the stage fails instead)
+        "engine_failed": engine_failed,
     }
     if counts:
         for prefix, cols in (("v3", v3_columns(counts)), ("v4", v4_columns(counts))):

@@ -12,6 +12,7 @@ import polars as pl
 
 from looptool.core.match_bfcl import BfclDataError
 from looptool.eval.bfcl import DEFAULT_DATA_DIR, evaluate_file
+from looptool.params.evaluation import MAX_ENGINE_FAILURE_SHARE
 from looptool.params.project import ProjectParams
 from looptool.store.io import write_text_atomic
 
@@ -128,11 +129,20 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
     help="Request cache (default: project.cache_dir); a rerun resumes from it.",
 )
 @click.option("--no-cache", is_flag=True, help="Do not use the request cache.")
+@click.option(
+    "--max-engine-failure-share",
+    default=MAX_ENGINE_FAILURE_SHARE,
+    show_default=True,
+    type=click.FloatRange(0.0, 1.0),
+    help="Stop when more single-turn entries / multi-turn conversations than this share "
+    "fail in the engine (server down, 401, prompt too long) instead of scoring them wrong.",
+)
 def bfcl_run_cmd(
     model: str, backend: str, base_url: str | None, categories: str | None, limit: int | None,
     multi_turn_limit: int | None, seed: int, data_dir: Path, out: Path, max_tokens: int, thinking: bool, date: str,
     batch_size: int, max_model_len: int | None, cpu_threads: int | None,
     tensor_parallel_size: int, dot_to_underscore: bool, cache_dir: str | None, no_cache: bool,
+    max_engine_failure_share: float,
 ) -> None:  # fmt: skip
     """Run a model on BFCL (single- and multi-turn) with the loop's prompt format and print
     the leaderboard columns (BFCL v3 Table 1 and v4) and every category's accuracy."""
@@ -162,7 +172,7 @@ def bfcl_run_cmd(
             engine, data_dir, date=date, categories=cats, per_category=limit,
             multi_turn_per_category=multi_turn_limit, seed=seed,
             max_tokens=max_tokens, thinking=thinking, dot_to_underscore=dot_to_underscore,
-            progress=True,
+            progress=True, max_engine_failure_share=max_engine_failure_share,
         )  # fmt: skip
         wall = time.monotonic() - start
     except (

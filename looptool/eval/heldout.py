@@ -14,8 +14,9 @@ from looptool.core.match import CALL_KINDS, KIND_GROUP_OF, match_strict
 from looptool.core.tables import EVAL_ITEMS, label_from_json, rows_to_table, sample_from_row
 from looptool.engines.base import Engine, SamplingParams
 from looptool.eval.interval import wilson_interval
-from looptool.eval.policy import generate_answers
+from looptool.eval.policy import FailureBudget, generate_answers
 from looptool.loop.prompting import policy_request
+from looptool.params.evaluation import MAX_ENGINE_FAILURE_SHARE
 
 # Reasons that are not the model's answer being wrong but it not being scorable at all.
 NOT_SCORED = ("bad_sample",)
@@ -32,11 +33,14 @@ def evaluate_heldout(
     max_tokens: int = 256,
     thinking: bool = False,
     limit: int | None = None,
+    max_engine_failure_share: float = MAX_ENGINE_FAILURE_SHARE,
 ) -> pa.Table:
     """Decode every held-out sample greedily and score it; returns EVAL_ITEMS rows.
 
     A row that does not rebuild into a sample is kept with reason ``bad_sample`` (and
-    left out of accuracy), never dropped.
+    left out of accuracy), never dropped. A failed request is an ``engine_error`` item
+    (scored wrong, counted as ``engine_failed``); more than ``max_engine_failure_share``
+    of them raise :class:`~looptool.eval.policy.EngineFailures`.
     """
     rows = heldout.to_pylist()[:limit] if limit else heldout.to_pylist()
     items: list[dict] = []
@@ -54,7 +58,10 @@ def evaluate_heldout(
         items.append(base)
     sampling = SamplingParams(max_tokens=max_tokens, temperature=0.0)
     requests = [policy_request(s, date, sampling, thinking) for _, s in todo]
-    answers = generate_answers(engine, requests)
+    budget = FailureBudget(
+        "held-out eval", len(requests), engine, max_share=max_engine_failure_share
+    )
+    answers = generate_answers(engine, requests, budget=budget)
     for (i, sample), (text, error) in zip(todo, answers, strict=True):
         if text is None:
             items[i].update(ok=False, reason="engine_error", raw_text=error)
@@ -79,6 +86,7 @@ def heldout_metrics(items: pa.Table | pl.DataFrame) -> dict:
         for key in ("category", pl.col("category").replace(KIND_GROUP_OF))
     )
     reasons = df.group_by("reason").agg(n=pl.len().cast(pl.Int64)).sort("reason")
+    engine_failed = scored.filter(pl.col("reason") == "engine_error").height
     parsed = scored.filter(~pl.col("reason").is_in(["parse_error", "engine_error"])).height
     hits = int(scored["ok"].sum()) if n else 0
     ci = wilson_interval(hits, n) if n else None
@@ -95,6 +103,9 @@ def heldout_metrics(items: pa.Table | pl.DataFrame) -> dict:
         "n_call_labelled": calls.height,
         "parse_rate": parsed / n if n else None,
         "not_scored": df.height - n,
+        # requests the engine failed (scored wrong; above eval.max_engine_failure_share the
+        # stage fails instead)
+        "engine_failed": engine_failed,
         "by_kind": {
             r["category"]: {"accuracy": r["accuracy"], "n": r["n"]} for r in by_kind.to_dicts()
         },

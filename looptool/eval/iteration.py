@@ -45,6 +45,7 @@ def run_eval(
         evaluate_heldout(
             engine, heldout, iteration=j, date=params.project.date,
             max_tokens=ep.max_tokens, thinking=ep.thinking, limit=ep.heldout_limit,
+            max_engine_failure_share=ep.max_engine_failure_share,
         )
     ]  # fmt: skip
     if ep.bfcl:
@@ -58,6 +59,7 @@ def run_eval(
                 multi_turn_per_category=ep.bfcl_multi_turn_per_category,
                 seed=ep.bfcl_seed, max_tokens=ep.max_tokens, thinking=ep.thinking,
                 dot_to_underscore=ep.bfcl_dot_to_underscore,
+                max_engine_failure_share=ep.max_engine_failure_share,
             )
         )  # fmt: skip
     items = pa.concat_tables(parts).cast(EVAL_ITEMS)
@@ -70,6 +72,7 @@ def run_eval(
         "model": str(layout.model_dir(j).relative_to(layout.root)),
         "heldout": heldout_metrics(items),
         "bfcl": bfcl_metrics(items) if ep.bfcl else None,
+        "max_engine_failure_share": ep.max_engine_failure_share,
     }
     if ep.bfcl:
         metrics["bfcl_eval_version"] = bfcl_official.version()

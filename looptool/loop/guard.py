@@ -15,7 +15,7 @@ import os
 from typing import Any
 
 from looptool.engines import factory
-from looptool.eval.policy import policy_spec
+from looptool.eval.policy import FailureBudget, policy_spec
 from looptool.loop.train import read_samples
 from looptool.loop.warmstart import format_check
 from looptool.params import Params
@@ -24,7 +24,12 @@ from looptool.params.train import GuardParams
 
 def heldout_check(params: Params, model_dir: str | os.PathLike, heldout: str | os.PathLike) -> dict:
     """:func:`format_check` of the checkpoint at ``model_dir`` on the warm start's held-out
-    check prompts (same count and seed every time, so rates compare across iterations)."""
+    check prompts (same count and seed every time, so rates compare across iterations).
+
+    Requests the engine failed are left out of the rates (and listed); more than
+    ``eval.max_engine_failure_share`` of them raise
+    :class:`~looptool.eval.policy.EngineFailures`: with every request failed no
+    call-labelled prompt is left, and the guard would pass a policy it never saw."""
     ws = params.warmstart
     spec = policy_spec(params.engines.policy, model_dir)
     if spec.backend not in ("hf", "vllm"):
@@ -33,13 +38,19 @@ def heldout_check(params: Params, model_dir: str | os.PathLike, heldout: str | o
         spec, "policy", use_cache=params.engines.use_cache, cache_dir=params.project.cache_dir
     )
     held = read_samples(heldout, ws.heldout_check, ws.seed)
-    return format_check(
+    check = format_check(
         engine,
         held.samples,
         date=params.project.date,
         enable_thinking=ws.enable_thinking,
         max_tokens=ws.heldout_check_max_tokens,
     )
+    budget = FailureBudget(
+        "held-out check", len(held.samples), engine,
+        max_share=params.eval.max_engine_failure_share,
+    )  # fmt: skip
+    budget.fail_all([f"{f['item']}: {f['reason']}" for f in check.get("engine_failed") or []])
+    return check
 
 
 def guard_verdict(check: dict, baseline: dict | None, guard: GuardParams) -> dict[str, Any]:
@@ -55,6 +66,8 @@ def guard_verdict(check: dict, baseline: dict | None, guard: GuardParams) -> dic
         "warmstart_tool_call_rate": base,
         "text_answer_rate": check.get("text_answer_rate"),
         "unparsed_rate": check.get("unparsed_rate"),
+        # held-out check requests the engine failed: left out of the rates
+        "engine_failed": len(check.get("engine_failed") or []),
         "min_ratio": guard.min_ratio,
         "action": guard.action,
     }

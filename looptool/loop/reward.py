@@ -117,6 +117,33 @@ class RewardStats:
         }
 
 
+@dataclass(frozen=True)
+class Scored:
+    """One scored completion, as the batch metrics need it."""
+
+    result: MatchResult
+    reward: float
+    group: str  # call | clarify | irrelevant (the label's kind group)
+    has_call: bool  # parses and holds at least one call
+
+
+def batch_metrics(scored: Sequence[Scored]) -> dict[str, float]:
+    """The per-batch trainer log values of :class:`ToolMatchReward` over ``scored``."""
+    if not scored:
+        return {}
+    n = len(scored)
+    out = {
+        "toolmatch/match_rate": sum(s.result.ok for s in scored) / n,
+        "toolmatch/parse_failure_rate": sum(s.result.reason == "parse_error" for s in scored) / n,
+        "toolmatch/tool_call_rate": sum(s.has_call for s in scored) / n,
+    }
+    for group in KIND_GROUPS:
+        mine = [s.reward for s in scored if s.group == group]
+        if mine:
+            out[f"toolmatch/reward_{group}"] = sum(mine) / len(mine)
+    return out
+
+
 def label_group(label: Label) -> str:
     """call | clarify | irrelevant: the kind group a label's reward is reported under."""
     return "call" if label.calls else (label.kind or no_call_kind(label.text))
@@ -131,6 +158,11 @@ class ToolMatchReward:
     parseable call) and ``toolmatch/reward_<group>`` per kind group present (call, clarify,
     irrelevant); counts accumulate in :attr:`stats` for the run's metrics file.
     ``mode="graded"`` returns :func:`graded_reward` instead of 0/1.
+
+    With ``defer`` on (DAPO dynamic sampling, loop/dynamic_sampling.py) a batch is only
+    held in :attr:`pending` until the trainer knows which of its completions it trains on:
+    :meth:`commit` then counts those in :attr:`stats` and the rest in :attr:`discarded`,
+    and returns the log values of the trained ones.
     """
 
     __name__ = "toolmatch"  # TRL names the reward's log keys after the function
@@ -140,6 +172,9 @@ class ToolMatchReward:
             raise ValueError(f"reward mode {mode!r}: expected binary or graded")
         self.mode = mode
         self.stats = RewardStats()
+        self.discarded = RewardStats()  # scored, then dropped by dynamic sampling
+        self.defer = False
+        self.pending: list[list[Scored]] = []  # with defer: one list per scored batch
 
     def __call__(
         self,
@@ -153,23 +188,36 @@ class ToolMatchReward:
         golds = [_label(lab) for lab in label]
         parsed = [parse_completion(completion_text(c)) for c in completions]
         results = [match_strict(p, g) for p, g in zip(parsed, golds, strict=True)]
-        self.stats.add(results)
         if self.mode == "graded":
             rewards = [
                 graded_reward(p, g, r) for p, g, r in zip(parsed, golds, results, strict=True)
             ]
         else:
             rewards = [1.0 if r.ok else 0.0 for r in results]
-        if log_metric is not None and results:
-            n = len(results)
-            log_metric("toolmatch/match_rate", sum(r.ok for r in results) / n)
-            log_metric(
-                "toolmatch/parse_failure_rate", sum(r.reason == "parse_error" for r in results) / n
-            )
-            log_metric("toolmatch/tool_call_rate", sum(p.ok and bool(p.calls) for p in parsed) / n)
-            groups = [label_group(g) for g in golds]
-            for group in KIND_GROUPS:
-                mine = [rw for rw, g in zip(rewards, groups, strict=True) if g == group]
-                if mine:
-                    log_metric(f"toolmatch/reward_{group}", sum(mine) / len(mine))
+        scored = [
+            Scored(r, rw, label_group(g), p.ok and bool(p.calls))
+            for r, rw, g, p in zip(results, rewards, golds, parsed, strict=True)
+        ]
+        if self.defer:
+            self.pending.append(scored)
+            return rewards
+        self.stats.add(results)
+        if log_metric is not None:
+            for name, value in batch_metrics(scored).items():
+                log_metric(name, value)
         return rewards
+
+    def commit(self, trained: Sequence[tuple[int, int]]) -> dict[str, float]:
+        """End a deferred step: ``trained`` = (pending batch, row) of every completion the
+        step trains on. Those go to :attr:`stats`, every other pending one to
+        :attr:`discarded`; returns :func:`batch_metrics` of the trained completions."""
+        keep = set(trained)
+        rows = [self.pending[b][r] for b, r in trained]
+        dropped = [
+            s for b, batch in enumerate(self.pending) for r, s in enumerate(batch)
+            if (b, r) not in keep
+        ]  # fmt: skip
+        self.stats.add([s.result for s in rows])
+        self.discarded.add([s.result for s in dropped])
+        self.pending.clear()
+        return batch_metrics(rows)

@@ -50,6 +50,7 @@ PLOT_COLUMNS: dict[str, str] = {
     "toolmatch/reward_irrelevant": "reward_irrelevant",
     "dynamic_sampling/rounds": "dynamic_sampling_rounds",
     "dynamic_sampling/varied_group_share": "varied_group_share",
+    "dynamic_sampling/discarded_groups": "discarded_groups",
     "loss": "loss",
     "grad_norm": "grad_norm",
     "learning_rate": "learning_rate",
@@ -603,7 +604,10 @@ def train_grpo(
             # optimizer steps x prompts per step (each answered num_generations times)
             "sequences_trained": trainer.state.global_step * params.prompts_per_step,
             "runtime_s": round(time.perf_counter() - t0, 2),
-            "reward_reasons": dict(sorted(reward.stats.reasons.items())),
+            "reward_reasons": dict(sorted(reward.stats.reasons.items())),  # trained rollouts
+            # dynamic sampling: rollouts generated, scored and thrown away (not trained on)
+            "discarded_completions": reward.discarded.n,
+            "discarded_reward_reasons": dict(sorted(reward.discarded.reasons.items())),
             "device": "cpu" if config.use_cpu else "cuda",
         }
     )

@@ -6,6 +6,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+# The default of eval.max_engine_failure_share (also `looptool eval bfcl-run`'s).
+MAX_ENGINE_FAILURE_SHARE = 0.05
+
 
 class EvalParams(BaseModel):
     """eval@j: the iteration's policy on the held-out split (strict ToolMatch) and on
@@ -43,6 +46,11 @@ class EvalParams(BaseModel):
     bfcl_seed: int = 0
     # BFCL names may contain '.', which some function-calling APIs reject ('.' -> '_').
     bfcl_dot_to_underscore: bool = False
+    # Share of the policy's requests that may fail (EngineError or Failed: server down,
+    # HTTP 401, prompt too long) in each part of an evaluation of the policy (held-out,
+    # BFCL single-turn, BFCL multi-turn conversations, the warm start's / collapse guard's
+    # held-out check); above it the stage fails naming the engine and the first error.
+    max_engine_failure_share: float = Field(MAX_ENGINE_FAILURE_SHARE, ge=0.0, le=1.0)
 
 
 class IterationItem(BaseModel):
