@@ -35,7 +35,9 @@ class ToolImport(BaseModel):
 
     path: str
     # auto: from the first record; one of looptool.seed.importers.FORMATS otherwise
-    format: Literal["auto", "openai", "hermes", "xlam", "toolace", "bfcl", "toolbench"] = "auto"
+    format: Literal["auto", "openai", "hermes", "xlam", "toolace", "bfcl", "toolbench", "mcp"] = (
+        "auto"
+    )
     domain: str | None = None  # default: import:<file stem>
     limit: int | None = Field(None, ge=1)  # read at most this many records
     samples: bool = True  # false: tools only, the file's dialogues are not imported

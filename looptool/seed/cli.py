@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 
 import click
 
@@ -15,7 +17,7 @@ def seed_group() -> None:
 
 
 @seed_group.command("import")
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", type=click.Path(dir_okay=False), required=False)
 @click.option(
     "--format",
     "fmt",
@@ -25,21 +27,44 @@ def seed_group() -> None:
     help="the file's format (auto: from its first record)",
 )
 @click.option("--answers", default=None, help="bfcl: the possible-answer file")
+@click.option("--mcp", "mcp_cmd", metavar='"CMD ARGS"', default=None,
+              help="start this local stdio MCP server and import its tools/list")  # fmt: skip
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
+              help="--mcp: seconds for the server to start and list its tools")  # fmt: skip
+@click.option("--save", type=click.Path(dir_okay=False), default=None,
+              help="--mcp: write the tools/list result here (a file for seed.apis.imports)")  # fmt: skip
+@click.option("--force", is_flag=True, help="--save: replace an existing file")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
-def import_cmd(file: str, fmt: str, answers: str | None, as_json: bool) -> None:
+def import_cmd(
+    file: str | None, fmt: str, answers: str | None, mcp_cmd: str | None, timeout: float,
+    save: str | None, force: bool, as_json: bool,
+) -> None:  # fmt: skip
     """Dry run: parse FILE and print the tools, samples and rejects that
-    seed.apis.imports would take from it (before the intent tier). Writes nothing."""
+    seed.apis.imports would take from it (before the intent tier). Writes nothing.
+
+    With --mcp "CMD ARGS" (instead of FILE) it starts a local MCP server over stdio,
+    lists its tools and shows what importing them gives; --save FILE keeps the
+    tools/list result as a file to put in data/tools/ and list in seed.apis.imports.
+    """
     from looptool.seed.imports import ToolImportError, preview_import
 
-    try:
-        out = preview_import(file, fmt, answers)  # type: ignore[arg-type]
-    except ToolImportError as exc:
-        raise click.ClickException(str(exc)) from None
+    if (file is None) == (mcp_cmd is None):
+        raise click.UsageError('give either FILE or --mcp "CMD ARGS"')
+    if save is not None and mcp_cmd is None:
+        raise click.UsageError("--save needs --mcp")
+    with tempfile.TemporaryDirectory(prefix="looptool-mcp-") as tmp:
+        if mcp_cmd is not None:
+            file, fmt = _mcp_file(mcp_cmd, timeout, save, force, Path(tmp)), "mcp"
+        try:
+            out = preview_import(file, fmt, answers)  # type: ignore[arg-type]
+        except ToolImportError as exc:
+            raise click.ClickException(str(exc)) from None
+    shown = f"MCP server {mcp_cmd!r}" if mcp_cmd is not None else file
     if as_json:
         keys = ("tools", "samples", "rejects")
         click.echo(json.dumps({k: out[k] for k in keys}, ensure_ascii=False))
     else:
-        click.echo(f"{file}: format {out['format']}, {out['records']} record(s)")
+        click.echo(f"{shown}: format {out['format']}, {out['records']} record(s)")
         click.echo(f"tools: {len(out['tools'])}")
         for t in out["tools"]:
             click.echo(f"  {t['name']}({', '.join(t['parameters'])})")
@@ -47,5 +72,24 @@ def import_cmd(file: str, fmt: str, answers: str | None, as_json: bool) -> None:
         click.echo(f"rejects: {len(out['rejects'])}")
         for r in out["rejects"]:
             click.echo(f"  line {r['line']}: {r['reason']}")
+        if save is not None:
+            click.echo(f"tools/list result written to {save}")
     if not out["tools"] and not out["samples"]:
-        raise click.ClickException(f"{file}: nothing could be imported")
+        raise click.ClickException(f"{shown}: nothing could be imported")
+
+
+def _mcp_file(command: str, timeout: float, save: str | None, force: bool, tmp: Path) -> str:
+    """List the server's tools; write the result to ``save`` (guarded) or a temp file."""
+    from looptool.seed.mcp_client import McpError, list_server_tools
+    from looptool.store.io import write_json_atomic
+    from looptool.store.output_guard import OutputPathError, check_output_path
+
+    try:
+        if save is not None:  # checked before the server starts
+            check_output_path(save, force)
+        result = list_server_tools(command, timeout)
+    except (McpError, OutputPathError) as exc:
+        raise click.ClickException(str(exc)) from None
+    path = Path(save) if save is not None else tmp / "mcp_tools_list.json"
+    write_json_atomic(path, result)
+    return str(path)

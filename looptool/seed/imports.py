@@ -1,7 +1,7 @@
 """`seed.apis.imports`: imported files -> API pool rows, imported dialogues, reject rows.
 
 Each file is read by :mod:`looptool.seed.importers` (formats: openai, hermes, xlam,
-toolace, bfcl, toolbench, or auto). Its tools join the API pool (a name already in the
+toolace, bfcl, toolbench, mcp, or auto). Its tools join the API pool (a name already in the
 pool, or a different spec under a name seen earlier in the file, is a ``dedup`` reject;
 an identical repeat, as in dialogue datasets that list the same tool per record, is
 counted, not rejected, and so is a dialogue's tool whose name the pool already holds
@@ -114,7 +114,7 @@ def import_file(
             "returns": {},
             "errors": [],
         }
-        out.apis.append(api_row(spec, None, hints, dom, "import", origin_ref=tool.ref))
+        out.apis.append(api_row(spec, tool.returns, hints, dom, "import", origin_ref=tool.ref))
     if samples:
         out.dialogues = [
             dialogue_row(d, str(path), res.format, first_index + k)

@@ -222,43 +222,72 @@ def lineage(sample_id: str, root: Path, as_json: bool) -> None:
     click.echo(_json(lin.to_json()) if as_json else format_lineage(lin))
 
 
-@click.command("export", short_help="Export a dataset version: openai | sharegpt | parquet.")
+@click.command("export", short_help="Export a dataset version: openai | sharegpt | parquet | hf.")
 @click.argument("version")
 @ROOT_OPTION
-@click.option("--format", "fmt", type=click.Choice(["openai", "sharegpt", "parquet"]), required=True,
+@click.option("--format", "fmt", type=click.Choice(["openai", "sharegpt", "parquet", "hf"]), required=True,
               help="openai: JSONL chat fine-tuning records; sharegpt: LLaMA-Factory JSONL; "
-                   "parquet: rows + messages/completion columns.")  # fmt: skip
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Output file (written atomically).")  # fmt: skip
+                   "parquet: rows + messages/completion columns; hf: a folder "
+                   "datasets.load_dataset() loads, with a dataset card.")  # fmt: skip
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Output file (a folder for hf), written atomically.")  # fmt: skip
 @click.option(
     "--date", default=None, help="Date in the system prompt (default: params.yaml project.date)."
 )
 @click.option("--arguments", type=click.Choice(["string", "object"]), default="string", show_default=True,
               help="openai format: call arguments as JSON strings (OpenAI spec) or objects.")  # fmt: skip
+@click.option("--push", "push_to", metavar="OWNER/NAME", default=None,
+              help="hf format: then upload the folder to this Hub dataset repository.")  # fmt: skip
+@click.option("--private", is_flag=True, help="--push: create the repository private.")
 @FORCE_OPTION
 def export(
-    version: str, root: Path, fmt: str, out: Path, date: str | None, arguments: str, force: bool
-) -> None:
+    version: str, root: Path, fmt: str, out: Path, date: str | None, arguments: str,
+    push_to: str | None, private: bool, force: bool,
+) -> None:  # fmt: skip
     """Export a dataset version (seed, heldout, D<j> or a parquet file) for training elsewhere.
 
     Prompts use the policy's system prompt and tool list exactly as training does;
     the label becomes the assistant turn (tool_calls, or text for a no-call label).
     --out must be a new file (--force replaces one) and never a file DVC tracks.
 
-    Example: looptool export D3 --format openai --out d3.jsonl
+    --format hf writes a folder: one parquet file per D_j split (a config each, plus
+    `all`), prompt / completion / tools columns for TRL, and README.md, a dataset card
+    (counts, provenance, label corrections, git commit and dvc.lock hash). --push
+    OWNER/NAME uploads it with huggingface_hub (needs `hf auth login` and network).
+
+    Examples: looptool export D3 --format openai --out d3.jsonl
+              looptool export D3 --format hf --out d3_hf [--push me/looptool-d3]
     """
     from looptool.params import ParamsError
     from looptool.store.export import export_version
-    from looptool.store.output_guard import check_output_path
+    from looptool.store.output_guard import check_output_dir, check_output_path, guarded_dir
     from looptool.store.views import Layout, resolve_version
 
+    if push_to and fmt != "hf":
+        raise click.UsageError("--push needs --format hf")
     try:
         v = resolve_version(Layout.at(root), version)
-        check_output_path(out, force, inputs=(v.path,))
-        n = export_version(v, fmt, out, root=root, date=date, arguments=arguments)
+        if fmt == "hf":
+            from looptool.store.export_hf import build_hf_folder
+
+            check_output_dir(out, force, replace=True)
+            with guarded_dir(out) as tmp:
+                files = build_hf_folder(v, tmp, root=root, date=date)
+            n = sum(files.values())
+        else:
+            check_output_path(out, force, inputs=(v.path,))
+            n = export_version(v, fmt, out, root=root, date=date, arguments=arguments)
     except (ValueError, OSError, ParamsError) as exc:
         raise _fail(exc) from None
     click.echo(f"{n:,} records written to {out} ({fmt})")
+    if push_to:
+        from looptool.store.export_hf import PushError, push_folder
+
+        try:
+            url = push_folder(out, push_to, private=private)
+        except PushError as exc:
+            raise _fail(exc) from None
+        click.echo(f"pushed to {url}")
 
 
 @click.command("report", short_help="One self-contained HTML page of the run (charts inline).")

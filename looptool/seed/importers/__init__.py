@@ -6,6 +6,7 @@
     toolace    ToolACE: tools inside the system prompt, Python-style call lists
     bfcl       BFCL questions + possible answers (first acceptable value = label)
     toolbench  ToolBench: RapidAPI tool documents, instruction records, answer files
+    mcp        MCP tools/list results (JSON-RPC responses, bare results or single tools)
 
 :func:`read_import` reads one file into tools, dialogues and rejects (file:line and a
 reason for every bad record); ``auto`` picks the format from the first record.
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from looptool.core.types import Message
-from looptool.seed.importers import bfcl, chat, toolace, toolbench, xlam
+from looptool.seed.importers import bfcl, chat, mcp, toolace, toolbench, xlam
 from looptool.seed.importers.base import (
     ImportedDialogue,
     ImportedTool,
@@ -31,8 +32,8 @@ from looptool.seed.importers.base import (
 )
 from looptool.seed.importers.dialogue import plan_acts
 
-FORMATS = ("openai", "hermes", "xlam", "toolace", "bfcl", "toolbench")
-ImportFormat = Literal["auto", "openai", "hermes", "xlam", "toolace", "bfcl", "toolbench"]
+FORMATS = ("openai", "hermes", "xlam", "toolace", "bfcl", "toolbench", "mcp")
+ImportFormat = Literal["auto", "openai", "hermes", "xlam", "toolace", "bfcl", "toolbench", "mcp"]
 
 Parser = Callable[[Any], tuple[list[ToolOutcome], list[Message] | None]]
 
@@ -45,6 +46,7 @@ _EXPECTED = ", ".join(
         "BFCL {id, question, function}",
         "ToolBench tool document {tool_name, api_list}, instruction {query, api_list} "
         "or answer file {answer_generation}",
+        "MCP tools/list result {tools: [{name, inputSchema}]} (or its JSON-RPC response)",
     )
 )
 
@@ -56,6 +58,7 @@ def detect(record: Any) -> str | None:
         ("toolbench", toolbench.is_toolbench),
         ("xlam", xlam.is_xlam),
         ("toolace", toolace.is_toolace),
+        ("mcp", mcp.is_mcp),
         ("hermes", chat.is_sharegpt),
         ("openai", chat.is_chat),
         ("openai", chat.is_tool),
@@ -92,6 +95,7 @@ def _parser(fmt: str, path: Path, answers: str | None) -> Parser:
         "xlam": xlam.parse,
         "toolace": toolace.parse,
         "toolbench": toolbench.parse,
+        "mcp": mcp.parse,
     }[fmt]
 
 
@@ -132,8 +136,9 @@ def read_import(
         for suffix, spec in outcomes:
             if isinstance(spec, RecordError):
                 res.rejects.append(Reject(rec.line, ref + suffix, str(spec), rec.value))
-            else:
-                res.tools.append(ImportedTool(rec.line, ref + suffix, spec))
+            else:  # mcp: (spec, output schema)
+                spec, returns = spec if isinstance(spec, tuple) else (spec, None)
+                res.tools.append(ImportedTool(rec.line, ref + suffix, spec, returns=returns))
     res.rejects.sort(key=lambda r: r.line)
     return res
 

@@ -49,6 +49,7 @@ class ImportedTool:
     ref: str
     spec: ToolSpec
     in_dialogue: bool = False  # also lives in an imported dialogue's own tool list
+    returns: dict | None = None  # JSON schema of the tool's results, when the format has one
 
 
 @dataclass(frozen=True)
@@ -194,8 +195,8 @@ def object_schema(props: dict[str, dict], required: list[str]) -> dict:
     return {"type": "object", "properties": props, **({"required": required} if required else {})}
 
 
-# One record's tools: (ref suffix, the spec or why it is rejected).
-ToolOutcome = tuple[str, ToolSpec | RecordError]
+# One record's tools: (ref suffix, the spec (mcp: with its output schema) or why it is rejected).
+ToolOutcome = tuple[str, ToolSpec | tuple[ToolSpec, dict | None] | RecordError]
 
 
 def convert(
