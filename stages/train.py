@@ -2,7 +2,8 @@
 from data/iter_{prev}/model.
 
 Writes data/iter_j/model (save_pretrained: model + tokenizer), train_metrics.json and
-train_plots.csv (one row per optimizer step). Then the collapse guard: the new checkpoint
+data/iter_j/dvclive/ (DVCLive: metrics.json, plots/metrics/*.tsv with one row per optimizer
+step, params.yaml; written while training runs). Then the collapse guard: the new checkpoint
 on the warm start's held-out check prompts (looptool.loop.guard), recorded under
 ``guard`` in the metrics; below ``train.guard.min_ratio`` of the warm start's tool-call
 rate it warns loudly, or fails the stage with ``train.guard.action: fail``. Multi-GPU: run the same module under
@@ -14,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 from looptool.engines import EngineError, default_cache_dir
@@ -24,17 +23,7 @@ from looptool.loop.guard import collapse_kind, guard_verdict, heldout_check
 from looptool.loop.train import TrainError, is_main_process, train_grpo
 from looptool.loop.warmstart import train_sft
 from looptool.params import ParamsError, load_params
-from looptool.store.io import write_json_atomic, write_text_atomic
-
-
-def write_plots(path: str | os.PathLike, rows: Sequence[dict]) -> None:
-    """Per-step rows as CSV (DVC plots); columns absent at a step stay empty."""
-    import polars as pl
-
-    frame = (
-        pl.DataFrame(list(rows), infer_schema_length=None) if rows else pl.DataFrame({"step": []})
-    )
-    write_text_atomic(path, frame.write_csv())
+from looptool.store.io import write_json_atomic
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -57,6 +46,7 @@ def main(argv: list[str] | None = None) -> None:
         "date": params.project.date,
         "scratch_root": default_cache_dir(params.project.cache_dir),
         "name": f"iter_{args.j}",
+        "live_dir": here / "dvclive",
     }
     start = root / f"iter_{item.prev}" / "model"
     try:
@@ -84,7 +74,6 @@ def main(argv: list[str] | None = None) -> None:
     except (TrainError, EngineError) as exc:
         sys.exit(f"error: train@{args.j}: {exc}")
     write_json_atomic(here / "train_metrics.json", metrics)
-    write_plots(here / "train_plots.csv", result.plots)
     guard = metrics.get("guard")
     if guard and not guard["ok"]:
         msg = (

@@ -6,7 +6,8 @@ check on held-out prompts (parseable <tool_call> rate, strict match rate). Write
 data/iter_0/warmstart_samples.parquet: the seed samples the warm start trained on and so
 reserved for itself (``warmstart.split: reserved``; empty otherwise), which D_1 and
 Seed-new never draw; a seed sample longer than ``max_length`` is never trained on, so it
-is not reserved.
+is not reserved. Per-step curves: data/iter_0/dvclive/ (DVCLive; with the warm start
+disabled, a metrics.json with step 0 and no curves).
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from looptool.core.tables import SEED_USED, rows_to_table
 from looptool.engines import EngineError, default_cache_dir
 from looptool.loop.guard import heldout_check
 from looptool.loop.train import TrainError, is_main_process
+from looptool.loop.train_logging import write_empty_live
 from looptool.loop.warmstart import copy_base, train_sft
 from looptool.params import ParamsError, load_params
 from looptool.store.io import write_json_atomic, write_parquet_atomic
-from stages.train import write_plots
 
 OUT = "data/iter_0"
 
@@ -53,9 +54,12 @@ def main(argv: list[str] | None = None) -> None:
                 ws,
                 date=params.project.date,
                 scratch_root=default_cache_dir(params.project.cache_dir),
+                live_dir=out / "dvclive",
             )
         else:
             result = copy_base(base, model_dir)
+            if is_main_process():
+                write_empty_live(out / "dvclive")  # dvc.yaml's declared outputs, no steps
         if not is_main_process():
             return
         metrics = {"enabled": ws.enabled, **result.metrics, "split": ws.split}
@@ -70,7 +74,6 @@ def main(argv: list[str] | None = None) -> None:
         rows_to_table([{"sample_id": s, "used_iter": 0} for s in reserved], SEED_USED),
     )
     write_json_atomic(out / "warmstart_metrics.json", metrics)
-    write_plots(out / "warmstart_plots.csv", result.plots)
 
 
 if __name__ == "__main__":

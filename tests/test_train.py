@@ -3,8 +3,11 @@ checkpoint chain (iteration 2 starts from iteration 1's saved weights, fresh opt
 
 from __future__ import annotations
 
+import csv
 import importlib.util
+import io
 import json
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
@@ -105,6 +108,7 @@ def chain(tiny_model_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
     data = write_samples(root / "dataset.parquet", synthetic_samples(12, seed=1))
     scratch = root / "scratch"
+    live = root / "iter_1" / "dvclive"
     with pytest.raises(Killed):
         train_grpo(
             data,
@@ -115,17 +119,21 @@ def chain(tiny_model_dir, tmp_path_factory):
             scratch_root=scratch,
             name="iter_1",
             callbacks=[KillAtStep()],
+            live_dir=live,
         )
     killed_ckpts = sorted(p.name for p in scratch.rglob("checkpoint-*"))
-    it1 = train_grpo(
-        data,
-        tiny_model_dir,
-        root / "iter_1" / "model",
-        SMOKE,
-        date=DATE,
-        scratch_root=scratch,
-        name="iter_1",
-    )
+    out, err = io.StringIO(), io.StringIO()  # not a terminal: progress lines, no bar
+    with redirect_stdout(out), redirect_stderr(err):
+        it1 = train_grpo(
+            data,
+            tiny_model_dir,
+            root / "iter_1" / "model",
+            SMOKE,
+            date=DATE,
+            scratch_root=scratch,
+            name="iter_1",
+            live_dir=live,
+        )
     (scratch / "train" / "iter_2-0123456789abcdef" / "checkpoint-3").mkdir(parents=True)
     probe = StartProbe()
     it2 = train_grpo(
@@ -141,6 +149,9 @@ def chain(tiny_model_dir, tmp_path_factory):
     return {
         "root": root,
         "scratch": scratch,
+        "live": live,
+        "stdout": out.getvalue(),
+        "stderr": err.getvalue(),
         "killed_ckpts": killed_ckpts,
         "it1": it1,
         "it2": it2,
@@ -159,9 +170,9 @@ def test_smoke_two_steps_writes_checkpoint_and_metrics(chain, tiny_model_dir):
     AutoModelForCausalLM.from_pretrained(str(model_dir))
     m = res.metrics
     assert m["global_step"] == 2 and m["steps"] == 2
-    assert [r["step"] for r in res.plots] == [1, 2]
+    assert [r["step"] for r in res.steps] == [1, 2]
     for key in ("reward", "loss", "grad_norm", "zero_variance_group_share", "match_rate"):
-        assert all(key in r for r in res.plots), key
+        assert all(key in r for r in res.steps), key
     assert 0.0 <= m["reward_mean"] <= 1.0
     assert m["samples"] == 12 and m["samples_dropped_long_prompt"] == 0
     assert m["optimizer"] == "fresh"
@@ -169,6 +180,52 @@ def test_smoke_two_steps_writes_checkpoint_and_metrics(chain, tiny_model_dir):
     json.dumps(m)  # JSON-safe for the DVC metrics file
     # scratch removed after success, with a stale run of another key (iteration 2's)
     assert not list(chain["scratch"].glob("train/*"))
+
+
+def _tsv(path: Path) -> list[dict]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh, delimiter="\t"))
+
+
+def test_dvclive_records_every_step_of_a_resumed_run(chain):
+    """DVCLive's files after a kill at step 2 and a resume from checkpoint-1: step 1 comes
+    from the checkpoint's log history, step 2 from the resumed run; TRL 1.16's GRPO names
+    and the reward's own toolmatch/* keys arrive; no timings, no paths."""
+    import yaml
+
+    live = chain["live"]
+    plots = live / "plots" / "metrics"
+    names = {p.relative_to(plots).with_suffix("").as_posix() for p in plots.rglob("*.tsv")}
+    trl_grpo = {"reward", "reward_std", "frac_reward_zero_std", "loss", "grad_norm",
+                "learning_rate", "entropy", "num_tokens", "completions/mean_length",
+                "completions/clipped_ratio", "clip_ratio/region_mean", "rewards/toolmatch/mean",
+                "epoch"}  # fmt: skip
+    ours = {"toolmatch/match_rate", "toolmatch/tool_call_rate", "toolmatch/parse_failure_rate"}
+    assert trl_grpo | ours <= names, sorted(trl_grpo | ours - names)
+    assert not {"step_time", "train/runtime", "train/loss", "total_flos"} & names
+    for name in ("reward", "toolmatch/match_rate", "loss"):
+        rows = _tsv(plots / f"{name}.tsv")
+        assert [r["step"] for r in rows] == ["1", "2"], name
+    rewards = [float(r["reward"]) for r in _tsv(plots / "reward.tsv")]
+    assert rewards == [r["reward"] for r in chain["it1"].steps]  # the trainer's own values
+    summary = json.loads((live / "metrics.json").read_text())
+    assert summary["step"] == 2 and summary["reward"] == rewards[-1]
+    assert "match_rate" in summary["toolmatch"] and "runtime" not in summary.get("train", {})
+    params = yaml.safe_load((live / "params.yaml").read_text())
+    assert params["max_steps"] == 2 and params["num_generations"] == 2
+    assert "output_dir" not in params and str(chain["scratch"]) not in json.dumps(params)
+    assert not (live / "dvc.yaml").exists() and not list(live.glob("report.*"))
+
+
+def test_progress_lines_not_dicts(chain):
+    err, out = chain["stderr"], chain["stdout"]
+    assert "{'loss'" not in out + err and "'reward':" not in out + err  # no dict dumps
+    lines = [ln for ln in err.splitlines() if ln.startswith("train iter_1: ")]
+    assert lines[0] == "train iter_1: 2 steps, resumed at step 1", err
+    assert lines[1].startswith("train iter_1: step 2/2 (100%)") and "ETA 0s" in lines[1]
+    assert "reward " in lines[1] and "loss " in lines[1]
+    assert lines[-1].startswith("train iter_1: done: 1 step in ")
+    assert "Writing model shards" not in err  # transformers' own bars are off while training
 
 
 def test_killed_run_resumes_from_last_trainer_checkpoint(chain):

@@ -136,19 +136,30 @@ def test_dynamic_sampling_refills_zero_variance_groups_in_a_real_run(tmp_path, t
     spends its extra rounds and still trains on a full batch of the right shape."""
     data = write_samples(tmp_path / "d.parquet", synthetic_samples(12, seed=2))
     params = SMOKE.model_copy(update={"dynamic_sampling": True, "dynamic_sampling_max_rounds": 2})
+    live = tmp_path / "dvclive"
     res = train_grpo(
-        data, tiny_model_dir, tmp_path / "m", params, date=DATE, scratch_root=tmp_path / "s"
+        data,
+        tiny_model_dir,
+        tmp_path / "m",
+        params,
+        date=DATE,
+        scratch_root=tmp_path / "s",
+        live_dir=live,
     )
     assert res.metrics["global_step"] == 2 and res.metrics["dynamic_sampling"] is True
-    assert [r["dynamic_sampling_rounds"] for r in res.plots] == [2.0, 2.0]
-    assert all(r["varied_group_share"] == 0.0 for r in res.plots)
+    assert [r["dynamic_sampling_rounds"] for r in res.steps] == [2.0, 2.0]
+    assert all(r["varied_group_share"] == 0.0 for r in res.steps)
+    # the subclass's own log keys reach DVCLive's per-step files
+    rounds = live / "plots" / "metrics" / "dynamic_sampling" / "rounds.tsv"
+    assert rounds.read_text().splitlines() == ["step\trounds", "1\t2.0", "2\t2.0"]
+    assert (live / "plots" / "metrics" / "dynamic_sampling" / "discarded_groups.tsv").is_file()
     assert res.metrics["dynamic_sampling_rounds_mean"] == 2.0
     assert (tmp_path / "m" / "model.safetensors").exists()
     # the reward counts describe what was trained on: 2 steps x 2 prompts x 2 rollouts;
     # the two refill rounds' rollouts per step were thrown away and are counted apart
     assert sum(res.metrics["reward_reasons"].values()) == 2 * 2 * 2
     assert res.metrics["discarded_completions"] == 2 * 2 * 2 * 2
-    assert [r["discarded_groups"] for r in res.plots] == [4.0, 4.0]
+    assert [r["discarded_groups"] for r in res.steps] == [4.0, 4.0]
 
 
 class FakeGRPO:

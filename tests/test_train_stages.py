@@ -89,10 +89,17 @@ def test_warmstart_then_train_stage(workspace):
     metrics = json.loads((data / "iter_1" / "train_metrics.json").read_text())
     assert metrics["iteration"] == 1 and metrics["global_step"] == 2
     assert metrics["start_model"] == str(data / "iter_0" / "model")
-    with open(data / "iter_1" / "train_plots.csv") as fh:
-        rows = list(csv.DictReader(fh))
-    assert [r["step"] for r in rows] == ["1", "2"] and "reward" in rows[0]
-    assert "tool_call_rate" in rows[0] and "zero_variance_group_share" in rows[0]
+    # per-step curves: DVCLive's files at the paths dvc.yaml declares
+    live = data / "iter_1" / "dvclive"
+    assert json.loads((live / "metrics.json").read_text())["step"] == 2
+    for name in ("reward", "frac_reward_zero_std", "toolmatch/tool_call_rate"):
+        with open(live / "plots" / "metrics" / f"{name}.tsv") as fh:
+            rows = list(csv.DictReader(fh, delimiter="\t"))
+        assert [r["step"] for r in rows] == ["1", "2"], name
+    assert (live / "params.yaml").is_file() and not (data / "iter_1" / "train_plots.csv").exists()
+    ws_live = data / "iter_0" / "dvclive"  # the warm start's SFT curves
+    assert (ws_live / "plots" / "metrics" / "loss.tsv").read_text().startswith("step\tloss\n1\t")
+    assert json.loads((ws_live / "metrics.json").read_text())["step"] == 2
     assert (data / "iter_1" / "model" / "tokenizer.json").exists()
     # the collapse guard ran on the warm start's held-out check prompts
     guard = metrics["guard"]
@@ -155,6 +162,21 @@ def test_sft_algorithm_trains_on_d_j_with_the_same_chain(workspace):
     )
     before, after = state_dict(data / "iter_0" / "model"), state_dict(data / "iter_1" / "model")
     assert any(not torch.equal(before[k], after[k]) for k in after)
+    loss = data / "iter_1" / "dvclive" / "plots" / "metrics" / "loss.tsv"
+    assert len(loss.read_text().splitlines()) == 3  # header + 2 steps of SFT
+
+
+def test_disabled_warmstart_leaves_the_declared_dvclive_files(workspace):
+    from stages import warmstart
+
+    params = yaml.safe_load((workspace / "params.yaml").read_text())
+    params["warmstart"].update(enabled=False, heldout_check=0)
+    (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = workspace / "data" / "iter_0"
+    warmstart.main(["--params", str(workspace / "params.yaml"), "--out", str(out)])
+    live = out / "dvclive"
+    assert json.loads((live / "metrics.json").read_text()) == {"step": 0}
+    assert (live / "plots" / "metrics").is_dir() and (live / "params.yaml").is_file()
 
 
 def tiny_dir(workspace) -> Path:  # noqa: N802

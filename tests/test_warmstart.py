@@ -55,7 +55,7 @@ def test_sft_trains_and_saves(tmp_path, tiny_model_dir):
     m = res.metrics
     assert m["algorithm"] == "sft" and m["steps"] == 3 and m["samples_trained"] == 16
     assert m["loss_first"] > 0 and m["loss_last"] < m["loss_first"]
-    assert [r["step"] for r in res.plots] == [1, 2, 3]
+    assert [r["step"] for r in res.steps] == [1, 2, 3]
     assert (out / "tokenizer.json").exists()
     cfg = json.loads((out / "tokenizer_config.json").read_text())
     assert cfg["padding_side"] == "left"  # saved for generation, like the base

@@ -37,7 +37,8 @@ from looptool.store.io import read_parquet, sha256_file
 _TAGS = (CALL_OPEN, CALL_CLOSE, THINK_OPEN, THINK_CLOSE)
 _REQUIRED_COLUMNS = ("sample_id", "tools", "context", "label")
 
-# Trainer log keys -> plot/metric column names (TRL 1.16 names).
+# Trainer log keys -> names in the per-step rows train_metrics.json summarizes (TRL 1.16
+# names; the per-step curves themselves are DVCLive's files, see train_logging).
 PLOT_COLUMNS: dict[str, str] = {
     "reward": "reward",
     "reward_std": "reward_std",
@@ -321,7 +322,8 @@ def save_checkpoint_atomic(trainer, out_dir: str | os.PathLike) -> None:
 
 
 def step_rows(log_history: Sequence[dict]) -> list[dict]:
-    """One row per logged optimizer step with the columns of :data:`PLOT_COLUMNS`."""
+    """One row per logged optimizer step with the columns of :data:`PLOT_COLUMNS` (what
+    :func:`summarize_steps` and the SFT summary read; DVCLive writes the curves)."""
     rows = []
     for entry in log_history:
         if "step" not in entry or not any(k in entry for k in ("loss", "reward")):
@@ -394,7 +396,7 @@ def train_speed(trainer, resumed_step: int | None) -> dict[str, Any]:
 @dataclass
 class TrainResult:
     metrics: dict[str, Any]
-    plots: list[dict] = field(default_factory=list)
+    steps: list[dict] = field(default_factory=list)  # step_rows (the summaries' input)
     sample_ids: list[str] = field(default_factory=list)  # the samples the run drew
 
 
@@ -421,10 +423,10 @@ def trainer_args(params: Any, output_dir: Path, use_cpu: bool, per_rank: int) ->
         "save_strategy": "steps",
         "save_steps": params.save_steps,
         "save_total_limit": 1,
-        "report_to": "none",
+        "report_to": "none",  # DVCLive is attached by train_logging.attach (our own callback)
         "model_init_kwargs": {"dtype": "float32"},  # fp32 master weights; bf16 runs under autocast
         "dataloader_num_workers": 0,
-        "disable_tqdm": True,
+        "disable_tqdm": True,  # train_logging.TrainProgress shows progress instead
     }
 
 
@@ -444,11 +446,13 @@ def train_resumable(
 ) -> int | None:
     """Train from the last trainer checkpoint in ``output_dir`` (if any), then save the
     model to ``out_dir`` atomically. Returns the step resumed from (None: a fresh run)."""
+    from looptool.loop.train_logging import quiet_hf_bars
+
     resume = last_checkpoint(output_dir)
     resumed = int(Path(resume).name.split("-")[-1]) if resume else None
-    with torch_threads(cpu_threads if trainer.args.use_cpu else None):
+    with torch_threads(cpu_threads if trainer.args.use_cpu else None), quiet_hf_bars():
         trainer.train(resume_from_checkpoint=resume)
-    save_checkpoint_atomic(trainer, out_dir)
+        save_checkpoint_atomic(trainer, out_dir)
     return resumed
 
 
@@ -505,14 +509,18 @@ def train_grpo(
     name: str = "run",
     callbacks: Sequence[Any] = (),
     keep_scratch: bool = False,
+    live_dir: str | os.PathLike | None = None,
 ) -> TrainResult:
     """Train ``start_model`` with GRPO on the samples at ``dataset_path``; save to ``out_dir``.
 
     Only the weights of ``start_model`` are loaded: the optimizer and scheduler start
     fresh. A run killed midway resumes from its last trainer checkpoint under
-    ``scratch_root`` when called again with the same inputs.
+    ``scratch_root`` when called again with the same inputs. With ``live_dir``, DVCLive
+    writes the per-step metrics there (:mod:`looptool.loop.train_logging`).
     """
     from trl import GRPOTrainer
+
+    from looptool.loop.train_logging import attach
 
     t0 = time.perf_counter()
     start = check_model_dir(str(start_model), "train start model")
@@ -582,10 +590,11 @@ def train_grpo(
         )
     else:
         trainer = GRPOTrainer(**trainer_kwargs)
+    attach(trainer, f"train {name}", live_dir)
     resumed = train_resumable(trainer, output_dir, out_dir, params.cpu_threads)
 
-    plots = step_rows(trainer.state.log_history)
-    metrics = summarize_steps(plots, params.metrics_window)
+    steps = step_rows(trainer.state.log_history)
+    metrics = summarize_steps(steps, params.metrics_window)
     metrics.update(train_speed(trainer, resumed))
     metrics.update(
         {
@@ -613,4 +622,4 @@ def train_grpo(
     )
     if is_main_process() and not keep_scratch:
         clear_runs(output_dir)
-    return TrainResult(metrics, plots)
+    return TrainResult(metrics, steps)

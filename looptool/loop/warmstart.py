@@ -85,15 +85,18 @@ def train_sft(
     callbacks: Sequence[Any] = (),
     keep_scratch: bool = False,
     max_no_call_share: float = 1.0,
+    live_dir: str | os.PathLike | None = None,
 ) -> TrainResult:
     """SFT ``base_model`` on the samples at ``samples_path`` and save it to ``out_dir``;
     resumable. The rows are chosen by :func:`select_training_rows` (``params.max_samples``
     of those that fit ``max_length``, no-call rows capped at ``max_no_call_share``: the
     rule GRPO uses); ``TrainResult.sample_ids`` are the rows trained on. ``kind``/``name``
     key the scratch run directory (warm start: warmstart/iter_0; per iteration:
-    train/iter_j)."""
+    train/iter_j). With ``live_dir``, DVCLive writes the per-step metrics there."""
     from datasets import Dataset
     from trl import SFTTrainer
+
+    from looptool.loop.train_logging import attach
 
     t0 = time.perf_counter()
     base = check_model_dir(str(base_model), "warmstart base model")
@@ -142,15 +145,16 @@ def train_sft(
         processing_class=tokenizer,
         callbacks=list(callbacks),
     )
+    attach(trainer, f"{kind} {name}", live_dir)
     resumed = train_resumable(trainer, output_dir, out_dir, params.cpu_threads)
 
-    plots = step_rows(trainer.state.log_history)
-    losses = [r["loss"] for r in plots if "loss" in r]
+    steps = step_rows(trainer.state.log_history)
+    losses = [r["loss"] for r in steps if "loss" in r]
     w = max(1, min(5, len(losses) // 2 or 1))
     metrics: dict[str, Any] = {
         "algorithm": "sft",
         "base_model": str(base_model),
-        "steps": len(plots),
+        "steps": len(steps),
         "loss_first": sum(losses[:w]) / w if losses else None,
         "loss_last": sum(losses[-w:]) / w if losses else None,
         **selection.metrics,
@@ -163,7 +167,7 @@ def train_sft(
     }
     if is_main_process() and not keep_scratch:
         clear_runs(output_dir)
-    return TrainResult(metrics, plots, [loaded.sample_ids[i] for i in keep])
+    return TrainResult(metrics, steps, [loaded.sample_ids[i] for i in keep])
 
 
 def copy_base(base_model: str | os.PathLike, out_dir: str | os.PathLike) -> TrainResult:
