@@ -22,6 +22,7 @@ from looptool.core.tables import (
     sample_to_row,
 )
 from looptool.core.types import Label, Message, Sample, ToolCall, ToolSpec, canonical_json
+from looptool.loop.train_logging import open_live
 from looptool.store.io import read_parquet, write_json_atomic, write_parquet_atomic
 
 TOOL = ToolSpec(
@@ -215,14 +216,17 @@ def add_report_inputs(root: Path, iters: int = 2, noise: bool = True, seed: int 
         items.append({"iter": j, "suite": "bfcl", "item_id": "simple_0",
                       "category": "simple_python", "ok": True, "reason": "valid", "raw_text": ""})  # fmt: skip
         write_parquet_atomic(d / "eval_items.parquet", rows_to_table(items, EVAL_ITEMS))
-        cols = ["step", "epoch", "reward", "zero_variance_group_share", "loss"]
+        # DVCLive's per-step files, written by DVCLive as train@j does
+        names = ["epoch", "reward", "frac_reward_zero_std", "loss"]
         if j == iters:
-            cols += ["tool_call_rate", "reward_call"]
-        lines = [",".join(cols)]
+            names += ["toolmatch/tool_call_rate", "toolmatch/reward_call"]
+        live = open_live(d / "dvclive")
         for step in range(1, 7):
-            vals = [step, 1 + step // 4] + [round(rng.random(), 4) for _ in cols[2:]]
-            lines.append(",".join(str(v) for v in vals))
-        (d / "train_plots.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+            live.step = step
+            for name in names:
+                live.log_metric(name, step / 4 if name == "epoch" else round(rng.random(), 4))
+            live.next_step()
+        live.end()
         write_json_atomic(d / "train_metrics.json", {"reward_mean": 0.1 * j, "steps": 6})
         judge = {"llm_calls_made": 10 * j, "llm_calls_avoided": 4 * j, "order_disagreements": j}
         if noise:

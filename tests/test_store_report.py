@@ -115,8 +115,9 @@ def test_every_section_has_charts(run: tuple[Path, str]) -> None:
     assert list(p.sections) == list(SECTIONS)
     assert all(n >= 1 for n in p.sections.values()), p.sections
     assert "Not built yet" not in page
-    # train_plots.csv columns the newer trainer logs get a panel (SVG text is kept as text)
-    for col in ("reward", "zero_variance_group_share", "tool_call_rate", "reward_call"):
+    # DVCLive metrics, also those only the newer trainer logs, get a panel (SVG text kept)
+    for col in ("reward", "frac_reward_zero_std", "toolmatch/tool_call_rate",
+                "toolmatch/reward_call"):  # fmt: skip
         assert f">{col}</text>" in page
 
 
@@ -188,9 +189,12 @@ def test_numbers_equal_sql(run: tuple[Path, str], tmp_path: Path) -> None:
 
 def test_train_steps_view_unions_columns(run: tuple[Path, str], tmp_path: Path) -> None:
     root, _ = run
-    q = "SELECT iter, count(*) n, count(tool_call_rate) calls FROM train_steps GROUP BY iter ORDER BY iter"
+    q = ('SELECT iter, count(*) n, count("toolmatch/tool_call_rate") calls, '
+         "count(reward) rewards, min(step) lo, max(step) hi FROM train_steps "
+         "GROUP BY iter ORDER BY iter")  # fmt: skip
     df = _sql(root, q, tmp_path)
-    assert df.rows() == [(1, 6, 0), (2, 6, 6)]  # iter 1's CSV has no tool_call_rate column
+    # read from DVCLive's files; iteration 1 logged no tool_call_rate
+    assert df.rows() == [(1, 6, 0, 6, 1, 6), (2, 6, 6, 6, 1, 6)]
 
 
 def test_exp_filter_and_bad_compare(run: tuple[Path, str], tmp_path: Path) -> None:

@@ -128,7 +128,8 @@ def sql(
       verdicts    judge@j: verdict, tier, outcome, label_before/after
       expansions  expand@j: EDDE children, scenario, accepted, reject reason
       eval_items  eval@j: per held-out sample / BFCL entry: ok, reason, raw_text
-      train_steps train@j: one row per optimizer step (reward, zero-variance share, ...)
+      train_steps train@j: a row per optimizer step, a column per DVCLive metric
+                  (reward, "toolmatch/tool_call_rate", ...; data/iter_j/dvclive)
       metrics     every metrics json flattened: iter, stage, key, value, text
 
     \b

@@ -153,7 +153,7 @@ def section_eval(d: ReportData) -> str:
 def section_train(d: ReportData) -> str:
     s = d.train_steps
     if s.is_empty():
-        return empty("train@j per-step logs (data/iter_j/train_plots.csv)")
+        return empty("train@j per-step logs (DVCLive: data/iter_j/dvclive/plots/metrics)")
     metrics = [c for c in s.columns if c not in ("iter", "step", "epoch")]
     metrics = [c for c in TRAIN_FIRST if c in metrics] + [
         c for c in metrics if c not in TRAIN_FIRST

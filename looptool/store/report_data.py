@@ -21,9 +21,10 @@ from looptool.store.views import Layout, connect, sql_literal
 
 COMPARE_CSV = Path("compare/compare.csv")
 COMPARE_REQUIRED = ("arm", "iteration", "heldout_exact")
-# per-step training columns shown first, when the trainer logged them
-TRAIN_FIRST = ("reward", "zero_variance_group_share", "tool_call_rate", "reward_call",
-               "reward_no_call", "match_rate", "parse_failure_rate")  # fmt: skip
+# per-step training columns (DVCLive's metric names) shown first, when the trainer logged them
+TRAIN_FIRST = ("reward", "frac_reward_zero_std", "toolmatch/tool_call_rate",
+               "toolmatch/reward_call", "toolmatch/reward_clarify", "toolmatch/reward_irrelevant",
+               "toolmatch/match_rate", "toolmatch/parse_failure_rate", "loss")  # fmt: skip
 # per-iteration training summary keys of train_metrics.json, when present
 TRAIN_SUMMARY = ("reward_mean", "reward_mean_first", "reward_mean_last",
                  "zero_variance_group_share", "tool_call_rate", "match_rate",
@@ -42,7 +43,7 @@ class ReportData:
     heldout: pl.DataFrame  # iter, n, accuracy, ci_low, ci_high, tool_call_rate
     bfcl: pl.DataFrame  # iter, category, accuracy, n
     arms: pl.DataFrame  # compare.csv rows (empty when absent)
-    train_steps: pl.DataFrame  # iter, step, <numeric columns the trainer logged>
+    train_steps: pl.DataFrame  # iter, step, <a column per DVCLive metric of train@j>
     train_summary: pl.DataFrame  # iter, key, value
     composition: pl.DataFrame  # iter, split, n
     mastery: pl.DataFrame  # iter, n, mastered, mastery_rate, hppl, hppl_threshold

@@ -7,8 +7,11 @@ Views (each with an ``iter`` column; files of iterations not built yet are simpl
 - ``datasets``: D_j rows (DATASET schema), iter j.
 - ``probe``, ``verdicts``, ``expansions``: per-iteration tables of probe@j, judge@j, expand@j.
 - ``eval_items``: eval@j per-item results (held-out samples and BFCL entries).
-- ``train_steps``: train@j per-optimizer-step rows (``data/iter_j/train_plots.csv``), with
-  whichever columns the trainer logged (files with different columns union by name).
+- ``train_steps``: train@j per-optimizer-step rows (j >= 1) from DVCLive's files
+  (``data/iter_j/dvclive/plots/metrics/<name>.tsv``, one per metric): ``iter``, ``step`` and
+  one DOUBLE column per metric, named as DVCLive names it (the trainer's log key, e.g.
+  ``reward``, ``"toolmatch/tool_call_rate"``; quote names holding a slash); a metric an
+  iteration did not log is NULL there.
 - ``metrics``: every ``*metrics.json`` (data/seed and data/iter_j) and ``eval.json``
   flattened to (iter, stage, file, key, value, text); iter is null for seed stages.
 
@@ -43,8 +46,8 @@ ITER_TABLES: dict[str, tuple[str, pa.Schema]] = {
     "expansions": ("expansions.parquet", EXPANSIONS),
     "eval_items": ("eval_items.parquet", EVAL_ITEMS),
 }
-# per-step training logs (CSV, columns grow with the trainer's logging)
-TRAIN_STEPS_FILE = "train_plots.csv"
+# per-step training logs: DVCLive's folder of train@j, one TSV (step, value) per metric
+TRAIN_STEPS_DIR = "dvclive/plots/metrics"
 VIEW_NAMES = (
     "samples", "datasets", "probe", "verdicts", "expansions", "eval_items", "train_steps",
     "metrics",
@@ -166,6 +169,44 @@ def _iter_union(files: list[tuple[int, Path]], reader: str = "read_parquet") -> 
     return "\nUNION ALL BY NAME\n".join(parts)
 
 
+def sql_ident(name: str) -> str:
+    """A name as a quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def train_step_files(layout: Layout) -> list[tuple[int, str, Path]]:
+    """(j, metric name, path) of every DVCLive per-step metric file of train@j (j >= 1)."""
+    out = []
+    for j in layout.iterations():
+        base = layout.iter_dir(j) / TRAIN_STEPS_DIR
+        if j == 0 or not base.is_dir():  # iter_0/dvclive is the warm start (SFT)
+            continue
+        for path in sorted(base.rglob("*.tsv")):
+            out.append((j, path.relative_to(base).with_suffix("").as_posix(), path))
+    return out
+
+
+def _train_steps_body(layout: Layout) -> str:
+    """One row per (iter, step) with a column per metric: each TSV (columns ``step`` and
+    the metric's last name part) read with fixed types, unioned, then folded by step."""
+    files = train_step_files(layout)
+    if not files:
+        return "SELECT NULL::INTEGER AS iter, NULL::BIGINT AS step WHERE false"
+    names = sorted({name for _, name, _ in files})
+    parts = []
+    for j, name, path in files:
+        leaf = name.rsplit("/", 1)[-1]
+        columns = "{'step': 'BIGINT', " + sql_literal(leaf) + ": 'DOUBLE'}"
+        parts.append(
+            f"SELECT {j}::INTEGER AS iter, step, {sql_ident(leaf)} AS {sql_ident(name)} "
+            f"FROM read_csv({sql_literal(path)}, delim = '\t', header = true, "
+            f"columns = {columns})"
+        )
+    folded = ", ".join(f"max({sql_ident(n)}) AS {sql_ident(n)}" for n in names)
+    union = "\nUNION ALL BY NAME\n".join(parts)
+    return f"SELECT iter, step, {folded} FROM (\n{union}\n) GROUP BY iter, step"
+
+
 # Arrow -> DuckDB type names for the schemas in looptool.core.tables.
 _SQL_TYPES = {
     pa.string(): "VARCHAR",
@@ -270,16 +311,7 @@ def _create_view(con: duckdb.DuckDBPyConnection, layout: Layout, view: str) -> N
         con.execute("CREATE OR REPLACE VIEW metrics AS SELECT * FROM _metrics")
         return
     if view == "train_steps":
-        steps = [
-            (j, p)
-            for j in layout.iterations()
-            if (p := layout.iter_dir(j) / TRAIN_STEPS_FILE).is_file()
-        ]
-        body = (
-            _iter_union(steps, "read_csv")
-            if steps
-            else "SELECT NULL::INTEGER AS iter, NULL::BIGINT AS step WHERE false"
-        )
+        body = _train_steps_body(layout)
         try:
             con.execute(f"CREATE OR REPLACE VIEW train_steps AS {body}")
         except duckdb.Error as exc:
