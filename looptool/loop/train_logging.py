@@ -85,13 +85,26 @@ def _studio_offline() -> Iterator[None]:
             os.environ["DVC_STUDIO_OFFLINE"] = before
 
 
+def _live_class():
+    from dvclive import Live
+
+    class PipelineLive(Live):
+        """``Live`` without its repository hooks (dvclive 3.49 ``_init_dvc``): they open the
+        DVC repo at the working directory to name and save an experiment of its own, which
+        a pipeline stage never does (``save_dvc_exp=False``, dvc.yaml declares every file);
+        they also crash in a git repo without commits and ``dvc init`` a plain git repo."""
+
+        def _init_dvc(self):
+            self._dvc_file = "dvc.yaml"  # unused with dvcyaml=None
+
+    return PipelineLive
+
+
 def open_live(directory: str | os.PathLike):
     """A ``dvclive.Live`` writing into ``directory`` (emptied first): no network, no
     dvc.yaml, no report, no experiment of its own."""
-    from dvclive import Live
-
     with _studio_offline():
-        return Live(
+        return _live_class()(
             dir=str(directory),
             resume=False,
             report=None,
