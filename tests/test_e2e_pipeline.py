@@ -95,6 +95,14 @@ def test_pipeline_outputs(project: Path) -> None:
         ):
             assert (d / name).is_file(), f"missing {d / name}"
         assert (d / "model" / "config.json").is_file()
+        live = json.loads((d / "dvclive" / "metrics.json").read_text())  # DVCLive's summary
+        assert live["step"] >= 1 and "reward" in live and "toolmatch" in live
+    assert json.loads((project / "data/iter_0/dvclive/metrics.json").read_text())["step"] >= 1
+    _looptool(project, "sql", 'SELECT iter, count(*) n, count("toolmatch/match_rate") m '
+              "FROM train_steps GROUP BY iter ORDER BY iter", "--csv", "steps.csv")  # fmt: skip
+    steps = pl.read_csv(project / "steps.csv")  # the view reads DVCLive's per-step files
+    assert steps["iter"].to_list() == [1, 2] and steps["n"].min() >= 1
+    assert steps["n"].to_list() == steps["m"].to_list()
     d3 = pl.read_parquet(project / "data/iter_3/dataset.parquet")
     assert d3.height == SMOKE["loop.dataset_size"]
     curve = pl.read_csv(project / "data/iter_2/eval_curve.csv")
