@@ -12,6 +12,8 @@ from pathlib import Path
 
 import click
 
+from looptool.store.output_guard import FORCE_OPTION, OutputFile
+
 
 def _project_root(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
     """--root must be a LoopTool project: a folder with data/, params.yaml or dvc.yaml."""
@@ -31,11 +33,8 @@ ROOT_OPTION = click.option(
     default=".",
     show_default=True,
     callback=_project_root,
+    is_eager=True,  # known when an output relative to the root is checked (compare --out)
     help="Project root (the directory holding data/, params.yaml, dvc.yaml).",
-)
-
-FORCE_OPTION = click.option(
-    "--force", is_flag=True, help="Replace an existing output file (never a file DVC tracks)."
 )
 
 
@@ -99,9 +98,9 @@ def diff(a: str, b: str, root: Path, as_json: bool, examples: int) -> None:
 @click.command("sql", short_help="Read-only DuckDB SQL over every iteration's tables.")
 @click.argument("query", required=False)
 @ROOT_OPTION
-@click.option("--csv", "csv_out", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--csv", "csv_out", type=OutputFile(),
               help="Write the full result to this CSV file.")  # fmt: skip
-@click.option("--parquet", "parquet_out", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--parquet", "parquet_out", type=OutputFile(),
               help="Write the full result to this parquet file.")  # fmt: skip
 @FORCE_OPTION
 @click.option("--max-rows", default=40, show_default=True, type=click.IntRange(min=1),
@@ -140,7 +139,7 @@ def sql(
     import duckdb
 
     from looptool.store.io import atomic_path, write_parquet_atomic
-    from looptool.store.output_guard import OutputPathError, check_output_path
+    from looptool.store.output_guard import OutputPathError
     from looptool.store.read_only import ReadOnlyError, read_statements, referenced_tables
     from looptool.store.views import VIEW_NAMES, TableError, connect, describe_views
 
@@ -155,9 +154,8 @@ def sql(
         return
     try:
         statements = read_statements(query)
-        for out in (csv_out, parquet_out):
-            if out is not None:
-                check_output_path(out, force)
+        if csv_out is not None and csv_out == parquet_out:
+            raise OutputPathError(f"{csv_out}: given to both --csv and --parquet")
         con = connect(root, views=referenced_tables(statements) & set(VIEW_NAMES))
         rel = con.sql(query)
         if rel is None:  # unreachable for SELECTs; kept so a surprise never prints a traceback
@@ -228,7 +226,7 @@ def lineage(sample_id: str, root: Path, as_json: bool) -> None:
 @click.option("--format", "fmt", type=click.Choice(["openai", "sharegpt", "parquet"]), required=True,
               help="openai: JSONL chat fine-tuning records; sharegpt: LLaMA-Factory JSONL; "
                    "parquet: rows + messages/completion columns.")  # fmt: skip
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+@click.option("--out", type=OutputFile(), required=True,
               help="Output file (written atomically).")  # fmt: skip
 @click.option(
     "--date", default=None, help="Date in the system prompt (default: params.yaml project.date)."
@@ -249,12 +247,12 @@ def export(
     """
     from looptool.params import ParamsError
     from looptool.store.export import export_version
-    from looptool.store.output_guard import check_output_path
+    from looptool.store.output_guard import check_not_input
     from looptool.store.views import Layout, resolve_version
 
     try:
         v = resolve_version(Layout.at(root), version)
-        check_output_path(out, force, inputs=(v.path,))
+        check_not_input(str(out), out, inputs=(v.path,))
         n = export_version(v, fmt, out, root=root, date=date, arguments=arguments)
     except (ValueError, OSError, ParamsError) as exc:
         raise _fail(exc) from None
@@ -263,13 +261,16 @@ def export(
 
 @click.command("report", short_help="One self-contained HTML page of the run (charts inline).")
 @ROOT_OPTION
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default="report.html",
-              show_default=True, help="Output HTML file (written atomically).")  # fmt: skip
+@click.option("--out", type=OutputFile(), default="report.html", show_default=True,
+              help="Output HTML file (written atomically; --force replaces one).")  # fmt: skip
 @click.option("--exp", "arms", multiple=True, metavar="NAME",
               help="Overlay only this arm of compare/compare.csv (repeatable; default: all).")  # fmt: skip
 @click.option("--compare", "compare_csv", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Arms CSV of `looptool compare` [default: ROOT/compare/compare.csv].")  # fmt: skip
-def report(root: Path, out: Path, arms: tuple[str, ...], compare_csv: Path | None) -> None:
+@FORCE_OPTION
+def report(
+    root: Path, out: Path, arms: tuple[str, ...], compare_csv: Path | None, force: bool
+) -> None:
     """Write one HTML page with the run's curves and distributions, viewable offline.
 
     Sections: eval per iteration (held-out exact match with 95% intervals, tool-call
