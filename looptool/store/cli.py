@@ -7,7 +7,10 @@ directory) and never writes into data/.
 from __future__ import annotations
 
 import json
+import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -105,6 +108,12 @@ def diff(a: str, b: str, root: Path, as_json: bool, examples: int) -> None:
 @FORCE_OPTION
 @click.option("--max-rows", default=40, show_default=True, type=click.IntRange(min=1),
               help="Rows printed to the terminal.")  # fmt: skip
+@click.option("--timeout", default=300.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="Stop the query after this many seconds.")  # fmt: skip
+@click.option("--memory-limit", default="2GB", show_default=True,
+              help="DuckDB memory_limit: beyond it the query spills to temp files or fails.")  # fmt: skip
+@click.option("--max-temp-size", default="4GB", show_default=True,
+              help="DuckDB max_temp_directory_size: the most spill files a query may write.")  # fmt: skip
 def sql(
     query: str | None,
     root: Path,
@@ -112,12 +121,17 @@ def sql(
     parquet_out: Path | None,
     force: bool,
     max_rows: int,
+    timeout: float,
+    memory_limit: str,
+    max_temp_size: str,
 ) -> None:
     """Run a read-only DuckDB query over all iterations' tables; without QUERY, list the views.
 
     Only SELECT statements run (WITH, FROM, VALUES, DESCRIBE, SHOW, SUMMARIZE included);
-    files are readable only under data/. Results go to the terminal or, with --csv /
+    files are readable only under ROOT/data/. Results go to the terminal or, with --csv /
     --parquet, to a new file (--force replaces one; files DVC tracks are never written).
+    A query runs at most --timeout seconds within --memory-limit and --max-temp-size;
+    Ctrl-C stops it.
 
     \b
     Views (every one has an `iter` column):
@@ -140,9 +154,23 @@ def sql(
 
     from looptool.store.io import atomic_path, write_parquet_atomic
     from looptool.store.output_guard import OutputPathError
-    from looptool.store.read_only import ReadOnlyError, read_statements, referenced_tables
-    from looptool.store.views import VIEW_NAMES, TableError, connect, describe_views
+    from looptool.store.read_only import (
+        QueryStopped,
+        ReadOnlyError,
+        read_statements,
+        referenced_tables,
+        run_bounded,
+    )
+    from looptool.store.views import VIEW_NAMES, SqlLimits, TableError, connect, describe_views
 
+    root = root.resolve()
+    limits = SqlLimits(memory_limit=memory_limit, max_temp_size=max_temp_size)
+    for flag, setting, value in (("--memory-limit", "memory_limit", memory_limit),
+                                 ("--max-temp-size", "max_temp_directory_size", max_temp_size)):  # fmt: skip
+        try:
+            duckdb.connect(config={setting: value}).close()
+        except duckdb.Error as exc:
+            raise click.ClickException(f"{flag} {value!r}: {_first_line(exc)}") from None
     if not query:
         for view in VIEW_NAMES:
             try:
@@ -152,36 +180,63 @@ def sql(
                 continue
             click.echo(f"{view}: " + ", ".join(f"{c} {t}" for c, t in cols))
         return
+    writing = bool(csv_out or parquet_out)
     try:
         statements = read_statements(query)
         if csv_out is not None and csv_out == parquet_out:
             raise OutputPathError(f"{csv_out}: given to both --csv and --parquet")
-        con = connect(root, views=referenced_tables(statements) & set(VIEW_NAMES))
-        rel = con.sql(query)
-        if rel is None:  # unreachable for SELECTs; kept so a surprise never prints a traceback
-            raise ReadOnlyError("the query returned no result")
-        if csv_out or parquet_out:
+        tables = referenced_tables(statements)
+        with _working_dir(root):  # a relative 'data/...' in the query means ROOT/data/
+            con = connect(root, views=None if tables is None else tables & set(VIEW_NAMES),
+                          limits=limits)  # fmt: skip
+
+            def work():
+                rel = con.sql(query)
+                if (
+                    rel is None
+                ):  # unreachable for SELECTs; kept so a surprise never prints a traceback
+                    raise ReadOnlyError("the query returned no result")
+                return rel.to_arrow_table() if writing else rel.limit(max_rows + 1).pl()
+
+            result = run_bounded(con, work, timeout)
+        if writing:
             import pyarrow.csv as pacsv
 
-            table = rel.to_arrow_table()
             if parquet_out:
-                write_parquet_atomic(parquet_out, table)
+                write_parquet_atomic(parquet_out, result)
             if csv_out:
                 with atomic_path(csv_out) as tmp:
-                    pacsv.write_csv(table, tmp)
+                    pacsv.write_csv(result, tmp)
             click.echo(
-                f"{table.num_rows:,} rows written to "
+                f"{result.num_rows:,} rows written to "
                 + ", ".join(str(p) for p in (csv_out, parquet_out) if p)
             )
             return
-        df = rel.limit(max_rows + 1).pl()
-    except (ReadOnlyError, OutputPathError, TableError) as exc:
+        df = result
+    except (ReadOnlyError, OutputPathError, TableError, QueryStopped) as exc:
         raise _fail(exc) from None
     except duckdb.Error as exc:
-        raise click.ClickException(f"query failed: {exc}") from None
+        msg = _first_line(exc)
+        if "Out of Memory" in msg or "max_temp_directory_size" in msg:
+            msg += " (raise --memory-limit / --max-temp-size, or narrow the query)"
+        raise click.ClickException(f"query failed: {msg}") from None
     click.echo(format_frame(df.head(max_rows)))
     if df.height > max_rows:
         click.echo(f"(first {max_rows} rows shown; use --max-rows, --csv or --parquet for more)")
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0].strip()
+
+
+@contextmanager
+def _working_dir(path: Path) -> Iterator[None]:
+    before = Path.cwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(before)
 
 
 def format_frame(df) -> str:
