@@ -83,7 +83,7 @@ def one_line_error(res, *needles: str) -> None:
 # options that name a path a command only reads (or its request cache, see README)
 READ_INPUTS = {"root", "data_dir", "predictions", "compare_csv", "params_file", "params_path",
                "file", "cache_dir", "model"}  # fmt: skip
-PATHLIKE = re.compile(r"out|dir|path|file|csv|parquet|dest|save|write|target")
+PATHLIKE = re.compile(r"(^|_)(out|dir|path|file|csv|parquet|dest|save|write|target)")
 WRITERS = {("sql",), ("export",), ("report",), ("eval", "bfcl"), ("eval", "bfcl-run"),
            ("build-tiny-model",), ("import-model",), ("compare",)}  # fmt: skip
 
