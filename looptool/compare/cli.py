@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import click
 
 from looptool.store.cli import ROOT_OPTION
+from looptool.store.output_guard import OutputDir
 
 if TYPE_CHECKING:
     from looptool.compare.experiments import Arm
@@ -57,7 +58,7 @@ def _profile_overrides(root: Path, params_file: Path | None) -> tuple[list[str],
                    "es_repeat).")  # fmt: skip
 @click.option("--params", "params_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="A params profile (e.g. params.smol.yaml) for every arm, passed as -S overrides.")  # fmt: skip
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("compare"),
+@click.option("--out", type=OutputDir(under_root=True), default="compare",
               show_default=True, help="Directory for compare.csv, compare.png, dvc_plots/.")  # fmt: skip
 @click.option("--prefix", default="compare", show_default=True,
               help="Experiment names are PREFIX-<arm> (loop, static, no_hppl, ...).")  # fmt: skip

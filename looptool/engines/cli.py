@@ -10,6 +10,7 @@ import click
 
 from looptool.engines.base import EngineError
 from looptool.engines.cache import CACHE_FILE, RequestCache, default_cache_dir, find_repo_root
+from looptool.store.output_guard import FORCE_OPTION, OutputDir, OutputPathError, guarded_dir
 
 
 def _cache_dir(option: str | None) -> Path:
@@ -78,13 +79,20 @@ def cache_clear(
 
 
 @click.command("build-tiny-model")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
+@click.option("--out", required=True, type=OutputDir(replace=True),
+              help="Output directory (new or empty; --force replaces one this command wrote).")  # fmt: skip
 @click.option("--seed", default=0, show_default=True, type=int)
-def build_tiny_model_cmd(out: str, seed: int) -> None:
+@FORCE_OPTION
+def build_tiny_model_cmd(out: Path, seed: int, force: bool) -> None:
     """Build the tiny random Qwen3 + tokenizer offline (seconds; deterministic per seed)."""
     from looptool.engines.tiny_model import build_tiny_model
 
-    click.echo(f"built {build_tiny_model(out, seed=seed)}")
+    try:
+        with guarded_dir(out) as new:
+            build_tiny_model(new, seed=seed)
+    except OutputPathError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"built {out}")
 
 
 @click.group("engines")

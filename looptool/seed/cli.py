@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from looptool.seed.importers import FORMATS
+from looptool.store.output_guard import FORCE_OPTION, OutputFile
 
 
 @click.group("seed")
@@ -31,9 +32,10 @@ def seed_group() -> None:
               help="start this local stdio MCP server and import its tools/list")  # fmt: skip
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
               help="--mcp: seconds for the server to start and list its tools")  # fmt: skip
-@click.option("--save", type=click.Path(dir_okay=False), default=None,
-              help="--mcp: write the tools/list result here (a file for seed.apis.imports)")  # fmt: skip
-@click.option("--force", is_flag=True, help="--save: replace an existing file")
+@click.option("--save", type=OutputFile(), default=None,
+              help="--mcp: write the tools/list result here (a file for seed.apis.imports); "
+                   "checked before the server starts")  # fmt: skip
+@FORCE_OPTION
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 def import_cmd(
     file: str | None, fmt: str, answers: str | None, mcp_cmd: str | None, timeout: float,
@@ -82,13 +84,10 @@ def _mcp_file(command: str, timeout: float, save: str | None, force: bool, tmp: 
     """List the server's tools; write the result to ``save`` (guarded) or a temp file."""
     from looptool.seed.mcp_client import McpError, list_server_tools
     from looptool.store.io import write_json_atomic
-    from looptool.store.output_guard import OutputPathError, check_output_path
 
     try:
-        if save is not None:  # checked before the server starts
-            check_output_path(save, force)
         result = list_server_tools(command, timeout)
-    except (McpError, OutputPathError) as exc:
+    except McpError as exc:
         raise click.ClickException(str(exc)) from None
     path = Path(save) if save is not None else tmp / "mcp_tools_list.json"
     write_json_atomic(path, result)

@@ -325,15 +325,30 @@ def create_views(
             _create_view(con, layout, view)
 
 
+@dataclass(frozen=True)
+class SqlLimits:
+    """Resource bounds of a `looptool sql` connection (DuckDB's own settings):
+    ``memory_limit`` and ``max_temp_size`` (spill files) as DuckDB sizes, e.g. "2GB"."""
+
+    memory_limit: str = "2GB"
+    max_temp_size: str = "4GB"
+
+
 def connect(
-    root: str | Path = ".", threads: int | None = None, views: Iterable[str] | None = None
+    root: str | Path = ".",
+    threads: int | None = None,
+    views: Iterable[str] | None = None,
+    limits: SqlLimits | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """An in-memory, locked-down DuckDB connection with views over the project at ``root``.
 
     Only ``views`` (default: all) are built. File access is limited to the project's data/
     (DuckDB ``allowed_directories``), extensions are neither installed nor autoloaded,
     spill files go to a private temp dir (never the working directory), and the
-    configuration is locked once the views exist. Raises TableError for an unreadable file.
+    configuration is locked once the views exist. Raises TableError for an unreadable file;
+    a bad ``limits`` size raises duckdb.Error. Relative paths in queries (``'data/...'``)
+    are allowed only when the working directory is ``root`` (DuckDB checks them against
+    the working directory): `looptool sql` runs there.
     """
     layout = Layout.at(root)
     config: dict = {
@@ -343,12 +358,19 @@ def connect(
     }
     if threads:
         config["threads"] = threads
+    if limits is not None:
+        config["memory_limit"] = limits.memory_limit
+        config["max_temp_directory_size"] = limits.max_temp_size
     con = duckdb.connect(config=config)
-    # "data/" too: a relative path in a query is checked as written, then resolved
-    # against the root by file_search_path (DuckDB normalizes ".." before the check)
-    allowed = ", ".join(sql_literal(d) for d in (str(layout.data) + os.sep, "data" + os.sep))
+    dirs = [str(layout.data) + os.sep]
+    if Path.cwd().resolve() == Path(layout.root).resolve():
+        # a relative path in a query is checked against the working directory as written
+        # (DuckDB normalizes ".." first), then resolved against the root (file_search_path)
+        dirs.append("data" + os.sep)
+    allowed = ", ".join(sql_literal(d) for d in dirs)
     con.execute(f"SET allowed_directories = [{allowed}]")
     con.execute("SET enable_external_access = false")
+    con.execute("SET enable_progress_bar = false")  # results only on the terminal
     create_views(con, layout, views)
     con.execute("SET lock_configuration = true")
     return con
