@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -126,6 +127,9 @@ def test_checkpoint_is_linked_not_copied_and_a_retrain_leaves_the_cache_intact(
         linked = os.path.samefile(p, _cache_path(root, _md5(p)))
         assert linked or _md5(p) in first.values(), p
     assert os.path.samefile(weights, _cache_path(root, _md5(weights)))
+    _dvc(root, "checkout", "-q", "--relink")  # links those as well (README)
+    for p in _files(model):
+        assert os.path.samefile(p, _cache_path(root, _md5(p))), p
 
 
 def _fingerprint_cmd() -> str:
@@ -229,3 +233,43 @@ def test_gc_bad_input_and_refusal_are_one_line(tmp_path):
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def _linked_checkpoint(tmp_path: Path) -> tuple[Path, Path]:
+    """data/iter_1/model whose weights are a hardlink to a cache object (as DVC leaves it)."""
+    obj = tmp_path / "cache/ab/cdef"
+    obj.parent.mkdir(parents=True)
+    obj.write_bytes(b"old weights")
+    obj.chmod(0o444)
+    model = tmp_path / "data/iter_1/model"
+    model.mkdir(parents=True)
+    os.link(obj, model / "model.safetensors")
+    return model, obj
+
+
+def test_saving_a_retrained_checkpoint_never_writes_into_the_linked_one(tmp_path):
+    from types import SimpleNamespace
+
+    from looptool.loop.train import save_checkpoint_atomic
+    from looptool.store.io import atomic_dir
+
+    class Trainer:  # what save_checkpoint_atomic uses of a transformers Trainer
+        args = SimpleNamespace(bf16=False, fp16=False)
+        is_deepspeed_enabled = is_fsdp_enabled = False
+        accelerator = SimpleNamespace(wait_for_everyone=lambda: None)
+
+        def save_model(self, path):
+            Path(path).mkdir(parents=True, exist_ok=True)
+            Path(path, "model.safetensors").write_bytes(b"new weights, retrained")
+
+    model, obj = _linked_checkpoint(tmp_path)
+    save_checkpoint_atomic(Trainer(), model)  # train@j, warm start SFT
+    assert (model / "model.safetensors").read_bytes() == b"new weights, retrained"
+    assert obj.read_bytes() == b"old weights" and obj.stat().st_nlink == 1
+
+    shutil.rmtree(tmp_path / "cache")
+    model, obj = _linked_checkpoint(tmp_path / "again")
+    with atomic_dir(model) as tmp:  # build_tiny_model, import_model
+        (tmp / "model.safetensors").write_bytes(b"imported")
+    assert (model / "model.safetensors").read_bytes() == b"imported"
+    assert obj.read_bytes() == b"old weights" and obj.stat().st_nlink == 1
