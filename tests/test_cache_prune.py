@@ -166,7 +166,7 @@ def test_prune_by_age_then_size_keeps_the_most_recently_used(project, monkeypatc
         with cache._conn:
             for age_days, key in enumerate(order):
                 cache._conn.execute(
-                    "UPDATE requests SET used = ? WHERE key = ?", (now - age_days * 86400, key)
+                    "UPDATE entry_meta SET used = ? WHERE key = ?", (now - age_days * 86400, key)
                 )
     # older than 3.5 days: the two oldest (4 and 5 days) go
     res = CliRunner().invoke(cache_group, ["prune", "--older-than", "3.5d"])
@@ -235,3 +235,22 @@ def test_prune_is_refused_while_a_repro_runs(project, monkeypatch):
     res = CliRunner().invoke(cache_group, ["prune", "--max-bytes", "0"])
     assert res.exit_code == 0 and "deleted 2 entries" in res.output, res.output
     assert _keys(path) == {}
+
+
+def test_a_cache_opened_by_this_code_still_takes_older_codes_writes(project, monkeypatch):
+    """The new bookkeeping lives beside `requests`: a stage running the code before #29
+    (positional INSERT of 6 columns, no entry_meta) keeps writing to the same file."""
+    path = project / ".cache/looptool" / CACHE_FILE
+    with RequestCache(path) as cache:
+        _fill(cache, "m@aaaaaaaaaaaaaaaa:float32", "policy", ["a"], monkeypatch, "s")
+    with sqlite3.connect(path) as con:
+        con.execute(
+            "INSERT OR REPLACE INTO requests VALUES (?, ?, ?, ?, ?, ?)",
+            ("old-key", "generate", "hf", "m@aaaaaaaaaaaaaaaa:float32", '[{"text": "x"}]', 0.0),
+        )
+    res = CliRunner().invoke(cache_group, ["stats", "--json"])
+    st = json.loads(res.output)
+    assert st["entries"] == 2 and {g["role"] for g in st["by_role"]} == {"policy", None}
+    res = CliRunner().invoke(cache_group, ["prune", "--older-than", "1d"])  # the old one
+    assert res.exit_code == 0 and "deleted 1 entries" in res.output, res.output
+    assert "old-key" not in _keys(path)

@@ -80,9 +80,18 @@ CREATE TABLE IF NOT EXISTS requests (
     created REAL NOT NULL
 ) WITHOUT ROWID
 """
-# Added by #29 (older caches get them on open; their old rows keep NULL = unknown):
-# role and stage that stored an entry, and when it was last answered from (LRU).
-_COLUMNS = {"role": "TEXT", "stage": "TEXT", "used": "REAL"}
+# Added by #29, beside `requests` (whose columns stay as they were, so a process running
+# older code keeps writing to the same file): the role and stage that stored an entry and
+# when it was last answered from (LRU). Entries without a row here show role/stage NULL.
+_META = """
+CREATE TABLE IF NOT EXISTS entry_meta (
+    key TEXT PRIMARY KEY,
+    role TEXT,
+    stage TEXT,
+    used REAL
+) WITHOUT ROWID
+"""
+_JOINED = "requests LEFT JOIN entry_meta USING (key)"
 _RUNS = """
 CREATE TABLE IF NOT EXISTS runs (
     session TEXT PRIMARY KEY,
@@ -159,10 +168,7 @@ class RequestCache:
             # NORMAL in WAL mode: a commit survives a process kill (not a power loss).
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute(_SCHEMA)
-            have = {r[1] for r in self._conn.execute("PRAGMA table_info(requests)")}
-            for col, kind in _COLUMNS.items():
-                if col not in have:
-                    self._conn.execute(f"ALTER TABLE requests ADD COLUMN {col} {kind}")
+            self._conn.execute(_META)
             self._conn.execute(_RUNS)
             self._conn.commit()
         except sqlite3.DatabaseError as exc:
@@ -217,15 +223,15 @@ class RequestCache:
         transaction, tagged with ``role`` and ``stage``; return the bytes stored."""
         now = time.time()
         encoded = [
-            (k, kind, b, m, json.dumps(v, ensure_ascii=False), now, role, stage, now)
-            for k, kind, b, m, v in rows
+            (k, kind, b, m, json.dumps(v, ensure_ascii=False), now) for k, kind, b, m, v in rows
         ]
         with self._lock, self._conn:
             self._conn.executemany(
-                "INSERT OR REPLACE INTO requests "
-                "(key, kind, backend, model_id, response, created, role, stage, used) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                encoded,
+                "INSERT OR REPLACE INTO requests VALUES (?, ?, ?, ?, ?, ?)", encoded
+            )
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO entry_meta VALUES (?, ?, ?, ?)",
+                [(e[0], role, stage, now) for e in encoded],
             )
         return sum(len(e[0]) + len(e[4].encode("utf-8")) for e in encoded)
 
@@ -234,12 +240,11 @@ class RequestCache:
         uniq = list(dict.fromkeys(keys))
         now = time.time()
         with self._lock, self._conn:
-            for i in range(0, len(uniq), _LOOKUP_CHUNK):
-                chunk = uniq[i : i + _LOOKUP_CHUNK]
-                marks = ",".join("?" * len(chunk))
-                self._conn.execute(
-                    f"UPDATE requests SET used = ? WHERE key IN ({marks})", [now, *chunk]
-                )
+            self._conn.executemany(
+                "INSERT INTO entry_meta (key, used) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET used = excluded.used",
+                [(k, now) for k in uniq],
+            )
 
     def record_run(
         self, session: str, stage: str | None, role: str | None, backend: str,
@@ -303,6 +308,8 @@ class RequestCache:
         return int(n)
 
     def _compact(self) -> None:
+        with self._conn:  # rows of entries gone (also ones deleted by older code)
+            self._conn.execute("DELETE FROM entry_meta WHERE key NOT IN (SELECT key FROM requests)")
         self._conn.execute("VACUUM")
         self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
@@ -312,7 +319,7 @@ class RequestCache:
 
         def groups(col: str) -> list[dict[str, Any]]:
             rows = self._conn.execute(
-                f"SELECT {col}, count(*), sum({_ENTRY_BYTES}) FROM requests "
+                f"SELECT {col}, count(*), sum({_ENTRY_BYTES}) FROM {_JOINED} "
                 f"GROUP BY {col} ORDER BY sum({_ENTRY_BYTES}) DESC, {col}"
             ).fetchall()
             return [{col: v, "entries": int(n), "bytes": int(b or 0)} for v, n, b in rows]
@@ -394,13 +401,13 @@ class RequestCache:
         if older_than is not None:
             cutoff = now - older_than
             for (key,) in self._conn.execute(
-                "SELECT key FROM requests WHERE coalesce(used, created) < ?", (cutoff,)
+                f"SELECT key FROM {_JOINED} WHERE coalesce(used, created) < ?", (cutoff,)
             ):
                 doomed.setdefault(key, "older_than")
         if max_bytes is not None:
             used = 0
             rows = self._conn.execute(
-                f"SELECT key, {_ENTRY_BYTES} FROM requests "
+                f"SELECT key, {_ENTRY_BYTES} FROM {_JOINED} "
                 "ORDER BY coalesce(used, created) DESC, key"
             )
             for key, size in rows:
