@@ -364,12 +364,16 @@ def report(
     network is needed to view the file. Prints the path written.
     """
     import duckdb
+    import polars as pl
 
     from looptool.store.report import write_report
     from looptool.store.report_data import ReportInputError
+    from looptool.store.views import TableError
 
     try:
         path = write_report(out, root=root, compare_csv=compare_csv, arms=arms)
-    except (ReportInputError, duckdb.Error, OSError) as exc:
+    except (ReportInputError, TableError) as exc:  # one line naming the file
         raise _fail(exc) from None
+    except (duckdb.Error, pl.exceptions.PolarsError, OSError) as exc:
+        raise click.ClickException(f"report failed: {_first_line(exc)}") from None
     click.echo(str(path.resolve()))
