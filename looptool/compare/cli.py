@@ -92,6 +92,10 @@ def compare(
     root = root.resolve()
     if not (root / "dvc.yaml").is_file() or not (root / ".dvc").is_dir():
         raise click.ClickException(f"{root}: not a DVC project (no dvc.yaml or .dvc/)")
+    from looptool.store.dvc_lock import dvc_config_problem
+
+    if (problem := dvc_config_problem(root)) is not None:  # every `dvc exp` would fail on it
+        raise click.ClickException(problem)
     out = out if out.is_absolute() else root / out
     overrides, params = _profile_overrides(root, params_file)
     try:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from looptool.core.terminal import SafeClickException, echo
 from looptool.seed.importers import FORMATS
 from looptool.store.output_guard import FORCE_OPTION, OutputFile
 
@@ -60,24 +61,24 @@ def import_cmd(
         try:
             out = preview_import(file, fmt, answers)  # type: ignore[arg-type]
         except ToolImportError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise SafeClickException(str(exc)) from None
     shown = f"MCP server {mcp_cmd!r}" if mcp_cmd is not None else file
     if as_json:
         keys = ("tools", "samples", "rejects")
-        click.echo(json.dumps({k: out[k] for k in keys}, ensure_ascii=False))
+        echo(json.dumps({k: out[k] for k in keys}, ensure_ascii=False), json=True)
     else:
-        click.echo(f"{shown}: format {out['format']}, {out['records']} record(s)")
-        click.echo(f"tools: {len(out['tools'])}")
+        echo(f"{shown}: format {out['format']}, {out['records']} record(s)")
+        echo(f"tools: {len(out['tools'])}")
         for t in out["tools"]:
-            click.echo(f"  {t['name']}({', '.join(t['parameters'])})")
-        click.echo(f"samples: {out['samples']}")
-        click.echo(f"rejects: {len(out['rejects'])}")
+            echo(f"  {t['name']}({', '.join(t['parameters'])})")
+        echo(f"samples: {out['samples']}")
+        echo(f"rejects: {len(out['rejects'])}")
         for r in out["rejects"]:
-            click.echo(f"  line {r['line']}: {r['reason']}")
+            echo(f"  line {r['line']}: {r['reason']}")
         if save is not None:
-            click.echo(f"tools/list result written to {save}")
+            echo(f"tools/list result written to {save}")
     if not out["tools"] and not out["samples"]:
-        raise click.ClickException(f"{shown}: nothing could be imported")
+        raise SafeClickException(f"{shown}: nothing could be imported")
 
 
 def _mcp_file(command: str, timeout: float, save: str | None, force: bool, tmp: Path) -> str:

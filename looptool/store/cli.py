@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from looptool.core.terminal import SafeClickException, echo, printable
 from looptool.store.output_guard import FORCE_OPTION, OutputFile, OutputFileOrDir
 
 
@@ -42,7 +43,8 @@ ROOT_OPTION = click.option(
 
 
 def _fail(exc: Exception) -> click.ClickException:
-    return click.ClickException(str(exc))
+    """One error line; it may quote data (a file name, a cell), so it is printed escaped."""
+    return SafeClickException(str(exc))
 
 
 def _json(obj: object) -> str:
@@ -68,7 +70,7 @@ def status(root: Path, as_json: bool, no_dvc: bool, wide: bool) -> None:
         st = collect_status(root, check_dvc=not no_dvc)
     except Exception as exc:  # duckdb/arrow read errors name the file
         raise _fail(exc) from None
-    click.echo(_json(st.to_json()) if as_json else format_status(st, wide=wide))
+    echo(_json(st.to_json()) if as_json else format_status(st, wide=wide), json=as_json)
 
 
 @click.command("diff", short_help="Sample-level diff between two dataset versions.")
@@ -95,7 +97,7 @@ def diff(a: str, b: str, root: Path, as_json: bool, examples: int) -> None:
         d = diff_versions(a, b, root=root, examples=examples)
     except (ValueError, OSError) as exc:
         raise _fail(exc) from None
-    click.echo(_json(d.to_json()) if as_json else format_diff(d))
+    echo(_json(d.to_json()) if as_json else format_diff(d), json=as_json)
 
 
 @click.command("sql", short_help="Read-only DuckDB SQL over every iteration's tables.")
@@ -170,13 +172,13 @@ def sql(
         try:
             duckdb.connect(config={setting: value}).close()
         except duckdb.Error as exc:
-            raise click.ClickException(f"{flag} {value!r}: {_first_line(exc)}") from None
+            raise SafeClickException(f"{flag} {value!r}: {_first_line(exc)}") from None
     if not query:
         for view in VIEW_NAMES:
             try:
                 cols = describe_views(connect(root, views=[view]), [view])[view]
             except TableError as exc:
-                click.echo(f"{view}: unavailable: {exc}")
+                echo(f"{view}: unavailable: {exc}")
                 continue
             click.echo(f"{view}: " + ", ".join(f"{c} {t}" for c, t in cols))
         return
@@ -219,10 +221,23 @@ def sql(
         msg = _first_line(exc)
         if "Out of Memory" in msg or "max_temp_directory_size" in msg:
             msg += " (raise --memory-limit / --max-temp-size, or narrow the query)"
-        raise click.ClickException(f"query failed: {msg}") from None
-    click.echo(format_frame(df.head(max_rows)))
+        raise SafeClickException(f"query failed: {msg}") from None
+    echo(format_frame(_printable_frame(df.head(max_rows))))
     if df.height > max_rows:
         click.echo(f"(first {max_rows} rows shown; use --max-rows, --csv or --parquet for more)")
+
+
+def _printable_frame(df):
+    """Text cells and column names with control characters escaped (before the table is
+    laid out, so its columns stay aligned)."""
+    import polars as pl
+
+    df = df.rename({c: printable(c) for c in df.columns})
+    return df.with_columns(
+        pl.col(c).map_elements(printable, return_dtype=pl.String)
+        for c, t in df.schema.items()
+        if t == pl.String
+    )
 
 
 def _first_line(exc: BaseException) -> str:
@@ -272,7 +287,7 @@ def lineage(sample_id: str, root: Path, as_json: bool) -> None:
         lin = get_lineage(sample_id, root=root)
     except (LineageError, TableError) as exc:
         raise _fail(exc) from None
-    click.echo(_json(lin.to_json()) if as_json else format_lineage(lin))
+    echo(_json(lin.to_json()) if as_json else format_lineage(lin), json=as_json)
 
 
 @click.command("export", short_help="Export a dataset version: openai | sharegpt | parquet | hf.")
@@ -364,12 +379,16 @@ def report(
     network is needed to view the file. Prints the path written.
     """
     import duckdb
+    import polars as pl
 
     from looptool.store.report import write_report
     from looptool.store.report_data import ReportInputError
+    from looptool.store.views import TableError
 
     try:
         path = write_report(out, root=root, compare_csv=compare_csv, arms=arms)
-    except (ReportInputError, duckdb.Error, OSError) as exc:
+    except (ReportInputError, TableError) as exc:  # one line naming the file
         raise _fail(exc) from None
+    except (duckdb.Error, pl.exceptions.PolarsError, OSError) as exc:
+        raise SafeClickException(f"report failed: {_first_line(exc)}") from None
     click.echo(str(path.resolve()))

@@ -104,9 +104,10 @@ class Layout:
         return sorted(int(m.group(1)) for m in found if m)
 
     def table_files(self, view: str) -> list[tuple[int, Path]]:
-        """(j, path) of every built file of a per-iteration table, ascending j."""
+        """(j, path) of every built file of a per-iteration table, ascending j (anything
+        at that path counts: a folder there is an unreadable table, not a missing one)."""
         return [
-            (j, self.table(view, j)) for j in self.iterations() if self.table(view, j).is_file()
+            (j, self.table(view, j)) for j in self.iterations() if _present(self.table(view, j))
         ]
 
     def versions(self) -> list[str]:
@@ -115,6 +116,11 @@ class Layout:
             n for n, p in (("seed", self.seed_samples), ("heldout", self.heldout)) if p.is_file()
         ]
         return out + [f"D{j}" for j, _ in self.table_files("datasets")]
+
+
+def _present(path: Path) -> bool:
+    """Something is at ``path`` (a file, a folder, a broken link): the pipeline wrote there."""
+    return path.exists() or path.is_symlink()
 
 
 @dataclass(frozen=True)
@@ -219,12 +225,13 @@ def metrics_rows(layout: Layout) -> list[tuple]:
         files += [(j, p) for p in sorted(d.glob("*metrics.json"))] + [(j, d / "eval.json")]
     rows: list[tuple] = []
     for j, path in files:
-        if not path.is_file():
+        if not _present(path):
             continue
         try:
             obj = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            leaves = [("_error", None, f"unreadable: {exc}")]
+        except (OSError, ValueError, RecursionError) as exc:  # ValueError: not UTF-8 / JSON
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            leaves = [("_error", None, f"unreadable: {why}")]
         else:
             leaves = _flatten(obj)
         stage = path.stem.removesuffix("_metrics")
@@ -244,12 +251,17 @@ _VIEW_DEPS: dict[str, tuple[str, ...]] = {"samples": ("datasets",)}
 
 
 def _unreadable(
-    con: duckdb.DuckDBPyConnection, layout: Layout, view: str, files: list[Path], err: Exception
+    con: duckdb.DuckDBPyConnection,
+    layout: Layout,
+    view: str,
+    files: list[Path],
+    err: Exception,
+    reader: str = "read_parquet",
 ) -> TableError:
     """The first file of ``files`` DuckDB cannot read, as one line with the fix."""
     for path in files:
         try:
-            con.execute(f"DESCRIBE SELECT * FROM read_parquet({sql_literal(path)})")
+            con.execute(f"DESCRIBE SELECT * FROM {reader}({sql_literal(path)})")
         except duckdb.Error as exc:
             rel = path.relative_to(layout.root) if path.is_relative_to(layout.root) else path
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
@@ -273,7 +285,7 @@ def _create_view(con: duckdb.DuckDBPyConnection, layout: Layout, view: str) -> N
         steps = [
             (j, p)
             for j in layout.iterations()
-            if (p := layout.iter_dir(j) / TRAIN_STEPS_FILE).is_file()
+            if _present(p := layout.iter_dir(j) / TRAIN_STEPS_FILE)
         ]
         body = (
             _iter_union(steps, "read_csv")
@@ -283,13 +295,14 @@ def _create_view(con: duckdb.DuckDBPyConnection, layout: Layout, view: str) -> N
         try:
             con.execute(f"CREATE OR REPLACE VIEW train_steps AS {body}")
         except duckdb.Error as exc:
-            raise TableError(f"view train_steps: {str(exc).strip().splitlines()[0]}") from None
+            files = [p for _, p in steps]
+            raise _unreadable(con, layout, view, files, exc, "read_csv") from None
         return
     if view == "samples":
         seed = [
             (name, path)
             for name, path in (("seed", layout.seed_samples), ("heldout", layout.heldout))
-            if path.is_file()
+            if _present(path)
         ]
         parts = [
             f"SELECT '{name}' AS version, 0::INTEGER AS iter, NULL::VARCHAR AS split, * "
