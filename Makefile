@@ -27,7 +27,7 @@ run: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/looptool status
 	@echo "report (open in a browser; works offline):"
-	@$(VENV)/bin/looptool report --out report.html
+	@$(VENV)/bin/looptool report --out report.html --force
 
 # The loop vs the static baseline as DVC experiments (README "Comparing the loop with
 # static training"), e.g. make compare COMPARE_ARGS="--ablations --params params.smol.yaml"

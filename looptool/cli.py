@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "sql": "looptool.store.cli:sql",
     "lineage": "looptool.store.cli:lineage",
     "export": "looptool.store.cli:export",
+    "gc": "looptool.store.cli_gc:gc",
     # loop vs static (and ablations) as DVC experiments (looptool/compare/cli.py)
     "compare": "looptool.compare.cli:compare",
     "report": "looptool.store.cli:report",

@@ -27,7 +27,8 @@ def main(argv: list[str] | None = None) -> None:
     except ParamsError as exc:
         sys.exit(f"error: {exc}")
     if problems := untracked_inputs(params):
-        sys.exit("error: params.yaml: inputs DVC would not track\n  " + "\n  ".join(problems))
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        sys.exit(f"error: {params._source}: an input DVC would not track: {problems[0]}{more}")
     print(f"params valid: {len(params.iterations)} iteration(s)")
 
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+# Tests `dvc init` scratch repositories, whose config has analytics on: DVC would then
+# start a daemon that tries to reach its analytics host. Nothing here may use the network.
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
 
 @pytest.fixture(scope="session")

@@ -312,7 +312,7 @@ def test_cli_mixed_predictions(tmp_path, real_data):
     ]
     preds = tmp_path / "preds.jsonl"
     preds.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    out = tmp_path / "out" / "rows.jsonl"
+    out = tmp_path / "rows.jsonl"
     result = CliRunner().invoke(
         main, ["eval", "bfcl", "--predictions", str(preds), "--out", str(out)]
     )

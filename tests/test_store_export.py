@@ -126,7 +126,6 @@ def test_errors_and_cli(project: Path, tmp_path: Path) -> None:
     )
     assert res.exit_code == 0, res.output
     assert len(_jsonl(out)) == len(_rows(project, 1))
-    res = runner.invoke(
-        main, ["export", "D8", "--format", "openai", "--out", str(out), "--root", str(project)]
-    )
+    args = ["export", "D8", "--format", "openai", "--out", str(out), "--root", str(project)]
+    res = runner.invoke(main, [*args, "--force"])
     assert res.exit_code == 1 and "D8" in res.output

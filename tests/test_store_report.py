@@ -208,13 +208,13 @@ def test_exp_filter_and_bad_compare(run: tuple[Path, str], tmp_path: Path) -> No
     p.feed(out.read_text(encoding="utf-8"))
     assert set(_frame(p.tables["arms"])["arm"]) == {"static"}
     res = CliRunner().invoke(
-        main, ["report", "--root", str(root), "--out", str(out), "--exp", "nope"]
+        main, ["report", "--root", str(root), "--out", str(out), "--exp", "nope", "--force"]
     )
     assert res.exit_code != 0 and "no arm named nope" in res.output
     bad = tmp_path / "bad.csv"
     bad.write_text("arm,iter\nstatic,1\n")
     res = CliRunner().invoke(
-        main, ["report", "--root", str(root), "--out", str(out), "--compare", str(bad)]
+        main, ["report", "--root", str(root), "--out", str(out), "--compare", str(bad), "--force"]
     )
     assert res.exit_code != 0 and f"{bad}: missing column(s) iteration, heldout_exact" in res.output
     assert "Traceback" not in res.output

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import pytest
 from click.testing import CliRunner
@@ -157,8 +158,14 @@ def test_sql_cli_errors_and_view_listing(project: Path) -> None:
 
 
 def test_relative_paths_resolve_against_root(project: Path, tmp_path: Path, monkeypatch) -> None:
-    # DuckDB looks in the working directory first; from elsewhere the root is used.
+    # DuckDB checks a relative path against the working directory: `looptool sql` runs in
+    # the root, so 'data/...' is the root's; a connection opened elsewhere refuses it
+    # (it would otherwise allow the working directory's data/, issue 27)
     monkeypatch.chdir(tmp_path)
-    con = connect(project)
-    n = con.sql("SELECT count(*) FROM 'data/seed/heldout.parquet'").fetchall()[0][0]
-    assert n == pl.read_parquet(project / "data/seed/heldout.parquet").height
+    query = "SELECT count(*) AS n FROM 'data/seed/heldout.parquet'"
+    res = CliRunner().invoke(main, ["sql", query, "--root", str(project)])
+    assert res.exit_code == 0, res.output
+    n = pl.read_parquet(project / "data/seed/heldout.parquet").height
+    assert f" {n} " in res.output.replace("│", " "), res.output
+    with pytest.raises(duckdb.PermissionException):
+        connect(project).sql(query).fetchall()

@@ -266,3 +266,37 @@ def test_collapse_warning_names_what_the_lost_calls_became():
     # a check from before the split was recorded
     old = guard_verdict({"tool_call_rate": 0.4}, base, guard)
     assert collapse_kind(old) == "the policy is losing its tool calls"
+
+
+@pytest.mark.parametrize("algorithm", ["sft", "grpo"])
+def test_equal_steps_and_sequences_for_d_j_of_different_no_call_shares(
+    tmp_path, tiny_model_dir, algorithm
+):
+    """Two D_j, one mostly call rows and one with many no-call rows, under the same
+    max_samples / max_steps / no-call cap: both runs train the same rows count, steps and
+    sequences, with SFT and with GRPO."""
+    from looptool.loop.warmstart import train_sft
+    from looptool.params.train import SFTParams
+
+    pool = synthetic_samples(120, seed=4)
+    calls = [s for s in pool if not s.label.is_no_call]
+    no_call = [s for s in pool if s.label.is_no_call]
+    assert len(no_call) >= 6
+    d_a = write_samples(tmp_path / "a.parquet", calls[:20])
+    d_b = write_samples(tmp_path / "b.parquet", calls[:14] + no_call[:6])
+    out = {}
+    for name, path in (("a", d_a), ("b", d_b)):
+        if algorithm == "sft":
+            sft = SFTParams(max_steps=2, batch_size=4, micro_batch_size=4, max_samples=8,
+                            max_length=512, device="cpu", cpu_threads=1, save_steps=1)  # fmt: skip
+            res = train_sft(path, tiny_model_dir, tmp_path / f"m{name}", sft, date=DATE,
+                            scratch_root=tmp_path / "s", kind="train", name=name,
+                            max_no_call_share=0.2)  # fmt: skip
+            steps = res.metrics["sequences_trained"] // 4
+        else:
+            params = SMOKE.model_copy(update={"max_samples": 8, "max_no_call_share": 0.2})
+            res = train_grpo(path, tiny_model_dir, tmp_path / f"m{name}", params, date=DATE,
+                             scratch_root=tmp_path / "s", name=name)  # fmt: skip
+            steps = res.metrics["global_step"]
+        out[name] = (res.metrics["samples_trained"], steps, res.metrics["sequences_trained"])
+    assert out["a"] == out["b"] and out["a"][0] == 8 and out["a"][1] == 2

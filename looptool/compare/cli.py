@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import click
 
 from looptool.store.cli import ROOT_OPTION
+from looptool.store.output_guard import OutputDir
 
 if TYPE_CHECKING:
     from looptool.compare.experiments import Arm
@@ -57,7 +58,7 @@ def _profile_overrides(root: Path, params_file: Path | None) -> tuple[list[str],
                    "es_repeat).")  # fmt: skip
 @click.option("--params", "params_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="A params profile (e.g. params.smol.yaml) for every arm, passed as -S overrides.")  # fmt: skip
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("compare"),
+@click.option("--out", type=OutputDir(under_root=True), default="compare",
               show_default=True, help="Directory for compare.csv, compare.png, dvc_plots/.")  # fmt: skip
 @click.option("--prefix", default="compare", show_default=True,
               help="Experiment names are PREFIX-<arm> (loop, static, no_hppl, ...).")  # fmt: skip
@@ -91,6 +92,10 @@ def compare(
     root = root.resolve()
     if not (root / "dvc.yaml").is_file() or not (root / ".dvc").is_dir():
         raise click.ClickException(f"{root}: not a DVC project (no dvc.yaml or .dvc/)")
+    from looptool.store.dvc_lock import dvc_config_problem
+
+    if (problem := dvc_config_problem(root)) is not None:  # every `dvc exp` would fail on it
+        raise click.ClickException(problem)
     out = out if out.is_absolute() else root / out
     overrides, params = _profile_overrides(root, params_file)
     try:

@@ -1,15 +1,25 @@
-"""CLI: `looptool cache info|clear`, `looptool build-tiny-model`, `looptool engines smoke`."""
+"""CLI: `looptool cache info|stats|prune|clear`, `looptool build-tiny-model`,
+`looptool engines smoke`."""
 
 from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import click
 
 from looptool.engines.base import EngineError
-from looptool.engines.cache import CACHE_FILE, RequestCache, default_cache_dir, find_repo_root
+from looptool.engines.cache import (
+    CACHE_FILE,
+    RequestCache,
+    default_cache_dir,
+    find_repo_root,
+    parse_age,
+    parse_size,
+)
+from looptool.store.output_guard import FORCE_OPTION, OutputDir, OutputPathError, guarded_dir
 
 
 def _cache_dir(option: str | None) -> Path:
@@ -27,6 +37,29 @@ def _cache_dir(option: str | None) -> Path:
         except yaml.YAMLError:
             configured = None  # an invalid params.yaml must not block cache maintenance
     return default_cache_dir(configured)
+
+
+def _refuse_during_repro(path: Path) -> None:
+    """Exit with one line when a DVC command runs in the project (or the repository that
+    holds the cache): a stage may be reading or writing the cache right now."""
+    from looptool.store.dvc_lock import running_dvc_pid
+
+    seen: set[Path] = set()
+    for start in (Path.cwd(), path.parent):
+        root = find_repo_root(start)
+        if root in seen or not (root / ".dvc").is_dir():
+            continue
+        seen.add(root)
+        pid = running_dvc_pid(root)
+        if pid is not None:
+            who = f"PID {pid}" if pid > 0 else "PID unknown"
+            raise click.ClickException(
+                f"a repro is running in {root}: {who}; change the cache when it ends"
+            )
+
+
+def _mb(n: int | None) -> str:
+    return "-" if n is None else f"{n / 1e6:,.2f} MB"
 
 
 @click.group("cache")
@@ -54,6 +87,116 @@ def cache_info(cache_dir: str | None, as_json: bool) -> None:
         click.echo(f"  {g['backend']:<8} {g['kind']:<9} {g['entries']:>8}  {g['model_id']}")
 
 
+@cache_group.command("stats")
+@click.option("--cache-dir", default=None, help="Cache directory (default: project.cache_dir).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def cache_stats_cmd(cache_dir: str | None, as_json: bool) -> None:
+    """Entries and bytes per role, model fingerprint and stage; hit rate of the last run.
+
+    Bytes are the key plus the stored response. The last run is, per stage and role, the
+    newest engine session (one stage's run); entries stored before these were recorded
+    show role/stage `?`.
+    """
+    path = _cache_dir(cache_dir) / CACHE_FILE
+    if not path.exists():
+        raise click.ClickException(f"no cache at {path}")
+    with RequestCache(path) as cache:
+        st = cache.stats()
+    if as_json:
+        click.echo(json.dumps(st, indent=2))
+        return
+    click.echo(f"cache: {st['path']}")
+    click.echo(
+        f"entries: {st['entries']:,}   entry bytes: {_mb(st['bytes'])}   "
+        f"on disk: {_mb(st['bytes_on_disk'])}"
+    )
+    for title, col in (("role", "role"), ("model", "model_id"), ("stage", "stage")):
+        click.echo(f"\nby {title}:")
+        for g in st[f"by_{'model' if col == 'model_id' else col}"]:
+            click.echo(f"  {g['entries']:>9,} {_mb(g['bytes']):>14}  {g[col] or '?'}")
+    rate = st["last_run_hit_rate"]
+    click.echo(
+        "\nlast run per stage and role"
+        + ("" if rate is None else f" (overall hit rate {rate:.1%})")
+        + ":"
+    )
+    if not st["last_runs"]:
+        click.echo("  (none recorded)")
+    for r in st["last_runs"]:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["updated"]))
+        hr = "-" if r["hit_rate"] is None else f"{r['hit_rate']:.1%}"
+        click.echo(
+            f"  {r['stage'] or '(outside dvc)':<16} {r['role'] or '?':<10} hits {r['hits']:>7,} "
+            f"misses {r['misses']:>7,} ({hr:>6})  +{_mb(r['bytes_written'])}  {when}"
+        )
+
+
+@cache_group.command("prune")
+@click.option("--cache-dir", default=None, help="Cache directory (default: project.cache_dir).")
+@click.option(
+    "--keep-fingerprints-of", "keep_fps", multiple=True, metavar="PATTERN",
+    help="Checkpoint path pattern, e.g. 'data/iter_*/model' (repeatable): entries of a "
+    "checkpoint matching it are kept only for the fingerprints those checkpoints have now.",
+)  # fmt: skip
+@click.option("--older-than", default=None, metavar="AGE",
+              help="Delete entries last used longer ago than AGE (30d, 12h, 2w).")  # fmt: skip
+@click.option("--max-bytes", default=None, metavar="SIZE",
+              help="Then delete the least recently used entries until the rest fit (2GB).")  # fmt: skip
+@click.option("--dry-run", is_flag=True, help="Report what would be deleted; delete nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def cache_prune_cmd(
+    cache_dir: str | None,
+    keep_fps: tuple[str, ...],
+    older_than: str | None,
+    max_bytes: str | None,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Delete request-cache entries by checkpoint fingerprint, age or total size.
+
+    Refused while a DVC command (e.g. `dvc repro`) runs in the project: a stage may be
+    using the cache. Entries of other models (judge, generator, endpoints) are kept by
+    --keep-fingerprints-of; --older-than and --max-bytes apply to every entry.
+
+    Example: looptool cache prune --keep-fingerprints-of 'data/iter_*/model' --max-bytes 20GB
+    """
+    try:
+        age = parse_age(older_than) if older_than is not None else None
+    except ValueError as exc:
+        raise click.ClickException(f"--older-than: {exc}") from None
+    try:
+        limit = parse_size(max_bytes) if max_bytes is not None else None
+    except ValueError as exc:
+        raise click.ClickException(f"--max-bytes: {exc}") from None
+    if not keep_fps and age is None and limit is None:
+        raise click.ClickException(
+            "nothing to prune by: give --keep-fingerprints-of, --older-than and/or --max-bytes"
+        )
+    path = _cache_dir(cache_dir) / CACHE_FILE
+    if not path.exists():
+        raise click.ClickException(f"no cache at {path}")
+    _refuse_during_repro(path)
+    with RequestCache(path) as cache:
+        res = cache.prune(keep_fps, older_than=age, max_bytes=limit, dry_run=dry_run)
+    if as_json:
+        click.echo(json.dumps(res, indent=2))
+        return
+    for pat, fps in res["kept_fingerprints"].items():
+        click.echo(f"{pat}: keeping fingerprints {', '.join(fps) or '(no checkpoint there)'}")
+    why = ", ".join(f"{k} {v:,}" for k, v in sorted(res["deleted_by"].items()))
+    verb = "would delete" if dry_run else "deleted"
+    click.echo(
+        f"{verb} {res['deleted']:,} entries ({_mb(res['deleted_bytes'])}"
+        + (f"; {why}" if why else "")
+        + f"), kept {res['kept']:,} entries ({_mb(res['kept_bytes'])})"
+    )
+    if not dry_run:
+        click.echo(
+            f"{res['path']}: {_mb(res['bytes_on_disk_before'])} -> "
+            f"{_mb(res['bytes_on_disk_after'])} on disk"
+        )
+
+
 @cache_group.command("clear")
 @click.option("--cache-dir", default=None, help="Cache directory (default: project.cache_dir).")
 @click.option("--backend", default=None, help="Only entries of this backend.")
@@ -70,6 +213,7 @@ def cache_clear(
     what = " ".join(
         x for x in (backend and f"backend={backend}", model_id and f"model_id={model_id}") if x
     )
+    _refuse_during_repro(path)
     if not yes:
         click.confirm(f"delete {what or 'all'} entries from {path}?", abort=True)
     with RequestCache(path) as cache:
@@ -78,13 +222,20 @@ def cache_clear(
 
 
 @click.command("build-tiny-model")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
+@click.option("--out", required=True, type=OutputDir(replace=True),
+              help="Output directory (new or empty; --force replaces one this command wrote).")  # fmt: skip
 @click.option("--seed", default=0, show_default=True, type=int)
-def build_tiny_model_cmd(out: str, seed: int) -> None:
+@FORCE_OPTION
+def build_tiny_model_cmd(out: Path, seed: int, force: bool) -> None:
     """Build the tiny random Qwen3 + tokenizer offline (seconds; deterministic per seed)."""
     from looptool.engines.tiny_model import build_tiny_model
 
-    click.echo(f"built {build_tiny_model(out, seed=seed)}")
+    try:
+        with guarded_dir(out) as new:
+            build_tiny_model(new, seed=seed)
+    except OutputPathError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"built {out}")
 
 
 @click.group("engines")

@@ -103,7 +103,7 @@ def make_engine(spec: EngineSpec, role: str, cache: RequestCache | None = None) 
         return TemplateEngine(batch_size=spec.batch_size)
     else:  # pragma: no cover - pydantic's Literal rejects anything else
         raise EngineError(f"{param}.backend: unknown backend {spec.backend!r}")
-    return CachedEngine(engine, cache) if cache is not None else engine
+    return CachedEngine(engine, cache, role=role) if cache is not None else engine
 
 
 def engine_for_role(engines: EnginesParams, role: str, cache_dir: str | None = None) -> Engine:

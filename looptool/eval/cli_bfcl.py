@@ -15,6 +15,9 @@ from looptool.eval.bfcl import DEFAULT_DATA_DIR, evaluate_file
 from looptool.params.evaluation import MAX_ENGINE_FAILURE_SHARE
 from looptool.params.project import ProjectParams
 from looptool.store.io import write_text_atomic
+from looptool.store.output_guard import FORCE_OPTION, OutputDir, OutputFile
+
+RUN_FILES = ("predictions.jsonl", "verdicts.jsonl", "scores.json")
 
 
 @click.group(name="eval")
@@ -45,11 +48,14 @@ def eval_group() -> None:
 )
 @click.option(
     "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=OutputFile(),
     default=None,
     help='Write one JSON line per prediction: {"id", "valid", "error_type"}.',
 )
-def bfcl_cmd(data_dir: Path, predictions: Path, dot_to_underscore: bool, out: Path | None) -> None:
+@FORCE_OPTION
+def bfcl_cmd(
+    data_dir: Path, predictions: Path, dot_to_underscore: bool, out: Path | None, force: bool
+) -> None:
     """Score BFCL predictions with the BFCL-mode ToolMatch."""
     try:
         report = evaluate_file(data_dir, predictions, dot_to_underscore=dot_to_underscore)
@@ -110,11 +116,13 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
 )
 @click.option(
     "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("bfcl_run"),
+    type=OutputDir(files=RUN_FILES),
+    default="bfcl_run",
     show_default=True,
-    help="Writes predictions.jsonl (BFCL result format), verdicts.jsonl, scores.json.",
+    help="Writes predictions.jsonl (BFCL result format), verdicts.jsonl, scores.json "
+    "(--force replaces them).",
 )
+@FORCE_OPTION
 @click.option("--max-tokens", default=512, show_default=True, type=click.IntRange(min=1))
 @click.option("--thinking", is_flag=True, help="enable_thinking in the chat template.")
 @click.option("--date", default=ProjectParams().date, show_default=True, help="Prompt date.")
@@ -142,7 +150,7 @@ def bfcl_run_cmd(
     multi_turn_limit: int | None, seed: int, data_dir: Path, out: Path, max_tokens: int, thinking: bool, date: str,
     batch_size: int, max_model_len: int | None, cpu_threads: int | None,
     tensor_parallel_size: int, dot_to_underscore: bool, cache_dir: str | None, no_cache: bool,
-    max_engine_failure_share: float,
+    max_engine_failure_share: float, force: bool,
 ) -> None:  # fmt: skip
     """Run a model on BFCL (single- and multi-turn) with the loop's prompt format and print
     the leaderboard columns (BFCL v3 Table 1 and v4) and every category's accuracy."""

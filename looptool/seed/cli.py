@@ -8,7 +8,9 @@ from pathlib import Path
 
 import click
 
+from looptool.core.terminal import SafeClickException, echo
 from looptool.seed.importers import FORMATS
+from looptool.store.output_guard import FORCE_OPTION, OutputFile
 
 
 @click.group("seed")
@@ -31,9 +33,10 @@ def seed_group() -> None:
               help="start this local stdio MCP server and import its tools/list")  # fmt: skip
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
               help="--mcp: seconds for the server to start and list its tools")  # fmt: skip
-@click.option("--save", type=click.Path(dir_okay=False), default=None,
-              help="--mcp: write the tools/list result here (a file for seed.apis.imports)")  # fmt: skip
-@click.option("--force", is_flag=True, help="--save: replace an existing file")
+@click.option("--save", type=OutputFile(), default=None,
+              help="--mcp: write the tools/list result here (a file for seed.apis.imports); "
+                   "checked before the server starts")  # fmt: skip
+@FORCE_OPTION
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 def import_cmd(
     file: str | None, fmt: str, answers: str | None, mcp_cmd: str | None, timeout: float,
@@ -58,37 +61,34 @@ def import_cmd(
         try:
             out = preview_import(file, fmt, answers)  # type: ignore[arg-type]
         except ToolImportError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise SafeClickException(str(exc)) from None
     shown = f"MCP server {mcp_cmd!r}" if mcp_cmd is not None else file
     if as_json:
         keys = ("tools", "samples", "rejects")
-        click.echo(json.dumps({k: out[k] for k in keys}, ensure_ascii=False))
+        echo(json.dumps({k: out[k] for k in keys}, ensure_ascii=False), json=True)
     else:
-        click.echo(f"{shown}: format {out['format']}, {out['records']} record(s)")
-        click.echo(f"tools: {len(out['tools'])}")
+        echo(f"{shown}: format {out['format']}, {out['records']} record(s)")
+        echo(f"tools: {len(out['tools'])}")
         for t in out["tools"]:
-            click.echo(f"  {t['name']}({', '.join(t['parameters'])})")
-        click.echo(f"samples: {out['samples']}")
-        click.echo(f"rejects: {len(out['rejects'])}")
+            echo(f"  {t['name']}({', '.join(t['parameters'])})")
+        echo(f"samples: {out['samples']}")
+        echo(f"rejects: {len(out['rejects'])}")
         for r in out["rejects"]:
-            click.echo(f"  line {r['line']}: {r['reason']}")
+            echo(f"  line {r['line']}: {r['reason']}")
         if save is not None:
-            click.echo(f"tools/list result written to {save}")
+            echo(f"tools/list result written to {save}")
     if not out["tools"] and not out["samples"]:
-        raise click.ClickException(f"{shown}: nothing could be imported")
+        raise SafeClickException(f"{shown}: nothing could be imported")
 
 
 def _mcp_file(command: str, timeout: float, save: str | None, force: bool, tmp: Path) -> str:
     """List the server's tools; write the result to ``save`` (guarded) or a temp file."""
     from looptool.seed.mcp_client import McpError, list_server_tools
     from looptool.store.io import write_json_atomic
-    from looptool.store.output_guard import OutputPathError, check_output_path
 
     try:
-        if save is not None:  # checked before the server starts
-            check_output_path(save, force)
         result = list_server_tools(command, timeout)
-    except (McpError, OutputPathError) as exc:
+    except McpError as exc:
         raise click.ClickException(str(exc)) from None
     path = Path(save) if save is not None else tmp / "mcp_tools_list.json"
     write_json_atomic(path, result)

@@ -7,10 +7,16 @@ directory) and never writes into data/.
 from __future__ import annotations
 
 import json
+import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
+
+from looptool.core.terminal import SafeClickException, echo, printable
+from looptool.store.output_guard import FORCE_OPTION, OutputFile, OutputFileOrDir
 
 
 def _project_root(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
@@ -31,16 +37,14 @@ ROOT_OPTION = click.option(
     default=".",
     show_default=True,
     callback=_project_root,
+    is_eager=True,  # known when an output relative to the root is checked (compare --out)
     help="Project root (the directory holding data/, params.yaml, dvc.yaml).",
-)
-
-FORCE_OPTION = click.option(
-    "--force", is_flag=True, help="Replace an existing output file (never a file DVC tracks)."
 )
 
 
 def _fail(exc: Exception) -> click.ClickException:
-    return click.ClickException(str(exc))
+    """One error line; it may quote data (a file name, a cell), so it is printed escaped."""
+    return SafeClickException(str(exc))
 
 
 def _json(obj: object) -> str:
@@ -66,7 +70,7 @@ def status(root: Path, as_json: bool, no_dvc: bool, wide: bool) -> None:
         st = collect_status(root, check_dvc=not no_dvc)
     except Exception as exc:  # duckdb/arrow read errors name the file
         raise _fail(exc) from None
-    click.echo(_json(st.to_json()) if as_json else format_status(st, wide=wide))
+    echo(_json(st.to_json()) if as_json else format_status(st, wide=wide), json=as_json)
 
 
 @click.command("diff", short_help="Sample-level diff between two dataset versions.")
@@ -93,19 +97,25 @@ def diff(a: str, b: str, root: Path, as_json: bool, examples: int) -> None:
         d = diff_versions(a, b, root=root, examples=examples)
     except (ValueError, OSError) as exc:
         raise _fail(exc) from None
-    click.echo(_json(d.to_json()) if as_json else format_diff(d))
+    echo(_json(d.to_json()) if as_json else format_diff(d), json=as_json)
 
 
 @click.command("sql", short_help="Read-only DuckDB SQL over every iteration's tables.")
 @click.argument("query", required=False)
 @ROOT_OPTION
-@click.option("--csv", "csv_out", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--csv", "csv_out", type=OutputFile(),
               help="Write the full result to this CSV file.")  # fmt: skip
-@click.option("--parquet", "parquet_out", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--parquet", "parquet_out", type=OutputFile(),
               help="Write the full result to this parquet file.")  # fmt: skip
 @FORCE_OPTION
 @click.option("--max-rows", default=40, show_default=True, type=click.IntRange(min=1),
               help="Rows printed to the terminal.")  # fmt: skip
+@click.option("--timeout", default=300.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="Stop the query after this many seconds.")  # fmt: skip
+@click.option("--memory-limit", default="2GB", show_default=True,
+              help="DuckDB memory_limit: beyond it the query spills to temp files or fails.")  # fmt: skip
+@click.option("--max-temp-size", default="4GB", show_default=True,
+              help="DuckDB max_temp_directory_size: the most spill files a query may write.")  # fmt: skip
 def sql(
     query: str | None,
     root: Path,
@@ -113,12 +123,17 @@ def sql(
     parquet_out: Path | None,
     force: bool,
     max_rows: int,
+    timeout: float,
+    memory_limit: str,
+    max_temp_size: str,
 ) -> None:
     """Run a read-only DuckDB query over all iterations' tables; without QUERY, list the views.
 
     Only SELECT statements run (WITH, FROM, VALUES, DESCRIBE, SHOW, SUMMARIZE included);
-    files are readable only under data/. Results go to the terminal or, with --csv /
+    files are readable only under ROOT/data/. Results go to the terminal or, with --csv /
     --parquet, to a new file (--force replaces one; files DVC tracks are never written).
+    A query runs at most --timeout seconds within --memory-limit and --max-temp-size;
+    Ctrl-C stops it.
 
     \b
     Views (every one has an `iter` column):
@@ -141,50 +156,103 @@ def sql(
     import duckdb
 
     from looptool.store.io import atomic_path, write_parquet_atomic
-    from looptool.store.output_guard import OutputPathError, check_output_path
-    from looptool.store.read_only import ReadOnlyError, read_statements, referenced_tables
-    from looptool.store.views import VIEW_NAMES, TableError, connect, describe_views
+    from looptool.store.output_guard import OutputPathError
+    from looptool.store.read_only import (
+        QueryStopped,
+        ReadOnlyError,
+        read_statements,
+        referenced_tables,
+        run_bounded,
+    )
+    from looptool.store.views import VIEW_NAMES, SqlLimits, TableError, connect, describe_views
 
+    root = root.resolve()
+    limits = SqlLimits(memory_limit=memory_limit, max_temp_size=max_temp_size)
+    for flag, setting, value in (("--memory-limit", "memory_limit", memory_limit),
+                                 ("--max-temp-size", "max_temp_directory_size", max_temp_size)):  # fmt: skip
+        try:
+            duckdb.connect(config={setting: value}).close()
+        except duckdb.Error as exc:
+            raise SafeClickException(f"{flag} {value!r}: {_first_line(exc)}") from None
     if not query:
         for view in VIEW_NAMES:
             try:
                 cols = describe_views(connect(root, views=[view]), [view])[view]
             except TableError as exc:
-                click.echo(f"{view}: unavailable: {exc}")
+                echo(f"{view}: unavailable: {exc}")
                 continue
             click.echo(f"{view}: " + ", ".join(f"{c} {t}" for c, t in cols))
         return
+    writing = bool(csv_out or parquet_out)
     try:
         statements = read_statements(query)
-        for out in (csv_out, parquet_out):
-            if out is not None:
-                check_output_path(out, force)
-        con = connect(root, views=referenced_tables(statements) & set(VIEW_NAMES))
-        rel = con.sql(query)
-        if rel is None:  # unreachable for SELECTs; kept so a surprise never prints a traceback
-            raise ReadOnlyError("the query returned no result")
-        if csv_out or parquet_out:
+        if csv_out is not None and csv_out == parquet_out:
+            raise OutputPathError(f"{csv_out}: given to both --csv and --parquet")
+        tables = referenced_tables(statements)
+        with _working_dir(root):  # a relative 'data/...' in the query means ROOT/data/
+            con = connect(root, views=None if tables is None else tables & set(VIEW_NAMES),
+                          limits=limits)  # fmt: skip
+
+            def work():
+                rel = con.sql(query)
+                if (
+                    rel is None
+                ):  # unreachable for SELECTs; kept so a surprise never prints a traceback
+                    raise ReadOnlyError("the query returned no result")
+                return rel.to_arrow_table() if writing else rel.limit(max_rows + 1).pl()
+
+            result = run_bounded(con, work, timeout)
+        if writing:
             import pyarrow.csv as pacsv
 
-            table = rel.to_arrow_table()
             if parquet_out:
-                write_parquet_atomic(parquet_out, table)
+                write_parquet_atomic(parquet_out, result)
             if csv_out:
                 with atomic_path(csv_out) as tmp:
-                    pacsv.write_csv(table, tmp)
+                    pacsv.write_csv(result, tmp)
             click.echo(
-                f"{table.num_rows:,} rows written to "
+                f"{result.num_rows:,} rows written to "
                 + ", ".join(str(p) for p in (csv_out, parquet_out) if p)
             )
             return
-        df = rel.limit(max_rows + 1).pl()
-    except (ReadOnlyError, OutputPathError, TableError) as exc:
+        df = result
+    except (ReadOnlyError, OutputPathError, TableError, QueryStopped) as exc:
         raise _fail(exc) from None
     except duckdb.Error as exc:
-        raise click.ClickException(f"query failed: {exc}") from None
-    click.echo(format_frame(df.head(max_rows)))
+        msg = _first_line(exc)
+        if "Out of Memory" in msg or "max_temp_directory_size" in msg:
+            msg += " (raise --memory-limit / --max-temp-size, or narrow the query)"
+        raise SafeClickException(f"query failed: {msg}") from None
+    echo(format_frame(_printable_frame(df.head(max_rows))))
     if df.height > max_rows:
         click.echo(f"(first {max_rows} rows shown; use --max-rows, --csv or --parquet for more)")
+
+
+def _printable_frame(df):
+    """Text cells and column names with control characters escaped (before the table is
+    laid out, so its columns stay aligned)."""
+    import polars as pl
+
+    df = df.rename({c: printable(c) for c in df.columns})
+    return df.with_columns(
+        pl.col(c).map_elements(printable, return_dtype=pl.String)
+        for c, t in df.schema.items()
+        if t == pl.String
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0].strip()
+
+
+@contextmanager
+def _working_dir(path: Path) -> Iterator[None]:
+    before = Path.cwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(before)
 
 
 def format_frame(df) -> str:
@@ -220,7 +288,7 @@ def lineage(sample_id: str, root: Path, as_json: bool) -> None:
         lin = get_lineage(sample_id, root=root)
     except (LineageError, TableError) as exc:
         raise _fail(exc) from None
-    click.echo(_json(lin.to_json()) if as_json else format_lineage(lin))
+    echo(_json(lin.to_json()) if as_json else format_lineage(lin), json=as_json)
 
 
 @click.command("export", short_help="Export a dataset version: openai | sharegpt | parquet | hf.")
@@ -229,9 +297,10 @@ def lineage(sample_id: str, root: Path, as_json: bool) -> None:
 @click.option("--format", "fmt", type=click.Choice(["openai", "sharegpt", "parquet", "hf"]), required=True,
               help="openai: JSONL chat fine-tuning records; sharegpt: LLaMA-Factory JSONL; "
                    "parquet: rows + messages/completion columns; hf: a folder "
-                   "datasets.load_dataset() loads, with a dataset card.")  # fmt: skip
-@click.option("--out", type=click.Path(path_type=Path), required=True,
-              help="Output file (a folder for hf), written atomically.")  # fmt: skip
+                   "datasets.load_dataset() loads, with a dataset card.",
+              is_eager=True)  # fmt: skip
+@click.option("--out", type=OutputFileOrDir(lambda ctx: ctx.params.get("fmt") == "hf"),
+              required=True, help="Output file (a folder for hf), written atomically.")  # fmt: skip
 @click.option(
     "--date", default=None, help="Date in the system prompt (default: params.yaml project.date)."
 )
@@ -261,7 +330,7 @@ def export(
     """
     from looptool.params import ParamsError
     from looptool.store.export import export_version
-    from looptool.store.output_guard import check_output_dir, check_output_path, guarded_dir
+    from looptool.store.output_guard import check_not_input, guarded_dir
     from looptool.store.views import Layout, resolve_version
 
     if push_to and fmt != "hf":
@@ -271,12 +340,11 @@ def export(
         if fmt == "hf":
             from looptool.store.export_hf import build_hf_folder
 
-            check_output_dir(out, force, replace=True)
             with guarded_dir(out) as tmp:
                 files = build_hf_folder(v, tmp, root=root, date=date)
             n = sum(files.values())
         else:
-            check_output_path(out, force, inputs=(v.path,))
+            check_not_input(str(out), out, inputs=(v.path,))
             n = export_version(v, fmt, out, root=root, date=date, arguments=arguments)
     except (ValueError, OSError, ParamsError) as exc:
         raise _fail(exc) from None
@@ -293,13 +361,16 @@ def export(
 
 @click.command("report", short_help="One self-contained HTML page of the run (charts inline).")
 @ROOT_OPTION
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default="report.html",
-              show_default=True, help="Output HTML file (written atomically).")  # fmt: skip
+@click.option("--out", type=OutputFile(), default="report.html", show_default=True,
+              help="Output HTML file (written atomically; --force replaces one).")  # fmt: skip
 @click.option("--exp", "arms", multiple=True, metavar="NAME",
               help="Overlay only this arm of compare/compare.csv (repeatable; default: all).")  # fmt: skip
 @click.option("--compare", "compare_csv", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Arms CSV of `looptool compare` [default: ROOT/compare/compare.csv].")  # fmt: skip
-def report(root: Path, out: Path, arms: tuple[str, ...], compare_csv: Path | None) -> None:
+@FORCE_OPTION
+def report(
+    root: Path, out: Path, arms: tuple[str, ...], compare_csv: Path | None, force: bool
+) -> None:
     """Write one HTML page with the run's curves and distributions, viewable offline.
 
     Sections: eval per iteration (held-out exact match with 95% intervals, tool-call
@@ -309,12 +380,16 @@ def report(root: Path, out: Path, arms: tuple[str, ...], compare_csv: Path | Non
     network is needed to view the file. Prints the path written.
     """
     import duckdb
+    import polars as pl
 
     from looptool.store.report import write_report
     from looptool.store.report_data import ReportInputError
+    from looptool.store.views import TableError
 
     try:
         path = write_report(out, root=root, compare_csv=compare_csv, arms=arms)
-    except (ReportInputError, duckdb.Error, OSError) as exc:
+    except (ReportInputError, TableError) as exc:  # one line naming the file
         raise _fail(exc) from None
+    except (duckdb.Error, pl.exceptions.PolarsError, OSError) as exc:
+        raise SafeClickException(f"report failed: {_first_line(exc)}") from None
     click.echo(str(path.resolve()))

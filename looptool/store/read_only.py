@@ -9,7 +9,14 @@ access only under data/, no extension install or autoload, configuration locked.
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
 import duckdb
+
+T = TypeVar("T")
 
 READ_TYPES = frozenset({duckdb.StatementType.SELECT})
 
@@ -38,9 +45,74 @@ def read_statements(query: str) -> list[duckdb.Statement]:
     return statements
 
 
-def referenced_tables(statements: list[duckdb.Statement]) -> set[str]:
-    """Unqualified names of the tables and views the statements read."""
+def _parser() -> duckdb.DuckDBPyConnection:
+    """A connection that can touch no file: DuckDB binds table functions (reads a file's
+    schema) even to list a query's table names, so never on an open connection."""
+    return duckdb.connect(config={
+        "enable_external_access": False, "autoinstall_known_extensions": False,
+        "autoload_known_extensions": False, "lock_configuration": True,
+    })  # fmt: skip
+
+
+def referenced_tables(statements: list[duckdb.Statement]) -> set[str] | None:
+    """Unqualified names of the tables and views the statements read; None when DuckDB
+    cannot list them without reading a file (then every view is needed)."""
     names: set[str] = set()
-    for st in statements:
-        names |= duckdb.get_table_names(st.query, qualified=False)
+    con = _parser()
+    try:
+        for st in statements:
+            names |= con.get_table_names(st.query, qualified=False)
+    except duckdb.Error:
+        return None
+    finally:
+        con.close()
     return names
+
+
+class QueryStopped(Exception):
+    """The query hit the wall-clock limit or was interrupted (Ctrl-C); the message says which."""
+
+
+def run_bounded(con: duckdb.DuckDBPyConnection, work: Callable[[], T], timeout: float) -> T:
+    """Run ``work`` (which executes on ``con``) in a worker thread; interrupt the connection
+    (DuckDB's own interrupt) after ``timeout`` seconds or on Ctrl-C, raising QueryStopped.
+
+    The main thread only waits, so Ctrl-C reaches Python at once, even while DuckDB runs.
+    """
+    box: dict[str, object] = {}
+    # waiting on an Event, not Thread.join: a Ctrl-C inside join() marks a running thread
+    # as stopped (CPython's bpo-45274 handling), and exiting then aborts inside DuckDB
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            box["value"] = work()
+        except BaseException as exc:  # handed to the main thread
+            box["error"] = exc
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=run, name="looptool-sql", daemon=True)
+    deadline = time.monotonic() + timeout
+    stopped = None
+    thread.start()
+    try:
+        while not done.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                stopped = (
+                    f"query stopped after {timeout:g} s (--timeout); narrow it or raise --timeout"
+                )
+                break
+            done.wait(min(left, 0.25))
+    except KeyboardInterrupt:
+        stopped = "query interrupted (Ctrl-C)"
+    if stopped is not None:
+        end = time.monotonic() + 30
+        while not done.is_set() and time.monotonic() < end:
+            con.interrupt()  # again until it lands: a query not yet started ignores it
+            done.wait(0.1)
+        raise QueryStopped(stopped)
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["value"]  # type: ignore[return-value]

@@ -86,7 +86,8 @@ def read_compare(path: Path, arms: tuple[str, ...] = ()) -> pl.DataFrame:
     try:
         df = pl.read_csv(path, infer_schema_length=None)
     except (pl.exceptions.PolarsError, OSError) as exc:
-        raise ReportInputError(f"{path}: unreadable CSV: {exc}") from None
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ReportInputError(f"{path}: unreadable CSV: {first}") from None
     missing = [c for c in COMPARE_REQUIRED if c not in df.columns]
     if missing:
         raise ReportInputError(f"{path}: missing column(s) {', '.join(missing)}")
@@ -279,7 +280,8 @@ def collect_report_data(root: str | Path = ".", compare_csv: Path | None = None,
         have = figures[k]["iter"].unique().implode()
         alt = _q(con, sql).filter(~pl.col("iter").is_in(have))
         if not alt.is_empty():
-            figures[k] = pl.concat([figures[k], alt], how="vertical_relaxed").sort(
+            # diagonal: a key no metrics file holds (hppl_threshold) is a column of nulls
+            figures[k] = pl.concat([figures[k], alt], how="diagonal_relaxed").sort(
                 "iter", maintain_order=True
             )
             from_metrics.append(k)

@@ -11,7 +11,7 @@ from pathlib import Path
 import polars as pl
 import yaml
 
-from looptool.store.dvc_lock import running_dvc_pid
+from looptool.store.dvc_lock import dvc_config_problem, dvc_error_line, running_dvc_pid
 from looptool.store.views import Layout, connect
 
 # Stage of iteration j -> what its output is (relative to data/iter_j unless noted).
@@ -102,6 +102,8 @@ def dvc_status(root: Path, timeout: float = 300.0) -> DvcStatus:
         )
     if not (root / "dvc.yaml").is_file():
         return DvcStatus(False, f"no dvc.yaml in {root}: no stages to check")
+    if (problem := dvc_config_problem(repo)) is not None:
+        return DvcStatus(False, f"{problem}: staleness unknown")
     if (pid := running_dvc_pid(repo)) is not None:  # `dvc status` would only say "delete the lock"
         who = f"PID {pid}" if pid > 0 else "PID unknown"
         return DvcStatus(False, f"a repro is running: {who} (staleness shown when it ends)")
@@ -113,7 +115,7 @@ def dvc_status(root: Path, timeout: float = 300.0) -> DvcStatus:
     except (OSError, subprocess.TimeoutExpired) as exc:
         return DvcStatus(False, f"dvc status failed: {exc}")
     if proc.returncode != 0:
-        err = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        err = dvc_error_line(proc.stderr)
         return DvcStatus(False, f"dvc status exited {proc.returncode}: {err}")
     try:
         raw = json.loads(proc.stdout or "{}")

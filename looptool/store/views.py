@@ -107,9 +107,10 @@ class Layout:
         return sorted(int(m.group(1)) for m in found if m)
 
     def table_files(self, view: str) -> list[tuple[int, Path]]:
-        """(j, path) of every built file of a per-iteration table, ascending j."""
+        """(j, path) of every built file of a per-iteration table, ascending j (anything
+        at that path counts: a folder there is an unreadable table, not a missing one)."""
         return [
-            (j, self.table(view, j)) for j in self.iterations() if self.table(view, j).is_file()
+            (j, self.table(view, j)) for j in self.iterations() if _present(self.table(view, j))
         ]
 
     def versions(self) -> list[str]:
@@ -118,6 +119,11 @@ class Layout:
             n for n, p in (("seed", self.seed_samples), ("heldout", self.heldout)) if p.is_file()
         ]
         return out + [f"D{j}" for j, _ in self.table_files("datasets")]
+
+
+def _present(path: Path) -> bool:
+    """Something is at ``path`` (a file, a folder, a broken link): the pipeline wrote there."""
+    return path.exists() or path.is_symlink()
 
 
 @dataclass(frozen=True)
@@ -260,12 +266,13 @@ def metrics_rows(layout: Layout) -> list[tuple]:
         files += [(j, p) for p in sorted(d.glob("*metrics.json"))] + [(j, d / "eval.json")]
     rows: list[tuple] = []
     for j, path in files:
-        if not path.is_file():
+        if not _present(path):
             continue
         try:
             obj = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            leaves = [("_error", None, f"unreadable: {exc}")]
+        except (OSError, ValueError, RecursionError) as exc:  # ValueError: not UTF-8 / JSON
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            leaves = [("_error", None, f"unreadable: {why}")]
         else:
             leaves = _flatten(obj)
         stage = path.stem.removesuffix("_metrics")
@@ -285,12 +292,17 @@ _VIEW_DEPS: dict[str, tuple[str, ...]] = {"samples": ("datasets",)}
 
 
 def _unreadable(
-    con: duckdb.DuckDBPyConnection, layout: Layout, view: str, files: list[Path], err: Exception
+    con: duckdb.DuckDBPyConnection,
+    layout: Layout,
+    view: str,
+    files: list[Path],
+    err: Exception,
+    reader: str = "read_parquet",
 ) -> TableError:
     """The first file of ``files`` DuckDB cannot read, as one line with the fix."""
     for path in files:
         try:
-            con.execute(f"DESCRIBE SELECT * FROM read_parquet({sql_literal(path)})")
+            con.execute(f"DESCRIBE SELECT * FROM {reader}({sql_literal(path)})")
         except duckdb.Error as exc:
             rel = path.relative_to(layout.root) if path.is_relative_to(layout.root) else path
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
@@ -315,13 +327,14 @@ def _create_view(con: duckdb.DuckDBPyConnection, layout: Layout, view: str) -> N
         try:
             con.execute(f"CREATE OR REPLACE VIEW train_steps AS {body}")
         except duckdb.Error as exc:
-            raise TableError(f"view train_steps: {str(exc).strip().splitlines()[0]}") from None
+            files = [p for _, _, p in train_step_files(layout)]
+            raise _unreadable(con, layout, view, files, exc, "read_csv") from None
         return
     if view == "samples":
         seed = [
             (name, path)
             for name, path in (("seed", layout.seed_samples), ("heldout", layout.heldout))
-            if path.is_file()
+            if _present(path)
         ]
         parts = [
             f"SELECT '{name}' AS version, 0::INTEGER AS iter, NULL::VARCHAR AS split, * "
@@ -357,15 +370,30 @@ def create_views(
             _create_view(con, layout, view)
 
 
+@dataclass(frozen=True)
+class SqlLimits:
+    """Resource bounds of a `looptool sql` connection (DuckDB's own settings):
+    ``memory_limit`` and ``max_temp_size`` (spill files) as DuckDB sizes, e.g. "2GB"."""
+
+    memory_limit: str = "2GB"
+    max_temp_size: str = "4GB"
+
+
 def connect(
-    root: str | Path = ".", threads: int | None = None, views: Iterable[str] | None = None
+    root: str | Path = ".",
+    threads: int | None = None,
+    views: Iterable[str] | None = None,
+    limits: SqlLimits | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """An in-memory, locked-down DuckDB connection with views over the project at ``root``.
 
     Only ``views`` (default: all) are built. File access is limited to the project's data/
     (DuckDB ``allowed_directories``), extensions are neither installed nor autoloaded,
     spill files go to a private temp dir (never the working directory), and the
-    configuration is locked once the views exist. Raises TableError for an unreadable file.
+    configuration is locked once the views exist. Raises TableError for an unreadable file;
+    a bad ``limits`` size raises duckdb.Error. Relative paths in queries (``'data/...'``)
+    are allowed only when the working directory is ``root`` (DuckDB checks them against
+    the working directory): `looptool sql` runs there.
     """
     layout = Layout.at(root)
     config: dict = {
@@ -375,12 +403,19 @@ def connect(
     }
     if threads:
         config["threads"] = threads
+    if limits is not None:
+        config["memory_limit"] = limits.memory_limit
+        config["max_temp_directory_size"] = limits.max_temp_size
     con = duckdb.connect(config=config)
-    # "data/" too: a relative path in a query is checked as written, then resolved
-    # against the root by file_search_path (DuckDB normalizes ".." before the check)
-    allowed = ", ".join(sql_literal(d) for d in (str(layout.data) + os.sep, "data" + os.sep))
+    dirs = [str(layout.data) + os.sep]
+    if Path.cwd().resolve() == Path(layout.root).resolve():
+        # a relative path in a query is checked against the working directory as written
+        # (DuckDB normalizes ".." first), then resolved against the root (file_search_path)
+        dirs.append("data" + os.sep)
+    allowed = ", ".join(sql_literal(d) for d in dirs)
     con.execute(f"SET allowed_directories = [{allowed}]")
     con.execute("SET enable_external_access = false")
+    con.execute("SET enable_progress_bar = false")  # results only on the terminal
     create_views(con, layout, views)
     con.execute("SET lock_configuration = true")
     return con

@@ -14,7 +14,8 @@ reason for every bad record); ``auto`` picks the format from the first record.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,11 +25,12 @@ from looptool.seed.importers.base import (
     ImportedDialogue,
     ImportedTool,
     ImportResult,
+    Record,
     RecordError,
     Reject,
     ToolImportError,
     ToolOutcome,
-    read_records,
+    iter_records,
 )
 from looptool.seed.importers.dialogue import plan_acts
 
@@ -85,6 +87,20 @@ def _detect_file(path: Path, records: list) -> str:
     return fmt
 
 
+def _with_places(records: Iterable[Record]) -> Iterator[tuple[Record, str]]:
+    """Each record with its place: its line, or ``line#i`` (i: its index in the file)
+    when another record shares that line (a one-line JSON list). One record of lookahead."""
+    prev_line, cur, i = None, None, -1
+    for nxt in records:
+        if cur is not None:
+            shared = cur.line in (prev_line, nxt.line)
+            yield cur, f"{cur.line}" + (f"#{i}" if shared else "")
+            prev_line = cur.line
+        cur, i = nxt, i + 1
+    if cur is not None:
+        yield cur, f"{cur.line}" + (f"#{i}" if cur.line == prev_line else "")
+
+
 def _parser(fmt: str, path: Path, answers: str | None) -> Parser:
     if fmt == "bfcl":
         table = bfcl.load_answers(bfcl.answers_path(path, answers))
@@ -112,17 +128,28 @@ def read_import(
     Raises :class:`ToolImportError` when the file as a whole cannot be read.
     """
     p = Path(path)
-    records, rejects = read_records(p)
+    res = ImportResult(path=p, format=fmt)
+    items = iter_records(p)
+    records: Iterator[Record] = (
+        r
+        for r in items
+        if isinstance(r, Record) or res.rejects.append(r)  # type: ignore[func-returns-value]
+    )
     if limit is not None:
-        records = records[:limit]
-    if fmt == "auto":
-        fmt = _detect_file(p, records)  # type: ignore[assignment]
+        records = itertools.islice(records, limit)
+    head: list[Record] = []
+    if fmt == "auto":  # the first record that fits a format decides (usually the first)
+        for rec in records:
+            head.append(rec)
+            if detect(rec.value) or bfcl.is_answer(rec.value):
+                break
+        if not head:
+            raise ToolImportError(f"{p}: no record to import")
+        fmt = _detect_file(p, head)  # type: ignore[assignment]
+        res.format = fmt
     parse = _parser(fmt, p, answers)
-    res = ImportResult(path=p, format=fmt, records=len(records), rejects=rejects)
-    shared = {r.line for r, nxt in zip(records, records[1:], strict=False) if r.line == nxt.line}
-    for i, rec in enumerate(records):
-        # several records on one line (a one-line JSON list): name the record's position
-        place = f"{rec.line}" + (f"#{i}" if rec.line in shared else "")
+    for rec, place in _with_places(itertools.chain(head, records)):
+        res.records += 1
         ref = f"{p.name}:{place}"
         try:
             outcomes, messages = parse(rec.value)
