@@ -41,7 +41,7 @@ class Dead:
 
 class FailsSome(FakePolicy):
     """Answers "no call", except that requests whose user text ends with one of ``tags``
-    come back ``Failed`` (as a backend does for one over-long prompt)."""
+    come back ``Failed`` (as a server does for one request it answers with HTTP 500)."""
 
     model_id = "tiny@abc"
 
@@ -52,7 +52,7 @@ class FailsSome(FakePolicy):
     def generate(self, requests):
         outs = super().generate(requests)
         return [
-            Failed("9000 tokens exceed the model length 8192") if _user_text(r).endswith(self.tags)
+            Failed("HTTP 500 from the server on this request") if _user_text(r).endswith(self.tags)
             else o
             for r, o in zip(requests, outs, strict=True)
         ]  # fmt: skip
@@ -89,7 +89,7 @@ def test_heldout_failures_below_the_share_are_counted():
     assert m["engine_failed"] == 1 and m["n"] == 40  # still scored: a wrong answer
     with pytest.raises(EngineError) as exc:
         evaluate_heldout(FailsSome(["h7", "h8", "h9"]), table, iteration=1, date="2026-11-22")
-    _one_line_naming(exc, "3 of 40", "tiny@abc", "9000 tokens exceed the model length 8192")
+    _one_line_naming(exc, "3 of 40", "tiny@abc", "HTTP 500 from the server on this request")
     items = evaluate_heldout(
         FailsSome(["h7", "h8", "h9"]), table, iteration=1, date="2026-11-22",
         max_engine_failure_share=0.1,
@@ -154,7 +154,7 @@ def test_collapse_guard_check_on_a_failing_engine_fails_in_one_line(tmp_path, mo
     with pytest.raises(EngineError) as exc:
         guard.heldout_check(params, tmp_path / "model", heldout)
     _one_line_naming(exc, "held-out check", "12 of 12", "policy", "tiny@abc",
-                     "9000 tokens exceed")  # fmt: skip
+                     "HTTP 500 from the server")  # fmt: skip
     # below the share: the check runs and the guard's verdict carries the count
     params = params.model_copy(
         update={"eval": params.eval.model_copy(update={"max_engine_failure_share": 1.0})}
@@ -162,3 +162,17 @@ def test_collapse_guard_check_on_a_failing_engine_fails_in_one_line(tmp_path, mo
     check = guard.heldout_check(params, tmp_path / "model", heldout)
     verdict = guard.guard_verdict(check, {"tool_call_rate": 0.5}, params.train.guard)
     assert verdict["engine_failed"] == 12
+
+
+def test_a_prompt_longer_than_the_model_is_not_an_engine_failure():
+    """Over-long prompts fail the same way on every healthy engine: they are recorded with
+    their reason but not charged to the failure budget; anything else is."""
+    from looptool.engines.base import too_long_failure
+    from looptool.eval.policy import EngineFailures, FailureBudget
+
+    long = too_long_failure(8257, 8192, "engines.<role>.max_model_len").reason
+    budget = FailureBudget("BFCL multi-turn", 1, Dead(), max_share=0.05, unit="conversations")
+    budget.fail(long)
+    assert (budget.failed, budget.too_long) == (0, 1)
+    with pytest.raises(EngineFailures, match="1 of 1 conversations"):
+        budget.fail(DOWN)

@@ -287,8 +287,11 @@ def test_bfcl_run_cli_with_the_tiny_model(tiny_model_dir: Path, tmp_path: Path) 
     assert rescored.items() <= {v["id"]: v["valid"] for v in verdicts}.items()
     assert {v["id"] for v in verdicts if v["reason"] != "engine_error"} <= set(rescored)
     # a rerun is served from the request cache; only requests that failed (over-long
-    # prompts for this tiny model: not cached) go to the backend again
-    r3 = CliRunner().invoke(main, args)
+    # prompts for this tiny model: not cached) go to the backend again; the finished run's
+    # files are replaced only with --force
+    refused = CliRunner().invoke(main, args)
+    assert refused.exit_code == 1 and "already exists" in refused.output
+    r3 = CliRunner().invoke(main, [*args, "--force"])
     assert r3.exit_code == 0, r3.output
     again = json.loads((tmp_path / "o" / "scores.json").read_text())
     first, second = scores["engine"], again["engine"]

@@ -130,6 +130,21 @@ class Failed:
     reason: str
 
 
+# The one wording of "this prompt does not fit the model": a property of the item and the
+# model's length limit, not of a failing engine (eval's failure budget does not charge it).
+TOO_LONG = "tokens exceed the model length"
+
+
+def too_long_failure(n: int, max_len: int, hint: str) -> Failed:
+    """The :class:`Failed` for a request of ``n`` tokens over the model length."""
+    return Failed(f"{n} {TOO_LONG} {max_len} ({hint})")
+
+
+def is_too_long(reason: str | None) -> bool:
+    """Whether a failure reason says the prompt does not fit the model."""
+    return bool(reason) and TOO_LONG in str(reason)
+
+
 def is_failed(result: object) -> bool:
     """Whether an engine result is a per-request :class:`Failed`."""
     return isinstance(result, Failed)

@@ -41,6 +41,7 @@ from looptool.engines.base import (
     best_option,
     first_stop,
     request_to_json,
+    too_long_failure,
 )
 from looptool.engines.chat_template import encode_chat, encode_text, end_of_turn_id, eos_token_ids
 from looptool.engines.factory import model_fingerprint
@@ -333,9 +334,8 @@ class HFEngine:
         """A :class:`Failed` when ``n`` tokens exceed the model length, else None."""
         if n <= self.max_len:
             return None
-        return Failed(
-            f"{n} tokens exceed the model length {self.max_len} "
-            "(engines.<role>.max_model_len / the model's max_position_embeddings)"
+        return too_long_failure(
+            n, self.max_len, "engines.<role>.max_model_len / the model's max_position_embeddings"
         )
 
     def _bar(self, total: int, desc: str) -> tqdm:

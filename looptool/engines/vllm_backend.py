@@ -45,6 +45,7 @@ from looptool.engines.base import (
     Score,
     ScoreRequest,
     best_option,
+    too_long_failure,
 )
 from looptool.engines.chat_template import encode_chat, encode_text, end_of_turn_id
 from looptool.engines.factory import model_fingerprint
@@ -266,9 +267,7 @@ class VLLMEngine:
         model length; vLLM itself would reject the request and fail the stage."""
         if n <= self.max_len:
             return None
-        return Failed(
-            f"{n} tokens exceed the model length {self.max_len} (engines.<role>.max_model_len)"
-        )
+        return too_long_failure(n, self.max_len, "engines.<role>.max_model_len")
 
     def _prompt(self, r: ChatRequest | ScoreRequest | ChoiceRequest) -> list[int]:
         return encode_chat(self.tokenizer, r.messages, r.tools, r.chat_template_kwargs)

@@ -8,7 +8,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from looptool.engines.base import ChatRequest, Engine, EngineError, Failed, Generation
+from looptool.engines.base import (
+    ChatRequest,
+    Engine,
+    EngineError,
+    Failed,
+    Generation,
+    is_too_long,
+)
 from looptool.engines.failures import failure_note
 from looptool.params.engines import EngineSpec
 from looptool.params.evaluation import MAX_ENGINE_FAILURE_SHARE
@@ -32,6 +39,7 @@ class FailureBudget:
         self.role, self.unit = role, unit
         self.where = f"{engine.backend} {engine.model_id}"
         self.failed = 0
+        self.too_long = 0
         self.first: str | None = None
 
     def fail(self, error: str) -> None:
@@ -39,8 +47,15 @@ class FailureBudget:
         self.fail_all([error])
 
     def fail_all(self, errors: Sequence[str]) -> None:
-        """Record failed items already known (a finished run); raise if over the share."""
+        """Record failed items already known (a finished run); raise if over the share.
+
+        A prompt longer than the model (:func:`is_too_long`) is not charged: it fails the
+        same way on every healthy engine, so it says nothing about the engine (the item is
+        still recorded as failed, with its reason)."""
         for error in errors:
+            if is_too_long(error):
+                self.too_long += 1
+                continue
             self.failed += 1
             if self.first is None:
                 self.first = " ".join(str(error).split())[:400]  # one line
