@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -34,36 +33,17 @@ from looptool.engines.openai_backend import OpenAIEngine
 from looptool.loop.judge import run_judge
 from looptool.params.engines import EngineSpec
 from looptool.params.loop import LoopParams
+from tests.engine_fixtures import WEATHER, free_port
 from tests.test_judge import call, sample, tables
 
 pytestmark = pytest.mark.slow
 READY_TIMEOUT_S = 900  # import + model load; minutes on a heavily shared CPU box
-WEATHER = [
-    {
-        "type": "function",
-        "function": {
-            "name": "get_weather",
-            "description": "Current weather in a city.",
-            "parameters": {
-                "type": "object",
-                "properties": {"city": {"type": "string"}},
-                "required": ["city"],
-            },
-        },
-    }
-]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def served(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     """`transformers serve <tiny model>` on a free loopback port; stopped at the end."""
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     env = {
         **os.environ,

@@ -34,11 +34,11 @@ from looptool.engines.base import (  # noqa: E402
 from looptool.engines.cache import CachedEngine, RequestCache  # noqa: E402
 from looptool.engines.chat_template import encode_chat  # noqa: E402
 from looptool.engines.failures import ENGINE_FAILED  # noqa: E402
-from looptool.engines.hf import HFEngine  # noqa: E402
 from looptool.engines.vllm_backend import VLLMEngine, on_cpu_build  # noqa: E402
 from looptool.loop.probe import probe_metrics, run_probe  # noqa: E402
 from looptool.params.engines import EngineSpec  # noqa: E402
 from looptool.params.loop import ProbeParams  # noqa: E402
+from tests.engine_fixtures import WEATHER, hf_reference, weather_messages  # noqa: E402
 
 if not on_cpu_build():
     import torch
@@ -51,20 +51,6 @@ MAX_LEN = 512  # the probe's policy prompt is ~390 tokens; LONG goes past it
 LONG = " ".join(["word"] * 400)
 PARITY_ABS = 1e-4  # float32 log-probs, vLLM's CPU kernels vs transformers' eager forward
 VERDICTS = ("BOTH_CORRECT", "PRED_WRONG", "LABEL_WRONG", "BOTH_WRONG")
-WEATHER = [
-    {
-        "type": "function",
-        "function": {
-            "name": "get_weather",
-            "description": "Current weather in a city.",
-            "parameters": {
-                "type": "object",
-                "properties": {"city": {"type": "string"}},
-                "required": ["city"],
-            },
-        },
-    }
-]
 
 
 @pytest.fixture(scope="module")
@@ -85,19 +71,12 @@ def vl(tiny_model_dir):
 
 @pytest.fixture(scope="module")
 def hf(tiny_model_dir):
-    spec = EngineSpec(
-        backend="hf", model=str(tiny_model_dir), dtype="float32", device="cpu", batch_size=8
-    )
-    return HFEngine(tiny_model_dir, spec, progress=False)
-
-
-def _msgs(i: int) -> list[dict]:
-    return [{"role": "user", "content": f"what is the weather in city {i}? " * (1 + i % 3)}]
+    return hf_reference(tiny_model_dir)
 
 
 def chat(i: int, **params) -> ChatRequest:
     return ChatRequest(
-        messages=_msgs(i),
+        messages=weather_messages(i),
         tools=WEATHER if i % 2 else None,
         params=SamplingParams(**{"max_tokens": 8, **params}),
     )
@@ -117,7 +96,7 @@ def test_greedy_generate_and_score_match_the_hf_engine(vl, hf):
         assert v[0].finish_reason == h[0].finish_reason == "length"
         worst = max(worst, _max_diff(v[0].logprobs, h[0].logprobs))
     sreqs = [
-        ScoreRequest(messages=_msgs(i), completion=f"it is sunny in {i}", tools=WEATHER)
+        ScoreRequest(messages=weather_messages(i), completion=f"it is sunny in {i}", tools=WEATHER)
         for i in range(8)
     ]
     for v, h in zip(vl.score(sreqs), hf.score(sreqs), strict=True):
@@ -139,8 +118,8 @@ def test_thinking_off_reaches_vllm_as_rendered_by_the_chat_template(vl, hf, monk
 
     monkeypatch.setattr(vl.llm, "enqueue", spy)
     off = {"enable_thinking": False}
-    req = ChatRequest(messages=_msgs(0), params=SamplingParams(max_tokens=8))
-    req_off = ChatRequest(messages=_msgs(0), params=SamplingParams(max_tokens=8),
+    req = ChatRequest(messages=weather_messages(0), params=SamplingParams(max_tokens=8))
+    req_off = ChatRequest(messages=weather_messages(0), params=SamplingParams(max_tokens=8),
                           chat_template_kwargs=off)  # fmt: skip
     (v_off,) = vl.generate([req_off])
     assert seen == [encode_chat(vl.tokenizer, req_off.messages, None, off)]
@@ -159,7 +138,7 @@ def test_choose_by_structured_outputs_returns_an_option_without_the_fallback(vl,
         return enqueue(prompts, params, **kw)
 
     monkeypatch.setattr(vl.llm, "enqueue", spy)
-    reqs = [ChoiceRequest(messages=_msgs(i), options=VERDICTS) for i in range(6)]
+    reqs = [ChoiceRequest(messages=weather_messages(i), options=VERDICTS) for i in range(6)]
     picks = vl.choose(reqs)
     assert all(p in VERDICTS for p in picks)
     # one constrained request each, no fallback scoring: vLLM's grammar kept every reply
@@ -195,9 +174,11 @@ def test_over_long_requests_fail_alone_and_become_probe_reject_rows(vl):
     gens = vl.generate([chat(0), ChatRequest(messages=long_msgs), chat(2)])
     assert isinstance(gens[1], Failed) and f"model length {MAX_LEN}" in gens[1].reason
     assert gens[0][0].token_ids and gens[2][0].token_ids
-    scores = vl.score([ScoreRequest(long_msgs, "x"), ScoreRequest(_msgs(0), "fine")])
+    scores = vl.score([ScoreRequest(long_msgs, "x"), ScoreRequest(weather_messages(0), "fine")])
     assert isinstance(scores[0], Failed) and isinstance(scores[1], Score)
-    picks = vl.choose([ChoiceRequest(long_msgs, ("A", "B")), ChoiceRequest(_msgs(0), ("A", "B"))])
+    picks = vl.choose(
+        [ChoiceRequest(long_msgs, ("A", "B")), ChoiceRequest(weather_messages(0), ("A", "B"))]
+    )
     assert isinstance(picks[0], Failed) and picks[1] in ("A", "B")
     long = probe_t.sample(1).model_copy(update={"context": [Message(role="user", content=LONG)]})
     samples = [probe_t.sample(0), long]

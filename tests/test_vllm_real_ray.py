@@ -21,9 +21,9 @@ from looptool.engines.base import (  # noqa: E402
     Score,
     ScoreRequest,
 )
-from looptool.engines.hf import HFEngine  # noqa: E402
 from looptool.engines.vllm_backend import on_cpu_build  # noqa: E402
 from looptool.params.engines import EngineSpec  # noqa: E402
+from tests.engine_fixtures import hf_reference, weather_messages  # noqa: E402
 
 if not on_cpu_build():
     pytest.skip(
@@ -58,23 +58,21 @@ def ray_engine(tiny_model_dir):
 
 @pytest.fixture(scope="module")
 def hf(tiny_model_dir):
-    spec = EngineSpec(
-        backend="hf", model=str(tiny_model_dir), dtype="float32", device="cpu", batch_size=8
-    )
-    return HFEngine(tiny_model_dir, spec, progress=False)
-
-
-def _msgs(i: int) -> list[dict]:
-    return [{"role": "user", "content": f"what is the weather in city {i}? " * (1 + i % 3)}]
+    return hf_reference(tiny_model_dir)
 
 
 def test_generate_score_choose_through_ray_data_llm_match_the_hf_engine(ray_engine, hf):
     reqs = [
-        ChatRequest(messages=_msgs(i), params=SamplingParams(max_tokens=8, logprobs=True))
+        ChatRequest(
+            messages=weather_messages(i), params=SamplingParams(max_tokens=8, logprobs=True)
+        )
         for i in range(6)
     ]
-    sreqs = [ScoreRequest(messages=_msgs(i), completion=f"it is sunny in {i}") for i in range(6)]
-    creqs = [ChoiceRequest(messages=_msgs(i), options=VERDICTS) for i in range(4)]
+    sreqs = [
+        ScoreRequest(messages=weather_messages(i), completion=f"it is sunny in {i}")
+        for i in range(6)
+    ]
+    creqs = [ChoiceRequest(messages=weather_messages(i), options=VERDICTS) for i in range(4)]
     t = time.monotonic()
     got = ray_engine.generate(reqs)  # the first call starts the replica
     print(f"\nray.data.llm first call (replica start + 6 requests): "

