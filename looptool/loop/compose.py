@@ -468,10 +468,10 @@ def compose_static_pool(
     seeds = _keys(seed_samples, "seed").join(order, on="sample_id").sort("pool_rank")
     n_pool = seeds.height
     used = _used(seed_used)
+    start = ((next_j - 1) * size) % n_pool if n_pool else 0
     if n_pool == 0 or size <= 0:
         chosen = seeds.head(0).drop("pool_rank").with_columns(split=pl.lit("SEED"))
     else:
-        start = ((next_j - 1) * size) % n_pool
         pos = pl.select(_i=(pl.int_range(size, dtype=pl.Int64) + start) % n_pool)
         chosen = (
             pos.join(seeds.with_row_index("_i").with_columns(pl.col("_i").cast(pl.Int64)), on="_i")
@@ -490,7 +490,7 @@ def compose_static_pool(
         "total": out.num_rows,
         "splits": {"SEED": out.num_rows},
         "pool_size": n_pool,
-        "pool_start_rank": ((next_j - 1) * size) % n_pool if n_pool else 0,
+        "pool_start_rank": start,
         "seed_fresh": fresh.height,
         "seed_reused": out.num_rows - fresh.height,
         "shortfall": size - out.num_rows,

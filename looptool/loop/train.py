@@ -17,7 +17,8 @@ import os
 import random
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,7 +139,8 @@ def select_training_rows(
     calls available, and the set is smaller than n (``shortfall``).
     """
     fitting = [i for i, ok in enumerate(fits) if ok]
-    n = len(fitting) if max_samples is None else min(max_samples, len(fitting))
+    target = len(fitting) if max_samples is None else max_samples
+    n = min(target, len(fitting))
     rng = random.Random(f"train-rows:{seed}")
     no_call = [i for i in fitting if loaded.samples[i].label.is_no_call]
     calls = [i for i in fitting if not loaded.samples[i].label.is_no_call]
@@ -147,29 +149,26 @@ def select_training_rows(
         rows = fitting if n == len(fitting) else rng.sample(fitting, n)
         quota = None
     else:
-        quota = min(len(no_call), max(1 if share > 0 else 0, round(share * n)))
+        least = 1 if share > 0 else 0  # a positive share never rounds the kind away
+        quota = min(len(no_call), max(least, round(share * n)))
         n_calls = min(len(calls), n - quota)
         if n_calls < n - quota:
             # too few call rows: keep no-call rows at the share of the calls there are
-            allowed = round(share * n_calls / (1.0 - share)) if share < 1.0 else len(no_call)
-            quota = min(quota, max(1 if share > 0 else 0, allowed))
+            quota = min(quota, max(least, round(share * n_calls / (1.0 - share))))
         rows = rng.sample(calls, n_calls) + rng.sample(no_call, quota)
     rows = sorted(rows)
 
-    def kind_counts(index: Sequence[int]) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for i in index:
-            key = loaded.kinds[i] if loaded.kinds and loaded.kinds[i] else "unknown"
-            counts[key] = counts.get(key, 0) + 1
+    def kind_counts(index: Iterable[int]) -> dict[str, int]:
+        counts = Counter((loaded.kinds[i] if loaded.kinds else "") or "unknown" for i in index)
         return dict(sorted(counts.items()))
 
     n_no_call = sum(loaded.samples[i].label.is_no_call for i in rows)
     metrics = {
         "samples": len(loaded.samples),
         "samples_fitting": len(fitting),
-        "samples_target": n if max_samples is None else max_samples,
+        "samples_target": target,
         "samples_trained": len(rows),
-        "samples_shortfall": (n if max_samples is None else max_samples) - len(rows),
+        "samples_shortfall": target - len(rows),
         "no_call_rows": n_no_call,
         "no_call_quota": quota,
         "no_call_share": n_no_call / len(rows) if rows else None,
