@@ -20,9 +20,9 @@ from looptool.core.codec import render_label
 from looptool.core.tables import SAMPLES, rows_to_table, sample_to_row
 from looptool.engines.base import Failed, SamplingParams
 from looptool.engines.failures import ENGINE_FAILED, failed_items, failure_note, first_text
+from looptool.engines.policy_request import policy_request
 from looptool.eval.heldout import evaluate_heldout, heldout_metrics
 from looptool.loop.probe import probe_metrics, run_probe
-from looptool.loop.prompting import policy_request
 from looptool.loop.warmstart import format_check
 from looptool.params.loop import ProbeParams
 from looptool.seed.agents import AGENTS, AgentSet, SimConfig, simulate

@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 
 from looptool.core.codec import render_label
+from looptool.core.near_dup import ShingleIndex, jaccard, shingles
 from looptool.core.rules import check_calls
 from looptool.core.tables import (
     DATASET,
@@ -27,7 +28,6 @@ from looptool.engines import make_engine
 from looptool.engines.base import Generation
 from looptool.loop.edde_template import grounded
 from looptool.loop.expand import error_seeds, parse_child, run_expand
-from looptool.loop.near_dup import ShingleIndex, jaccard, shingles
 from looptool.params.engines import EngineSpec
 from looptool.params.loop import DEFAULT_SCENARIOS, LoopParams
 

@@ -8,11 +8,11 @@ import polars as pl
 import pytest
 
 from looptool.core.codec import render_label
+from looptool.core.prompting import policy_messages, policy_tools
 from looptool.core.tables import DATASET, PROBE, rows_to_table, sample_to_row
 from looptool.core.types import Label, Message, Sample, ToolCall, ToolSpec
 from looptool.engines.base import Generation, Score
 from looptool.loop.probe import hppl_threshold, probe_metrics, run_probe, select_hppl
-from looptool.loop.prompting import policy_messages, policy_tools
 from looptool.params.loop import ProbeParams
 
 DATE = "2026-11-22"

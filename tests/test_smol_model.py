@@ -83,7 +83,7 @@ def test_converted_checkpoint_is_a_plain_hf_checkpoint(smol_dir):
 
 def test_short_sft_writes_parseable_tool_calls(smol_dir, tmp_path):
     from looptool.engines.factory import make_engine
-    from looptool.loop.prompting import policy_request
+    from looptool.engines.policy_request import policy_request
     from looptool.loop.warmstart import train_sft
     from looptool.params.engines import EngineSpec
     from looptool.params.train import SFTParams

@@ -12,8 +12,8 @@ from store_synth import build
 
 from looptool.cli import main
 from looptool.core.codec import parse_completion, render_label
+from looptool.core.prompting import policy_messages
 from looptool.core.tables import label_from_json, sample_from_row
-from looptool.loop.prompting import policy_messages
 from looptool.store.export import ExportError, export_version
 
 

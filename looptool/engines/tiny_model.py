@@ -207,7 +207,7 @@ def sample_corpus(path: str | os.PathLike, date: str) -> list[str]:
     """Each sample of a SAMPLES table rendered as the policy sees it in training: the
     prompt (our system prompt, tools block, context, generation prompt) + its label."""
     from looptool.core.codec import render_label
-    from looptool.loop.prompting import policy_messages, policy_tools
+    from looptool.core.prompting import policy_messages, policy_tools
     from looptool.loop.train import read_samples
 
     tmpl = compile_template()

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from looptool.core.codec import parse_completion
 from looptool.core.match_bfcl import BfclDataError
+from looptool.core.prompting import policy_messages, policy_system
 from looptool.core.tables import EVAL_ITEMS, rows_to_table
 from looptool.core.types import Label, Message, Sample, ToolSpec, ToolSpecError
 from looptool.engines.base import ChatRequest, Engine, SamplingParams
@@ -42,7 +43,6 @@ from looptool.eval.bfcl_multiturn import (
 )
 from looptool.eval.bfcl_scores import v3_columns, v4_columns
 from looptool.eval.policy import FailureBudget, generate_answers
-from looptool.loop.prompting import policy_messages, policy_system
 from looptool.params.evaluation import MAX_ENGINE_FAILURE_SHARE
 
 E = TypeVar("E", BfclEntry, MultiTurnEntry)

@@ -1,6 +1,6 @@
 """Held-out evaluation: the policy on data/seed/heldout.parquet, strict ToolMatch.
 
-Prompts are the training prompts (looptool.loop.prompting), decoding is greedy, and a
+Prompts are the training prompts (looptool.core.prompting), decoding is greedy, and a
 completion scores 1 only if strict ToolMatch accepts it (DESIGN §4), so held-out
 accuracy is the number the loop optimizes, measured on dialogues it never trained on.
 """
@@ -13,9 +13,9 @@ import pyarrow as pa
 from looptool.core.match import CALL_KINDS, KIND_GROUP_OF, match_strict
 from looptool.core.tables import EVAL_ITEMS, label_from_json, rows_to_table, sample_from_row
 from looptool.engines.base import Engine, SamplingParams
+from looptool.engines.policy_request import policy_request
 from looptool.eval.interval import wilson_interval
 from looptool.eval.policy import FailureBudget, generate_answers
-from looptool.loop.prompting import policy_request
 from looptool.params.evaluation import MAX_ENGINE_FAILURE_SHARE
 
 # Reasons that are not the model's answer being wrong but it not being scorable at all.

@@ -28,6 +28,7 @@ from pydantic import ValidationError
 
 from looptool.core.codec import render_label
 from looptool.core.match import NO_CALL_KINDS
+from looptool.core.near_dup import ShingleIndex, jaccard, rows_index, shingles
 from looptool.core.render import render_conversation, render_tools
 from looptool.core.rules import check_calls
 from looptool.core.tables import (
@@ -53,7 +54,6 @@ from looptool.engines.placement import EngineSource, close_engine
 from looptool.loop import edde_template  # noqa: F401  (registers the template tasks)
 from looptool.loop.judge import supports_choice
 from looptool.loop.judge_parse import strip_think
-from looptool.loop.near_dup import ShingleIndex, jaccard, rows_index, shingles
 from looptool.loop.probe import unique_samples
 from looptool.params.loop import LoopParams
 from looptool.prompts import load_prompt

@@ -1,7 +1,7 @@
 """Greedy capability probing (GCP, paper step b): decode, match, perplexity, HPPL.
 
 Every sample of D_j is decoded greedily (temperature 0) by the iteration's policy with the
-training prompt (:mod:`looptool.loop.prompting`), parsed by the codec and compared with its
+training prompt (:mod:`looptool.core.prompting`), parsed by the codec and compared with its
 label by strict ToolMatch. Perplexity (Eq. 3) is taken over the policy's answer tokens: the
 think block, when thinking is on, is excluded (DESIGN §5). Without a think block the
 generation's own token log-probs are used (no second pass); with one, the answer alone is
@@ -30,7 +30,7 @@ from looptool.core.tables import PROBE, rows_to_table, sample_from_row
 from looptool.core.types import Sample, canonical_json
 from looptool.engines.base import Engine, Failed, Generation, SamplingParams, ScoreRequest
 from looptool.engines.failures import ENGINE_FAILED, failure_note
-from looptool.loop.prompting import policy_request
+from looptool.engines.policy_request import policy_request
 from looptool.params.loop import HpplGroups, ProbeParams
 
 

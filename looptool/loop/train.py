@@ -26,11 +26,11 @@ from typing import Any
 
 from looptool.core.codec import CALL_CLOSE, CALL_OPEN, THINK_CLOSE, THINK_OPEN
 from looptool.core.match import KIND_GROUPS
+from looptool.core.prompting import render_prompt
 from looptool.core.tables import sample_from_row
 from looptool.core.types import Sample, content_hash
 from looptool.engines.factory import check_model_dir, model_fingerprint
 from looptool.loop.dynamic_sampling import dynamic_sampling_trainer
-from looptool.loop.prompting import render_prompt
 from looptool.loop.reward import ToolMatchReward
 from looptool.params.train import TrainParams
 from looptool.store.io import read_parquet, sha256_file

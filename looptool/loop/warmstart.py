@@ -4,7 +4,7 @@ iteration 1 starts from, and ``train.algorithm: sft`` (SFT on D_j's labels per i
 The warm start is for policies that cannot yet produce the output format (the tiny random
 model of the CPU default); the paper's GPU recipe is pure RL and copies the base model.
 Training examples are (prompt, completion) strings: the prompt is exactly what GRPO and
-the probe render (:func:`looptool.loop.prompting.render_prompt`), the completion is the
+the probe render (:func:`looptool.core.prompting.render_prompt`), the completion is the
 label in the codec's text form plus the end-of-turn token, and only completion tokens
 carry loss (TRL's completion-only loss: the assistant turn being learned).
 """
@@ -22,7 +22,7 @@ from looptool.core.codec import parse_completion, render_label
 from looptool.core.match import match_strict
 from looptool.core.types import Sample
 from looptool.engines.factory import check_model_dir, model_fingerprint
-from looptool.loop.prompting import policy_request
+from looptool.engines.policy_request import policy_request
 from looptool.loop.train import (
     TrainError,
     TrainResult,

@@ -21,7 +21,7 @@
   (0 when no training sample calls the same functions).
 
 - ``edde_near_duplicate_share``: the same question under EDDE's own rule
-  (:mod:`looptool.loop.near_dup`, the rule that keeps EDDE children out of the held-out
+  (:mod:`looptool.core.near_dup`, the rule that keeps EDDE children out of the held-out
   split): of all held-out samples, the share with a training sample whose word 3-gram
   shingles of the whole conversation and label have a Jaccard similarity >=
   ``loop.expand.near_dup_threshold`` (``edde_threshold``). Values count here, so it
@@ -37,8 +37,8 @@ import re
 import duckdb
 import polars as pl
 
+from looptool.core.near_dup import rows_index, shingles
 from looptool.core.tables import sample_from_row
-from looptool.loop.near_dup import rows_index, shingles
 from looptool.seed.values import appears_in, scalar_leaves
 
 NEAR_DUP_JACCARD = 0.8

@@ -3,7 +3,7 @@
 Formats:
 - ``openai``: JSONL, one ``{"messages": [...], "tools": [...]}`` per sample, the OpenAI
   chat fine-tuning shape. Messages are the policy prompt (system prompt of
-  looptool.loop.prompting + context) followed by the label as the assistant turn (its
+  looptool.core.prompting + context) followed by the label as the assistant turn (its
   ``tool_calls``, or its text for a no-call label). Calls get ids ``call_<k>`` and tool
   results the matching ``tool_call_id``; arguments are JSON strings (``arguments="object"``
   keeps dicts, for chat templates that serialize them themselves). Context assistant
@@ -29,9 +29,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from looptool.core.codec import render_label
+from looptool.core.prompting import policy_messages, policy_tools
 from looptool.core.tables import label_from_json, sample_from_row
 from looptool.core.types import Label, Sample
-from looptool.loop.prompting import policy_messages, policy_tools
 from looptool.store.io import atomic_path, write_parquet_atomic
 from looptool.store.views import Layout, Version, resolve_version
 

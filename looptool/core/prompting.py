@@ -1,9 +1,9 @@
-"""How a sample becomes the policy's prompt: one place, shared by training, probing and eval."""
+"""How a sample becomes the policy's prompt: one place, shared by training, probing, eval and
+export (the engine request around it: :mod:`looptool.engines.policy_request`)."""
 
 from __future__ import annotations
 
 from looptool.core.types import Sample
-from looptool.engines.base import ChatRequest, SamplingParams
 from looptool.prompts import load_prompt
 
 
@@ -38,16 +38,4 @@ def render_prompt(tokenizer, sample: Sample, date: str, enable_thinking: bool = 
         add_generation_prompt=True,
         tokenize=False,
         enable_thinking=enable_thinking,
-    )
-
-
-def policy_request(
-    sample: Sample, date: str, sampling: SamplingParams, enable_thinking: bool = False
-) -> ChatRequest:
-    """The engine request that asks the policy for ``sample``'s next step (probe, eval)."""
-    return ChatRequest(
-        messages=policy_messages(sample, date),
-        tools=policy_tools(sample),
-        params=sampling,
-        chat_template_kwargs={"enable_thinking": enable_thinking},
     )
