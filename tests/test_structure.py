@@ -18,7 +18,8 @@ PACKAGE = ROOT / "looptool"
 # Bottom to top. A module may import its own package and any package in a lower layer;
 # packages in one layer do not import each other.
 LAYERS: list[set[str]] = [
-    {"core", "prompts"},
+    {"prompts"},
+    {"core"},
     {"params"},
     {"store"},
     {"engines"},
