@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from looptool.eval.bfcl import (
+from looptool.eval.bfcl.single_turn import (
     DEFAULT_DATA_DIR,
     SCORED_CATEGORIES,
     first_acceptable_output,

@@ -9,7 +9,7 @@ import click
 
 # name -> "module:attribute" of a click command or group
 COMMANDS: dict[str, str] = {
-    "eval": "looptool.eval.cli_bfcl:eval_group",
+    "eval": "looptool.eval.bfcl.cli:eval_group",
     # engines (looptool/engines/cli.py)
     "cache": "looptool.engines.cli:cache_group",
     "build-tiny-model": "looptool.engines.cli:build_tiny_model_cmd",

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from looptool.cli import main
 from looptool.core.match_bfcl import BfclDataError
-from looptool.eval.bfcl import (
+from looptool.eval.bfcl.single_turn import (
     ALL_CATEGORIES,
     DEFAULT_DATA_DIR,
     NO_ANSWER_CATEGORIES,

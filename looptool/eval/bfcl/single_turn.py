@@ -30,14 +30,14 @@ SCORED_CATEGORIES: tuple[str, ...] = (
 EXTRA_CATEGORIES: tuple[str, ...] = ("simple_java", "simple_javascript")
 NO_ANSWER_CATEGORIES: tuple[str, ...] = ("irrelevance", "live_irrelevance", "live_relevance")
 ALL_CATEGORIES: tuple[str, ...] = SCORED_CATEGORIES + EXTRA_CATEGORIES + NO_ANSWER_CATEGORIES
-# Played against executable environments (looptool.eval.bfcl_multiturn); their data and
+# Played against executable environments (looptool.eval.bfcl.multi_turn); their data and
 # environments come from the installed bfcl-eval, not from a data dir.
 MULTI_TURN_CATEGORIES: tuple[str, ...] = (
     "multi_turn_base", "multi_turn_miss_func", "multi_turn_miss_param", "multi_turn_long_context",
 )  # fmt: skip
 
 # The repo's vendored copy (data/bfcl beside the package), used when --data is not given.
-DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "data" / "bfcl"
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[3] / "data" / "bfcl"
 
 _ID_RE = re.compile(r"^(?P<cat>[a-z][a-z_]*?)_(?P<idx>\d+(?:-\d+)*)$")
 _LEGACY = {"simple": "simple_python"}  # BFCL v3 called simple_python "simple"
@@ -467,7 +467,7 @@ def evaluate_file(
     multi = [c for c in MULTI_TURN_CATEGORIES if c in wanted]
     if multi:
         # imported here: bfcl_multiturn builds on this module
-        from looptool.eval.bfcl_multiturn import load_multi_turn
+        from looptool.eval.bfcl.multi_turn import load_multi_turn
 
         data.update(load_multi_turn(multi))
     counts: dict[str, int] = {}
