@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from looptool.eval.bfcl.single_turn import SCORED_CATEGORIES, first_acceptable_output, load_bfcl
+from looptool.eval.bfcl.data import SCORED_CATEGORIES
+from looptool.eval.bfcl.single_turn import first_acceptable_output, load_bfcl
 
 pytest.importorskip("bfcl_eval")
 from looptool.eval.bfcl import official as bfcl_official  # noqa: E402

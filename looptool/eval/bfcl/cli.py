@@ -11,7 +11,8 @@ import click
 import polars as pl
 
 from looptool.core.match_bfcl import BfclDataError
-from looptool.eval.bfcl.single_turn import DEFAULT_DATA_DIR, evaluate_file
+from looptool.eval.bfcl.data import DEFAULT_DATA_DIR
+from looptool.eval.bfcl.report import evaluate_file
 from looptool.params.evaluation import MAX_ENGINE_FAILURE_SHARE
 from looptool.params.project import ProjectParams
 from looptool.store.io import write_text_atomic

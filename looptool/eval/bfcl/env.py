@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from looptool.eval.bfcl import official
-from looptool.eval.bfcl.single_turn import DecodeError, parse_python_call_parts
+from looptool.eval.bfcl.decode import DecodeError, parse_python_call_parts
 
 _MAX_DEPTH = 32
 

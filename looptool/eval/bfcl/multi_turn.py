@@ -24,8 +24,8 @@ from looptool.core.match_bfcl import BfclDataError, BfclResult
 from looptool.core.types import ToolCall
 from looptool.engines.base import ChatRequest, Engine, SamplingParams
 from looptool.eval.bfcl import official
+from looptool.eval.bfcl.data import MULTI_TURN_CATEGORIES, read_jsonl
 from looptool.eval.bfcl.env import BfclEnvironment, CallRejected, EnvCall
-from looptool.eval.bfcl.single_turn import MULTI_TURN_CATEGORIES, read_jsonl
 from looptool.eval.policy import FailureBudget, generate_answers
 
 

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from functools import cache
 
 from looptool.eval.bfcl import official
-from looptool.eval.bfcl.single_turn import ALL_CATEGORIES, MULTI_TURN_CATEGORIES
+from looptool.eval.bfcl.data import ALL_CATEGORIES, MULTI_TURN_CATEGORIES
 
 V3_COLUMNS: tuple[str, ...] = (
     "Overall", "Non-Live AST", "Live", "Multi-Turn", "Relevance", "Irrelevance",
