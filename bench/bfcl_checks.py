@@ -9,12 +9,8 @@ from __future__ import annotations
 
 import time
 
-from looptool.eval.bfcl import (
-    DEFAULT_DATA_DIR,
-    SCORED_CATEGORIES,
-    first_acceptable_output,
-    load_bfcl,
-)
+from looptool.eval.bfcl.data import DEFAULT_DATA_DIR, SCORED_CATEGORIES
+from looptool.eval.bfcl.single_turn import first_acceptable_output, load_bfcl
 
 TARGET = 50_000
 MIN_SECONDS = 0.5  # per category, so short categories are timed over many rounds

@@ -9,7 +9,7 @@ import click
 
 # name -> "module:attribute" of a click command or group
 COMMANDS: dict[str, str] = {
-    "eval": "looptool.eval.cli_bfcl:eval_group",
+    "eval": "looptool.eval.bfcl.cli:eval_group",
     # engines (looptool/engines/cli.py)
     "cache": "looptool.engines.cli:cache_group",
     "build-tiny-model": "looptool.engines.cli:build_tiny_model_cmd",
@@ -24,7 +24,8 @@ COMMANDS: dict[str, str] = {
     "gc": "looptool.store.cli_gc:gc",
     # loop vs static (and ablations) as DVC experiments (looptool/compare/cli.py)
     "compare": "looptool.compare.cli:compare",
-    "report": "looptool.store.cli:report",
+    # the run's HTML report (looptool/report/cli.py)
+    "report": "looptool.report.cli:report",
     # seed data: import dry run (looptool/seed/cli.py)
     "seed": "looptool.seed.cli:seed_group",
 }

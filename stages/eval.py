@@ -12,7 +12,7 @@ import argparse
 import sys
 
 from looptool.engines.base import EngineError
-from looptool.eval.bfcl_official import BfclEvalMissing
+from looptool.eval.bfcl.official import BfclEvalMissing
 from looptool.eval.iteration import extend_curve, format_eval, policy_engine, run_eval
 from looptool.store.io import atomic_path, write_json_atomic, write_parquet_atomic
 from looptool.store.views import Layout

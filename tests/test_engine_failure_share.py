@@ -16,7 +16,7 @@ from test_train import synthetic_samples, write_samples
 
 from looptool.core.tables import SAMPLES, rows_to_table, sample_to_row
 from looptool.engines.base import ChatRequest, EngineError, Failed
-from looptool.eval.bfcl_policy import bfcl_metrics, evaluate_bfcl, run_bfcl
+from looptool.eval.bfcl.run import bfcl_metrics, evaluate_bfcl, run_bfcl
 from looptool.eval.heldout import evaluate_heldout, heldout_metrics
 from looptool.params import load_params
 

@@ -9,20 +9,16 @@ from hypothesis import strategies as st
 
 from looptool.cli import main
 from looptool.core.match_bfcl import BfclDataError
-from looptool.eval.bfcl import (
+from looptool.eval.bfcl.data import (
     ALL_CATEGORIES,
     DEFAULT_DATA_DIR,
     NO_ANSWER_CATEGORIES,
     SCORED_CATEGORIES,
-    DecodeError,
     category_of,
-    decode_result,
-    evaluate,
-    first_acceptable_output,
-    load_bfcl,
-    parse_python_calls,
-    score_entry,
 )
+from looptool.eval.bfcl.decode import DecodeError, decode_result, parse_python_calls
+from looptool.eval.bfcl.report import evaluate
+from looptool.eval.bfcl.single_turn import first_acceptable_output, load_bfcl, score_entry
 
 
 @pytest.mark.parametrize(

@@ -16,8 +16,8 @@ from looptool.cli import main
 from looptool.core.codec import render_calls
 from looptool.core.types import ToolCall
 from looptool.engines.base import ChatRequest, Generation, SamplingParams
-from looptool.eval.bfcl_env import CallRejected
-from looptool.eval.bfcl_multiturn import (
+from looptool.eval.bfcl.env import CallRejected
+from looptool.eval.bfcl.multi_turn import (
     MULTI_TURN_CATEGORIES,
     MultiTurnEntry,
     load_multi_turn,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 pytest.importorskip("bfcl_eval")
-from looptool.eval.bfcl_scores import format_table, v3_columns, v4_columns  # noqa: E402
+from looptool.eval.bfcl.scores import format_table, v3_columns, v4_columns  # noqa: E402
 
 COUNTS = {
     "simple_python": (1, 2), "simple_java": (1, 1), "simple_javascript": (0, 1),

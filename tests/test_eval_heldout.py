@@ -16,8 +16,8 @@ from looptool.core.codec import render_calls, render_label
 from looptool.core.tables import SAMPLES, rows_to_table, sample_to_row
 from looptool.core.types import ToolCall
 from looptool.engines.base import ChatRequest, EngineError, Generation
-from looptool.eval.bfcl import first_acceptable_output, load_bfcl
-from looptool.eval.bfcl_policy import bfcl_metrics, evaluate_bfcl, select_entries
+from looptool.eval.bfcl.run import bfcl_metrics, evaluate_bfcl, select_entries
+from looptool.eval.bfcl.single_turn import first_acceptable_output, load_bfcl
 from looptool.eval.heldout import evaluate_heldout, heldout_metrics
 from looptool.eval.iteration import extend_curve
 

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from looptool.eval.bfcl import SCORED_CATEGORIES, first_acceptable_output, load_bfcl
+from looptool.eval.bfcl.data import SCORED_CATEGORIES
+from looptool.eval.bfcl.single_turn import first_acceptable_output, load_bfcl
 
 pytest.importorskip("bfcl_eval")
-from looptool.eval import bfcl_official  # noqa: E402
+from looptool.eval.bfcl import official as bfcl_official  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "bfcl"
 # Java/JavaScript are left out: upstream expects every value as Java/JS source text,

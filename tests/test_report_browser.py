@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from store_synth import add_report_inputs, build
 
 from looptool.cli import main
-from looptool.store.report import SECTIONS
+from looptool.report.page import SECTIONS
 
 REPO = Path(__file__).resolve().parents[1]
 FIGURE_RECTS = """JSON.stringify(Object.fromEntries([...document.querySelectorAll('figure.chart')]

@@ -13,7 +13,7 @@ from store_synth import add_report_inputs, build
 
 from looptool.cli import main
 from looptool.eval.interval import wilson_interval
-from looptool.store.report import SECTIONS
+from looptool.report.page import SECTIONS
 
 
 class _Tables(HTMLParser):

@@ -15,8 +15,8 @@ import pyarrow as pa
 
 from looptool.core.tables import EVAL_ITEMS
 from looptool.engines.base import Engine
-from looptool.eval import bfcl_official
-from looptool.eval.bfcl_policy import bfcl_metrics, evaluate_bfcl
+from looptool.eval.bfcl import official as bfcl_official
+from looptool.eval.bfcl.run import bfcl_metrics, evaluate_bfcl
 from looptool.eval.heldout import evaluate_heldout, heldout_metrics
 from looptool.eval.policy import policy_spec
 from looptool.params import Params

@@ -2,7 +2,7 @@
 
 The page has no script, no external style, font or image: it opens the same on an
 offline node as anywhere else. Each section pairs its charts with the table of the
-numbers drawn (``data-table`` names them), all from looptool.store.report_data.
+numbers drawn (``data-table`` names them), all from looptool.report.data.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import polars as pl
 
-from looptool.store import report_charts as ch
+from looptool.report import charts as ch
+from looptool.report.data import TRAIN_FIRST, ReportData, collect_report_data
 from looptool.store.io import write_text_atomic
-from looptool.store.report_data import TRAIN_FIRST, ReportData, collect_report_data
 
 # section id -> heading, in page order
 SECTIONS: dict[str, str] = {

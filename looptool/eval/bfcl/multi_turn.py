@@ -4,7 +4,7 @@ the official multi-turn checker.
 An entry is a list of user turns over a set of environment classes (file system,
 trading, ...) loaded with an initial config. Per turn the policy is asked again until it
 answers without a call (or a step cap); each reply's calls run against the environment
-(looptool.eval.bfcl_env: validated, never evaluated) and their results go back as tool
+(looptool.eval.bfcl.env: validated, never evaluated) and their results go back as tool
 messages. ``miss_func`` entries hold some function docs back until a stated turn, which
 then carries the official "I have updated some more functions" user message. The result
 has BFCL's own format, a list per turn of a list per step of call strings.
@@ -23,9 +23,9 @@ from looptool.core.codec import parse_completion
 from looptool.core.match_bfcl import BfclDataError, BfclResult
 from looptool.core.types import ToolCall
 from looptool.engines.base import ChatRequest, Engine, SamplingParams
-from looptool.eval import bfcl_official
-from looptool.eval.bfcl import MULTI_TURN_CATEGORIES, read_jsonl
-from looptool.eval.bfcl_env import BfclEnvironment, CallRejected, EnvCall
+from looptool.eval.bfcl import official
+from looptool.eval.bfcl.data import MULTI_TURN_CATEGORIES, read_jsonl
+from looptool.eval.bfcl.env import BfclEnvironment, CallRejected, EnvCall
 from looptool.eval.policy import FailureBudget, generate_answers
 
 
@@ -67,7 +67,7 @@ class MultiTurnEntry:
 
 def _class_docs(class_name: str, cache: dict[str, list[dict]]) -> list[dict]:
     if class_name not in cache:
-        path = bfcl_official.multi_turn_func_doc_path(class_name)
+        path = official.multi_turn_func_doc_path(class_name)
         cache[class_name] = [obj for _, obj in read_jsonl(path, key="name")]
     return cache[class_name]
 
@@ -78,7 +78,7 @@ def load_multi_turn(
     """Multi-turn entries of ``categories`` (default: all four) from the installed bfcl-eval
     data (or ``data_dir`` laid out the same way). Function docs follow the official
     preprocessing: every involved class's docs, minus the held-out ones of miss_func."""
-    d = Path(data_dir) if data_dir is not None else bfcl_official.data_dir()
+    d = Path(data_dir) if data_dir is not None else official.data_dir()
     wanted = list(MULTI_TURN_CATEGORIES if categories is None else categories)
     docs_cache: dict[str, list[dict]] = {}
     out: dict[str, MultiTurnEntry] = {}
@@ -167,8 +167,8 @@ def validated_result(
 
 
 def _official_check(entry: MultiTurnEntry, decoded: list[list[list[str]]]) -> dict:
-    checker = bfcl_official.module("eval_checker.multi_turn_eval.multi_turn_checker")
-    utils = bfcl_official.module("eval_checker.multi_turn_eval.multi_turn_utils")
+    checker = official.module("eval_checker.multi_turn_eval.multi_turn_checker")
+    utils = official.module("eval_checker.multi_turn_eval.multi_turn_utils")
     # The official executor keeps instances in its module globals, keyed by model name and
     # entry id: a fresh name per check keeps runs independent; they are removed afterwards.
     name = f"looptool_{uuid.uuid4().hex}"
@@ -253,7 +253,7 @@ class _Dialogue:
         held = self.entry.held_out.get(self.turn)
         if held is not None:
             self.tools = self.tools + self.to_tools(held, self.entry.id)
-            user = [{"role": "user", "content": bfcl_official.additional_function_prompt()}]
+            user = [{"role": "user", "content": official.additional_function_prompt()}]
         self.messages += [{"role": m["role"], "content": m.get("content", "")} for m in user]
         self.run.result.append([])
         self.steps = 0
@@ -332,7 +332,7 @@ def play_multi_turn(
     """Play every entry; the live conversations advance together, one batched request
     per conversation per round, so batching backends stay busy. A conversation whose
     request fails ends there (stop ``engine_error``) and is charged to ``budget``."""
-    cap = bfcl_official.max_steps_per_turn() if step_cap is None else step_cap
+    cap = official.max_steps_per_turn() if step_cap is None else step_cap
     dialogues = [_Dialogue(e, system, to_tools, cap) for e in entries]
     for d in dialogues:
         if d.done and on_done is not None:

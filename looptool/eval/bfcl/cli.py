@@ -11,7 +11,8 @@ import click
 import polars as pl
 
 from looptool.core.match_bfcl import BfclDataError
-from looptool.eval.bfcl import DEFAULT_DATA_DIR, evaluate_file
+from looptool.eval.bfcl.data import DEFAULT_DATA_DIR
+from looptool.eval.bfcl.report import evaluate_file
 from looptool.params.evaluation import MAX_ENGINE_FAILURE_SHARE
 from looptool.params.project import ProjectParams
 from looptool.store.io import write_text_atomic
@@ -156,9 +157,9 @@ def bfcl_run_cmd(
     the leaderboard columns (BFCL v3 Table 1 and v4) and every category's accuracy."""
     from looptool.engines.base import EngineError
     from looptool.engines.factory import open_engine
-    from looptool.eval import bfcl_official
-    from looptool.eval.bfcl_policy import ENTRY_ORDER, category_counts, run_bfcl
-    from looptool.eval.bfcl_scores import format_table, v3_columns, v4_columns
+    from looptool.eval.bfcl import official
+    from looptool.eval.bfcl.run import ENTRY_ORDER, category_counts, run_bfcl
+    from looptool.eval.bfcl.scores import format_table, v3_columns, v4_columns
     from looptool.params.engines import EngineSpec
 
     cats = [c.strip() for c in categories.split(",") if c.strip()] if categories else None
@@ -168,7 +169,7 @@ def bfcl_run_cmd(
             f"unknown {unknown}; known: {', '.join(ENTRY_ORDER)}", param_hint="--categories"
         )
     try:
-        version = bfcl_official.version()
+        version = official.version()
         spec = EngineSpec(
             backend=backend, model=model, batch_size=batch_size, max_model_len=max_model_len,
             cpu_threads=cpu_threads, tensor_parallel_size=tensor_parallel_size,
@@ -184,7 +185,7 @@ def bfcl_run_cmd(
         )  # fmt: skip
         wall = time.monotonic() - start
     except (
-        bfcl_official.BfclEvalMissing, EngineError, FileNotFoundError, ValueError,
+        official.BfclEvalMissing, EngineError, FileNotFoundError, ValueError,
         BfclDataError,
     ) as exc:  # fmt: skip
         raise click.ClickException(str(exc)) from None

@@ -17,8 +17,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from looptool.eval import bfcl_official
-from looptool.eval.bfcl import DecodeError, parse_python_call_parts
+from looptool.eval.bfcl import official
+from looptool.eval.bfcl.decode import DecodeError, parse_python_call_parts
 
 _MAX_DEPTH = 32
 
@@ -82,7 +82,7 @@ class BfclEnvironment:
         self.instances: dict[str, Any] = {}
         self._methods: dict[str, Any] = {}
         for class_name in involved_classes:
-            cls, stateless = bfcl_official.environment_class(class_name)
+            cls, stateless = official.environment_class(class_name)
             inst = cls()
             if not stateless:
                 inst._load_scenario(

@@ -20,8 +20,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from functools import cache
 
-from looptool.eval import bfcl_official
-from looptool.eval.bfcl import ALL_CATEGORIES, MULTI_TURN_CATEGORIES
+from looptool.eval.bfcl import official
+from looptool.eval.bfcl.data import ALL_CATEGORIES, MULTI_TURN_CATEGORIES
 
 V3_COLUMNS: tuple[str, ...] = (
     "Overall", "Non-Live AST", "Live", "Multi-Turn", "Relevance", "Irrelevance",
@@ -35,7 +35,7 @@ AGENTIC_CATEGORIES: tuple[str, ...] = (
 @cache
 def category_size(category: str) -> int:
     """Entries of a category in the installed bfcl-eval data (weights a category not run)."""
-    path = bfcl_official.data_dir() / f"BFCL_v4_{category}.json"
+    path = official.data_dir() / f"BFCL_v4_{category}.json"
     if not path.is_file():
         return 0
     with open(path, encoding="utf-8") as fh:
@@ -51,7 +51,7 @@ def _score(counts: Mapping[str, tuple[int, int]], category: str) -> dict:
 
 
 def _helpers():
-    return bfcl_official.module("eval_checker.eval_runner_helper")
+    return official.module("eval_checker.eval_runner_helper")
 
 
 def v3_columns(counts: Mapping[str, tuple[int, int]]) -> dict[str, float | None]:
@@ -131,7 +131,7 @@ def format_table(counts: Mapping[str, tuple[int, int]]) -> str:
         return "N/A" if v is None else f"{100 * v:.2f}"
 
     v3, v4 = v3_columns(counts), v4_columns(counts)
-    lines = [f"BFCL scores (official aggregation, bfcl-eval {bfcl_official.version()})"]
+    lines = [f"BFCL scores (official aggregation, bfcl-eval {official.version()})"]
     lines.append("v3 (Table 1): " + "  ".join(f"{k} {pct(v)}" for k, v in v3.items()))
     lines.append("v4:           " + "  ".join(f"{k} {pct(v)}" for k, v in v4.items()))
     missing = [c for c in _all_categories() if c not in counts]

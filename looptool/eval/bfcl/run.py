@@ -1,7 +1,7 @@
 """The policy on BFCL: prompt, decode greedily, score. Single-turn categories are scored
-by the project's BFCL evaluator (looptool.eval.bfcl, BFCL-mode ToolMatch), multi-turn
-ones are played against the official environments and scored by the official checker
-(looptool.eval.bfcl_multiturn).
+by the project's BFCL evaluator (looptool.eval.bfcl.single_turn, BFCL-mode ToolMatch),
+multi-turn ones are played against the official environments and scored by the official
+checker (looptool.eval.bfcl.multi_turn).
 
 Each entry is prompted like a training sample: the policy system prompt, the entry's
 question as the conversation, its function docs as the tool list (normalized to JSON
@@ -27,21 +27,15 @@ from looptool.core.prompting import policy_messages, policy_system
 from looptool.core.tables import EVAL_ITEMS, rows_to_table
 from looptool.core.types import Label, Message, Sample, ToolSpec, ToolSpecError
 from looptool.engines.base import ChatRequest, Engine, SamplingParams
-from looptool.eval.bfcl import (
-    ALL_CATEGORIES,
-    MULTI_TURN_CATEGORIES,
-    BfclEntry,
-    available_categories,
-    load_bfcl,
-    score_entry,
-)
-from looptool.eval.bfcl_multiturn import (
+from looptool.eval.bfcl.data import ALL_CATEGORIES, MULTI_TURN_CATEGORIES, available_categories
+from looptool.eval.bfcl.multi_turn import (
     MultiTurnEntry,
     load_multi_turn,
     play_multi_turn,
     score_multi_turn,
 )
-from looptool.eval.bfcl_scores import v3_columns, v4_columns
+from looptool.eval.bfcl.scores import v3_columns, v4_columns
+from looptool.eval.bfcl.single_turn import BfclEntry, load_bfcl, score_entry
 from looptool.eval.policy import FailureBudget, generate_answers
 from looptool.params.evaluation import MAX_ENGINE_FAILURE_SHARE
 
