@@ -25,8 +25,9 @@ from looptool.eval.heldout import evaluate_heldout, heldout_metrics
 from looptool.loop.probe import probe_metrics, run_probe
 from looptool.loop.warmstart import format_check
 from looptool.params.loop import ProbeParams
-from looptool.seed.agents import AGENTS, AgentSet, SimConfig, simulate
+from looptool.seed.agents import AgentSet, SimConfig, simulate
 from looptool.seed.apis import build_pool, draw_apis
+from looptool.seed.roles import AGENTS
 from looptool.seed.trees import load_trees
 from looptool.seed.verify import judge_steps
 

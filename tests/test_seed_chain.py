@@ -10,9 +10,12 @@ from collections.abc import Sequence
 from looptool.core.codec import render_calls
 from looptool.core.types import ToolCall, ToolSpec, canonical_json
 from looptool.engines.base import ChatRequest, Generation
-from looptool.seed.agents import AGENTS, AgentSet, DialogueSpec, SimConfig, simulate
+from looptool.seed.agents import AgentSet, SimConfig, simulate
+from looptool.seed.dialogue_draw import DialogueSpec
+from looptool.seed.intent import intent_problems
 from looptool.seed.plan import parse_plan, reject_class
-from looptool.seed.verify import chain_problems, intent_problems, rule_problems, steps_to_check
+from looptool.seed.roles import AGENTS
+from looptool.seed.verify import chain_problems, rule_problems, steps_to_check
 
 FIND = {
     "name": "find_order",

@@ -11,18 +11,19 @@ from looptool.core.types import Message, ToolCall, ToolSpec
 from looptool.engines.base import SamplingParams
 from looptool.engines.template import TemplateEngine
 from looptool.seed.agents import (
-    AGENTS,
     AgentSet,
     SimConfig,
-    draw_dialogues,
     register_executor,
     simulate,
     unregister_executor,
 )
 from looptool.seed.apis import api_request, build_pool, draw_apis
+from looptool.seed.dialogue_draw import draw_dialogues
+from looptool.seed.intent import intent_problems
 from looptool.seed.plan import parse_plan
+from looptool.seed.roles import AGENTS
 from looptool.seed.trees import load_trees
-from looptool.seed.verify import intent_problems, judge_steps, rule_problems, steps_to_check
+from looptool.seed.verify import judge_steps, rule_problems, steps_to_check
 
 MIX = {"single": 1, "parallel": 1, "multi_step": 1, "clarify": 1, "irrelevant": 1}
 

@@ -683,7 +683,8 @@ def _params(tmp: Path, imports: list[dict]) -> Path:
 
 def test_imports_flow_through_the_seed_stages(tmp_path):
     from looptool.params import load_params
-    from looptool.seed.pipeline import run_apis, run_dialogues, run_samples, run_verify
+    from looptool.seed.pipeline import run_apis, run_dialogues, run_verify
+    from looptool.seed.stage_samples import run_samples
 
     imports = [
         {"path": str(FIX / "xlam.json")},

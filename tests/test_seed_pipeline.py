@@ -14,7 +14,8 @@ import yaml
 from looptool.core.rules import check_calls
 from looptool.core.tables import sample_from_row
 from looptool.params import load_params
-from looptool.seed.pipeline import run_apis, run_dialogues, run_samples, run_verify, stage_main
+from looptool.seed.pipeline import run_apis, run_dialogues, run_verify, stage_main
+from looptool.seed.stage_samples import run_samples
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = (run_apis, run_dialogues, run_verify, run_samples)
@@ -232,7 +233,8 @@ def test_hf_backend_on_the_tiny_model_end_to_end(tmp_path, tiny_model_dir):
     from looptool.core.types import Message, ToolCall, ToolSpec
     from looptool.engines import make_engine
     from looptool.params.engines import EngineSpec
-    from looptool.seed.verify import OPTIONS, judge_steps, steps_to_check
+    from looptool.seed.roles import OPTIONS
+    from looptool.seed.verify import judge_steps, steps_to_check
 
     spec = ToolSpec.from_any(json.loads(tools.read_text())[0])
     msgs = [

@@ -9,29 +9,27 @@ request cache (LLM backends) makes a killed run resume without repeating calls.
 
 Tools may also be real Python functions: :func:`register_executor` makes the Tool agent
 run them instead of simulating results.
+
+The dialogues to simulate are drawn in :mod:`looptool.seed.dialogue_draw`; the agents'
+task names and the user's prompt pieces live in :mod:`looptool.seed.roles`.
 """
 
 from __future__ import annotations
 
 import json
-import random
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
 from looptool.core.codec import parse_completion
-from looptool.core.types import Message, ToolCall, ToolSpec, canonical_json, content_hash
+from looptool.core.types import Message, ToolCall, canonical_json, content_hash
 from looptool.engines.base import ChatRequest, Engine, Failed, SamplingParams
 from looptool.engines.failures import ENGINE_FAILED, failure_note
 from looptool.prompts import load_prompt
+from looptool.seed.dialogue_draw import DialogueSpec
 from looptool.seed.jsontext import extract_json
-from looptool.seed.plan import Plan, PlanCall, PlanTurn, find_chains, parse_plan
-from looptool.seed.values import gen_value, say_value, words
-
-AGENTS = ("planner", "user", "assistant", "tool")
-PLANNER_TASK, USER_TASK = "seed.planner", "seed.user"
-ASSISTANT_TASK, TOOL_TASK = "seed.assistant", "seed.tool"
-_TASK = {"planner": PLANNER_TASK, "user": USER_TASK, "assistant": ASSISTANT_TASK, "tool": TOOL_TASK}
+from looptool.seed.plan import Plan, PlanCall, find_chains, parse_plan
+from looptool.seed.roles import _TASK, AGENTS, _transcript, _user_goal
 
 Executor = Callable[[dict], Any]
 _EXECUTORS: dict[str, Executor] = {}
@@ -47,33 +45,6 @@ def unregister_executor(name: str) -> None:
 
 
 @dataclass
-class DialogueSpec:
-    """Everything fixed before simulation: the tool subset, turn kinds, off-topic asks."""
-
-    index: int
-    dialogue_id: str
-    domain: str
-    apis: list[dict]  # API pool rows of the dialogue's tools
-    kinds: list[str]
-    offtopic: list[str]
-    seed: int
-
-    @property
-    def tools(self) -> list[ToolSpec]:
-        return [ToolSpec.model_validate(json.loads(a["spec"])) for a in self.apis]
-
-    def entries(self) -> list[dict]:
-        return [
-            {
-                "spec": json.loads(a["spec"]),
-                "returns": json.loads(a["returns"]) if a.get("returns") else None,
-                "hints": json.loads(a["hints"]) if a.get("hints") else None,
-            }
-            for a in self.apis
-        ]
-
-
-@dataclass
 class SimConfig:
     tool_error_rate: float = 0.08
     slip_rate: float = 0.05
@@ -81,106 +52,6 @@ class SimConfig:
     max_tokens: dict[str, int] = field(default_factory=lambda: dict.fromkeys(AGENTS, 384))
     temperature: float = 0.7
     chat_template_kwargs: dict | None = None
-
-
-def _draw_kinds(
-    rng: random.Random, turns: tuple[int, int], mix: dict[str, float], can_clarify: bool
-) -> list[str]:
-    names = [k for k, w in sorted(mix.items()) if w > 0 and (k != "clarify" or can_clarify)]
-    weights = [mix[k] for k in names]
-    return rng.choices(names, weights=weights, k=rng.randint(*turns))
-
-
-def _offtopic(rng: random.Random, apis: list[dict], n: int = 3) -> list[str]:
-    out = []
-    for a in rng.sample(apis, min(n, len(apis))):
-        hints = json.loads(a["hints"]) if a.get("hints") else {}
-        spec = json.loads(a["spec"])
-        props = spec.get("parameters", {}).get("properties", {})
-        ask = rng.choice(hints.get("ask") or [spec.get("description", "help me")])
-        phrase = ""
-        if props:
-            name = rng.choice(sorted(props))
-            value = gen_value(props[name], hints.get("params", {}).get(name), rng)
-            phrase = " " + say_value(name, value, hints.get("params", {}).get(name))
-        out.append(f"Can you {ask}{phrase}?")
-    return out
-
-
-def draw_dialogues(
-    apis: list[dict],
-    n: int,
-    seed: int,
-    tools_per_dialogue: tuple[int, int],
-    turns: tuple[int, int],
-    mix: dict[str, float],
-    distractor_rate: float,
-    chain_rate: float = 0.6,
-) -> list[DialogueSpec]:
-    """Seeded tool subsets (mostly one domain, chains preferred) and turn kinds."""
-    by_name = {a["name"]: a for a in apis}
-    by_domain: dict[str, list[dict]] = {}
-    for a in apis:
-        by_domain.setdefault(a["domain"], []).append(a)
-    domains = sorted(by_domain)
-    if not domains:
-        return []
-    weights = [len(by_domain[d]) for d in domains]
-    chains = {}
-    for d in domains:
-        entries = [
-            {
-                "spec": json.loads(a["spec"]),
-                "returns": json.loads(a["returns"]) if a.get("returns") else None,
-            }
-            for a in by_domain[d]
-        ]
-        chains[d] = find_chains(entries)
-    out = []
-    for i in range(n):
-        rng = random.Random(f"seed-dialogue:{seed}:{i}")
-        dom = rng.choices(domains, weights=weights)[0]
-        pool = by_domain[dom]
-        k = min(rng.randint(*tools_per_dialogue), len(pool))
-        names: list[str] = []
-        if chains[dom] and rng.random() < chain_rate:
-            a, _, b, _ = rng.choice(chains[dom])
-            names = [a, b][:k] if k >= 2 else [a]
-        # At most one API per context leaf: two variants of one capability in a tool set
-        # would make either call a correct label.
-        leaves = {by_name[nm].get("context_path") or nm for nm in names}
-        rest = [a for a in pool if a["name"] not in names]
-        rng.shuffle(rest)
-        for a in rest:
-            if len(names) >= k:
-                break
-            leaf = a.get("context_path") or a["name"]
-            if leaf not in leaves:
-                names.append(a["name"])
-                leaves.add(leaf)
-        picked = [a for a in pool if a["name"] in names]
-        others = [d for d in domains if d != dom]
-        if others and rng.random() < distractor_rate:  # a distractor from another domain
-            picked.append(rng.choice(by_domain[rng.choice(others)]))
-        rng.shuffle(picked)
-        used = {a["domain"] for a in picked}
-        far = [a for d in domains if d not in used for a in by_domain[d]]
-        can_clarify = any(_clarifiable(a) for a in picked)
-        kinds = _draw_kinds(rng, turns, mix, can_clarify)
-        offtopic = _offtopic(rng, far) if far and "irrelevant" in kinds else []
-        if not offtopic and "irrelevant" in kinds:
-            offtopic = ["Can you tell me a joke about penguins?"]
-        did = "dlg-" + content_hash(
-            {"seed": seed, "i": i, "tools": sorted(a["api_id"] for a in picked), "kinds": kinds}, 12
-        )
-        out.append(DialogueSpec(i, did, dom, picked, kinds, offtopic, seed))
-    return out
-
-
-def _clarifiable(api: dict) -> bool:
-    params = json.loads(api["spec"]).get("parameters", {})
-    props = params.get("properties", {})
-    return any(props.get(r, {}).get("type") != "boolean" for r in params.get("required", []))
 
 
 # --- request builders -------------------------------------------------------------------
@@ -224,55 +95,6 @@ class AgentSet:
             task=_TASK[agent],
             payload=payload if tmpl else None,
         )
-
-
-def _transcript(messages: list[Message]) -> str:
-    lines = []
-    for m in messages:
-        if m.tool_calls:
-            lines.append(f"assistant: calls {canonical_json([c.to_json() for c in m.tool_calls])}")
-        elif m.role == "tool":
-            lines.append(f"tool {m.name}: {m.content}")
-        else:
-            lines.append(f"{m.role}: {m.content}")
-    return "\n".join(lines) or "(empty)"
-
-
-def user_known(turn: PlanTurn) -> list[tuple[PlanCall, dict]]:
-    """Per call of a turn, the arguments the user knows and states: every value except
-    the one a clarify turn leaves out and those a later call ``uses`` from an earlier
-    call's result (a user cannot know them; stating them collapses the chain)."""
-    out = []
-    for s, step in enumerate(turn.steps):
-        for i, c in enumerate(step):
-            skip = set(c.uses) | ({turn.omit} if turn.omit and s == i == 0 else set())
-            out.append((c, {k: v for k, v in c.arguments.items() if k not in skip}))
-    return out
-
-
-def _user_goal(turn: PlanTurn, mode: str) -> tuple[str, str]:
-    if turn.kind == "irrelevant":
-        return turn.request, "Ask exactly for this."
-    if mode == "provide":
-        value = turn.omitted_value()
-        return (
-            f"answer the assistant's question with the missing value: {turn.omit} = {json.dumps(value)}",
-            "Give only that value, naturally.",
-        )
-    want = "; ".join(f"{c.name} with {canonical_json(args)}" for c, args in user_known(turn))
-    details = f"Mention each of these values literally, as written: {want}."
-    if turn.omit:
-        details += f" Do NOT mention {turn.omit}."
-    # the value itself is never shown: a model tends to copy what it is told not to say
-    flows = [f"the {words(p)}" for step in turn.steps for c in step for p in c.uses]
-    if flows:
-        details += (
-            f" Do NOT state {', '.join(flows)}: you do not know it, it comes from the result"
-            " of the first request; ask the assistant to use that result."
-        )
-    elif turn.kind == "multi_step":
-        details += " Say that the later request comes after the first one."
-    return turn.request or "get help with the following", details
 
 
 # --- one dialogue ------------------------------------------------------------------------

@@ -6,6 +6,7 @@
                    (simulation rejects carried over + both verification tiers)
     seed_samples   dialogues -> samples.parquet (D_seed train), heldout.parquet,
                    label_noise.parquet, sample_rejects.parquet, metrics.json
+                   (:mod:`looptool.seed.stage_samples`: it runs no engine)
 
 Every stage also writes ``<name>_metrics.json`` (``metrics.json`` for samples). Metrics
 hold counts only (no wall-clock times) so a rerun reproduces them byte for byte; with
@@ -15,7 +16,6 @@ LLM backends the request-cache hit/miss counters are reported under ``engines``.
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
 from collections import Counter
@@ -23,14 +23,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import polars as pl
-
 from looptool.core.tables import (
     APIS,
     DIALOGUES,
-    LABEL_NOISE,
     REJECTS,
-    SAMPLES,
     rows_to_table,
 )
 from looptool.core.types import Message, ToolSpec, canonical_json
@@ -40,16 +36,16 @@ from looptool.engines.failures import ENGINE_FAILED
 from looptool.engines.placement import apply_gpus, stage_specs
 from looptool.engines.template import TemplateEngine
 from looptool.params import Params, ParamsError, load_params
-from looptool.seed.agents import AGENTS, AgentSet, SimConfig, draw_dialogues, plan_json, simulate
+from looptool.seed.agents import AgentSet, SimConfig, plan_json, simulate
 from looptool.seed.apis import api_request, build_pool, draw_apis
-from looptool.seed.diversity import seed_diversity
-from looptool.seed.imports import ToolImportError, import_file, import_origin, mark_imported
-from looptool.seed.noise import NoiseError, inject_noise
-from looptool.seed.plan import reject_class
-from looptool.seed.samples import build_samples
+from looptool.seed.dialogue_draw import draw_dialogues
+from looptool.seed.imports import ToolImportError, import_file, import_origin
+from looptool.seed.noise import NoiseError
+from looptool.seed.roles import AGENTS
+from looptool.seed.stage_data import _plan_outcomes, _reject_counts, _rows, _top_reasons
 from looptool.seed.trees import TreeError, load_trees
 from looptool.seed.verify import chain_problems, judge_steps, rule_problems, steps_to_check
-from looptool.store.io import read_parquet, write_json_atomic, write_parquet_atomic
+from looptool.store.io import write_json_atomic, write_parquet_atomic
 
 KNOWN_ERRORS = (TreeError, ToolImportError, ParamsError, EngineError, NoiseError, FileNotFoundError)
 
@@ -92,26 +88,6 @@ class Engines:
     def close(self) -> None:
         if self._cache is not None:
             self._cache.close()
-
-
-def _rows(path: Path) -> list[dict]:
-    return read_parquet(path).to_pylist()
-
-
-def _reject_counts(rejects: list[dict]) -> dict[str, int]:
-    return dict(sorted(Counter(r["tier"] for r in rejects).items()))
-
-
-def _top_reasons(rejects: list[dict], n: int = 8) -> dict[str, int]:
-    """Most frequent reasons with numbers and quoted values stripped (reason classes)."""
-
-    def cls(reason: str) -> str:
-        first = reason.split("; ")[0]
-        first = re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", first)
-        return re.sub(r"\d+", "N", first)[:120]
-
-    counts = Counter(cls(r["reason"]) for r in rejects)
-    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n])
 
 
 # --- seed_apis ---------------------------------------------------------------------------
@@ -178,16 +154,6 @@ def run_apis(params: Params, out_dir: Path) -> dict:
 
 
 # --- seed_dialogues ------------------------------------------------------------------------
-
-
-def _plan_outcomes(n: int, rejects: list[dict]) -> dict:
-    """Planner outputs accepted / rejected, rejects counted by reason class."""
-    classes = Counter(reject_class(r["reason"]) for r in rejects if r["tier"] == "plan")
-    return {
-        "accepted": n - sum(classes.values()),
-        "rejected": sum(classes.values()),
-        "rejected_by_class": dict(sorted(classes.items())),
-    }
 
 
 def run_dialogues(params: Params, out_dir: Path) -> dict:
@@ -398,68 +364,6 @@ def run_verify(params: Params, out_dir: Path) -> dict:
         return metrics
     finally:
         engines.close()
-
-
-# --- seed_samples ----------------------------------------------------------------------------
-
-
-def _kind_counts(rows: list[dict]) -> dict[str, int]:
-    if not rows:
-        return {}
-    df = pl.DataFrame({"kind": [r["kind"] for r in rows]})
-    counts = df.group_by("kind").len().sort("kind")
-    return {k: int(n) for k, n in counts.iter_rows()}
-
-
-def run_samples(params: Params, out_dir: Path) -> dict:
-    """Verified dialogues -> D_seed train / held-out samples (+ optional label noise)."""
-    sp = params.seed
-    dialogues = _rows(out_dir / "dialogues.parquet")
-    train, heldout, rejects, acts = build_samples(
-        dialogues, sp.heldout_fraction, params.project.seed, set(sp.no_call_acts), sp.heldout_by
-    )
-    imports = mark_imported(dialogues, train, heldout)  # origin "import" + counts per file
-    clean_kinds = _kind_counts(train)
-    clean_train = train
-    train, noise = inject_noise(train, sp.label_noise, dict(sp.noise.kinds), params.project.seed)
-    write_parquet_atomic(out_dir / "samples.parquet", rows_to_table(train, SAMPLES))
-    write_parquet_atomic(out_dir / "heldout.parquet", rows_to_table(heldout, SAMPLES))
-    write_parquet_atomic(out_dir / "label_noise.parquet", rows_to_table(noise, LABEL_NOISE))
-    write_parquet_atomic(out_dir / "sample_rejects.parquet", rows_to_table(rejects, REJECTS))
-    both = train + heldout
-    after_error = sum(
-        any(m["role"] == "tool" and '"error"' in m["content"] for m in json.loads(r["context"]))
-        for r in both
-    )
-    metrics = {
-        "dialogues": len(dialogues),
-        "train_dialogues": len({r["dialogue_id"] for r in train}),
-        "heldout_dialogues": len({r["dialogue_id"] for r in heldout}),
-        "samples": len(both),
-        "train_samples": len(train),
-        "heldout_samples": len(heldout),
-        "kinds": _kind_counts(both),
-        "train_kinds_clean": clean_kinds,
-        "heldout_kinds": _kind_counts(heldout),
-        "samples_by_act": acts,
-        "samples_after_error_result": after_error,
-        "rejected": len(rejects),
-        "rejected_by_tier": _reject_counts(rejects),
-        "imports": imports,
-        "heldout_by": sp.heldout_by,
-        # measured on the clean labels: injected noise is not the generator's diversity
-        "diversity": seed_diversity(clean_train, heldout, params.loop.expand.near_dup_threshold),
-        "label_noise": {
-            "requested_fraction": sp.label_noise,
-            "noisy": len(noise),
-            "fraction": round(len(noise) / len(train), 6) if train else 0.0,
-            "by_kind": dict(sorted(Counter(r["noise_kind"] for r in noise).items())),
-            "schema_valid": sum(r["schema_valid"] for r in noise),
-            "schema_invalid": sum(not r["schema_valid"] for r in noise),
-        },
-    }
-    write_json_atomic(out_dir / "metrics.json", metrics)
-    return metrics
 
 
 # --- stage entry helper ----------------------------------------------------------------------

@@ -14,7 +14,7 @@ structured ``payload`` of each request (LLM backends read the prompt instead):
 - ``seed.tool``       simulated results conforming to the API's result schema
 - ``seed.verify_intent`` (choice) / ``seed.verify_reason``: the template implementation
                       of the second verification tier, a programmatic intent check
-                      (:func:`looptool.seed.verify.intent_problems`), not an LLM judgment.
+                      (:func:`looptool.seed.intent.intent_problems`), not an LLM judgment.
 """
 
 from __future__ import annotations
@@ -27,12 +27,19 @@ from looptool.core.codec import render_calls
 from looptool.core.types import ToolCall
 from looptool.engines.base import ChatRequest, ChoiceRequest
 from looptool.engines.template import register_choice_task, register_task
-from looptool.seed.agents import ASSISTANT_TASK, PLANNER_TASK, TOOL_TASK, USER_TASK
 from looptool.seed.apis import API_TASK, synthesize_spec
+from looptool.seed.intent import intent_problems
 from looptool.seed.plan import find_chains
+from looptool.seed.roles import (
+    ASSISTANT_TASK,
+    PLANNER_TASK,
+    TOOL_TASK,
+    USER_TASK,
+    VERIFY_CHOICE_TASK,
+    VERIFY_REASON_TASK,
+)
 from looptool.seed.trees import FieldDef, Leaf
 from looptool.seed.values import format_value, gen_value, say_value, words
-from looptool.seed.verify import VERIFY_CHOICE_TASK, VERIFY_REASON_TASK, intent_problems
 
 GENERIC_ERRORS = ["service temporarily unavailable", "rate limit exceeded", "upstream timeout"]
 SLIP_KINDS = ("drop_required", "invented_value", "wrong_tool")

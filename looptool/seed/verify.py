@@ -13,8 +13,8 @@ comes from a tool result, never from the user.
 Tier 2, intent: each assistant step that becomes a sample is checked for fit with the
 user's intent. With an LLM judge (hf / vllm / openai) it is a constrained PASS/FAIL
 choice on a prompt (``seed_verify.txt``) plus an optional one-sentence reason. With the
-template backend it is :func:`intent_problems`, a programmatic check that is honest
-about what it is: the chosen tool is the one the plan intended, every argument value
+template backend it is :func:`looptool.seed.intent.intent_problems`, a programmatic
+check that is honest about what it is: the chosen tool is the one the plan intended, every argument value
 appears in the conversation before the step (user turns or earlier tool results;
 booleans are exempt), no planned value that the conversation states is replaced or left
 out, and no-call steps happen where the plan has them. Tier name in rejects: ``llm`` for a model judge, ``intent`` for the
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
 
 import jsonschema
 
@@ -35,11 +34,8 @@ from looptool.core.types import Message, ToolSpec, canonical_json
 from looptool.engines.base import ChatRequest, ChoiceRequest, Engine, Failed, SamplingParams
 from looptool.engines.failures import ENGINE_FAILED, failure_note
 from looptool.prompts import load_prompt
+from looptool.seed.roles import OPTIONS, VERIFY_CHOICE_TASK, VERIFY_REASON_TASK, _render_step
 from looptool.seed.values import appears_in, scalar_leaves
-
-VERIFY_CHOICE_TASK = "seed.verify_intent"
-VERIFY_REASON_TASK = "seed.verify_reason"
-OPTIONS = ("PASS", "FAIL")
 
 
 def rule_problems(
@@ -195,102 +191,6 @@ def steps_to_check(
             )
         )
     return out
-
-
-def _context_text(context: list[dict]) -> str:
-    return "\n".join(m.get("content", "") for m in context if m.get("role") in ("user", "tool"))
-
-
-def _planned_for(turn: dict, step: int | None) -> list[dict]:
-    steps = turn.get("steps") or []
-    return steps[step] if step is not None and step < len(steps) else []
-
-
-def intent_problems(p: dict[str, Any]) -> list[str]:
-    """The template intent check of one step (see module doc); empty list = PASS."""
-    act, turn = p["act"], p["turn"]
-    text = _context_text(p["context"])
-    if act == "irrelevant":
-        if turn["kind"] != "irrelevant":
-            return ["the assistant declined although the tools fit the request"]
-        return []
-    if act == "clarify":
-        if turn["kind"] != "clarify":
-            return ["the assistant asked a question the plan did not call for"]
-        steps = turn.get("steps") or [[]]  # an imported clarify turn may end unanswered
-        omitted = steps[0][0]["arguments"].get(turn.get("omit")) if steps[0] else None
-        if omitted is not None and all(appears_in(v, text) for v in scalar_leaves(omitted)):
-            return [f"the assistant asked for {turn['omit']} although the user already gave it"]
-        return []
-    if act != "call":
-        return []
-    calls = p["message"].get("tool_calls", [])
-    if turn["kind"] == "irrelevant":
-        return [
-            f"the request is out of scope, yet the assistant called {[c['name'] for c in calls]}"
-        ]
-    planned = list(_planned_for(turn, p.get("step")))
-    if not planned:
-        return ["the assistant made calls where the plan has none"]
-    problems = []
-    if len(calls) < len(planned):
-        problems.append(f"made {len(calls)} of the {len(planned)} planned calls")
-    for c in calls:
-        same = [q for q in planned if q["name"] == c["name"]]
-        if not same:
-            problems.append(
-                f"called {c['name']} but the plan intended {sorted({q['name'] for q in planned})}"
-            )
-            continue
-        best = max(
-            same, key=lambda q: sum(q["arguments"].get(k) == v for k, v in c["arguments"].items())
-        )
-        planned.remove(best)
-        for k, v in c["arguments"].items():
-            missing = [x for x in scalar_leaves(v) if not appears_in(x, text)]
-            if missing:
-                problems.append(
-                    f"{c['name']}.{k}={canonical_json(v)} does not appear in the conversation"
-                )
-        for k, v in c["arguments"].items():
-            want = best["arguments"].get(k)
-            if (
-                k in best["arguments"]
-                and canonical_json(want) != canonical_json(v)
-                and all(appears_in(x, text) for x in scalar_leaves(want))
-            ):
-                problems.append(
-                    f"{c['name']}.{k}={canonical_json(v)} but the user asked for {canonical_json(want)}"
-                )
-        dropped = sorted(set(best["arguments"]) - set(c["arguments"]))
-        if dropped:
-            problems.append(f"{c['name']} leaves out {dropped} that the user gave")
-    return problems
-
-
-def _render_step(p: dict) -> tuple[str, str, str]:
-    turn = p["turn"]
-    if p["act"] in ("clarify", "irrelevant") or turn["kind"] == "irrelevant":
-        intent = {
-            "irrelevant": "decline: no tool fits the request",
-            "clarify": f"ask the user for the missing value {turn.get('omit')!r}",
-        }.get(turn["kind"], "")
-        intent = intent or f"{turn['kind']} turn"
-    else:
-        planned = _planned_for(turn, p.get("step"))
-        intent = "call " + canonical_json(planned) if planned else f"{turn['kind']} turn"
-    conv = "\n".join(
-        f"{m['role']}{(' ' + m['name']) if m.get('name') else ''}: "
-        + (canonical_json(m["tool_calls"]) if m.get("tool_calls") else m.get("content", ""))
-        for m in p["context"]
-    )
-    msg = p["message"]
-    step = (
-        ("calls " + canonical_json(msg["tool_calls"]))
-        if msg.get("tool_calls")
-        else msg.get("content", "")
-    )
-    return intent, conv, step
 
 
 def judge_steps(

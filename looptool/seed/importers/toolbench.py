@@ -32,7 +32,6 @@ import re
 from typing import Any
 
 from looptool.core.types import Message
-from looptool.seed.importers import chat
 from looptool.seed.importers.base import (
     RecordError,
     ToolOutcome,
@@ -41,6 +40,7 @@ from looptool.seed.importers.base import (
     object_schema,
     spec_of,
 )
+from looptool.seed.importers.chat import read_messages
 
 _RAPIDAPI_TYPES = {
     "STRING": {"type": "string"},
@@ -170,7 +170,7 @@ def _answer(ag: dict) -> tuple[list[ToolOutcome], list[Message]]:
     if finish != "give_answer":
         raise RecordError(f"finish_type {finish!r}: the trajectory gave up, it has no answer")
     raw = as_list(runs, "train_messages")[-1]  # the whole trajectory; earlier ones are steps
-    messages, _ = chat.read_messages(as_list(raw, "train_messages[-1]"))
+    messages, _ = read_messages(as_list(raw, "train_messages[-1]"))
     out: list[Message] = []
     for m in messages:
         if m.role == "user":

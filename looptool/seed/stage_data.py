@@ -1,0 +1,56 @@
+"""Plain data helpers of the seed stages (:mod:`looptool.seed.pipeline`).
+
+A stage's input table read as rows, and the counts the stages write into their metrics
+files: rejects by tier and by reason class (numbers and quoted values stripped), planner
+outcomes by reject class, samples by kind. Counts only, so a rerun reproduces the
+metrics byte for byte.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+
+import polars as pl
+
+from looptool.seed.plan import reject_class
+from looptool.store.io import read_parquet
+
+
+def _rows(path: Path) -> list[dict]:
+    return read_parquet(path).to_pylist()
+
+
+def _reject_counts(rejects: list[dict]) -> dict[str, int]:
+    return dict(sorted(Counter(r["tier"] for r in rejects).items()))
+
+
+def _top_reasons(rejects: list[dict], n: int = 8) -> dict[str, int]:
+    """Most frequent reasons with numbers and quoted values stripped (reason classes)."""
+
+    def cls(reason: str) -> str:
+        first = reason.split("; ")[0]
+        first = re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", first)
+        return re.sub(r"\d+", "N", first)[:120]
+
+    counts = Counter(cls(r["reason"]) for r in rejects)
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n])
+
+
+def _plan_outcomes(n: int, rejects: list[dict]) -> dict:
+    """Planner outputs accepted / rejected, rejects counted by reason class."""
+    classes = Counter(reject_class(r["reason"]) for r in rejects if r["tier"] == "plan")
+    return {
+        "accepted": n - sum(classes.values()),
+        "rejected": sum(classes.values()),
+        "rejected_by_class": dict(sorted(classes.items())),
+    }
+
+
+def _kind_counts(rows: list[dict]) -> dict[str, int]:
+    if not rows:
+        return {}
+    df = pl.DataFrame({"kind": [r["kind"] for r in rows]})
+    counts = df.group_by("kind").len().sort("kind")
+    return {k: int(n) for k, n in counts.iter_rows()}
