@@ -285,7 +285,8 @@ def training_rows(
     if not loaded.samples:
         raise TrainError(f"{samples_path}: no samples to train on")
     prompts = render_prompts(tokenizer, loaded.samples, date, params.enable_thinking)
-    completions, texts = None, prompts
+    completions: list[str] | None = None
+    texts = prompts
     if completion is not None:
         completions = [completion(tokenizer, s) for s in loaded.samples]
         texts = [p + c for p, c in zip(prompts, completions, strict=True)]
