@@ -3,7 +3,7 @@
 Builds N synthetic probe mismatches over a few tool schemas, a third each resolved by
 tier 0 (equal after normalization), by tier 1 with an invalid prediction, and by tier 1
 with an invalid label (``rules_label_wrong: accept``), then times loading/joining,
-tier 0, tier 1 and the whole :func:`looptool.loop.judge.run_judge` call.
+tier 0, tier 1 and the whole :func:`looptool.loop.judge.run.run_judge` call.
 
     .venv/bin/python -m bench.judge [--n 20000]
 """
@@ -17,7 +17,8 @@ from looptool.core.codec import parse_completion, render_label
 from looptool.core.match import match_strict
 from looptool.core.tables import DATASET, PROBE, rows_to_table, sample_kind, sample_to_row
 from looptool.core.types import Label, Message, Sample, ToolCall, ToolSpec, canonical_json
-from looptool.loop.judge import mismatch_items, run_judge, tier0, tier1
+from looptool.loop.judge.rules import tier0, tier1
+from looptool.loop.judge.run import mismatch_items, run_judge
 from looptool.params.loop import LoopParams
 
 TOOLS = [

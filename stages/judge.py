@@ -8,7 +8,8 @@ from pathlib import Path
 
 from looptool.core.tables import VERDICTS
 from looptool.engines import EngineError
-from looptool.loop.judge import label_correction_metrics, run_judge
+from looptool.loop.judge.metrics import label_correction_metrics
+from looptool.loop.judge.run import run_judge
 from looptool.store.io import read_parquet, write_json_atomic, write_parquet_atomic
 from stages._common import iteration_params, open_engine, place_gpus, skip_static_stage
 

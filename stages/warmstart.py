@@ -19,8 +19,9 @@ from pathlib import Path
 from looptool.core.tables import SEED_USED, rows_to_table
 from looptool.engines import EngineError, default_cache_dir
 from looptool.loop.guard import heldout_check
-from looptool.loop.train import TrainError, is_main_process
 from looptool.loop.train_logging import write_empty_live
+from looptool.loop.train_rows import TrainError
+from looptool.loop.train_setup import is_main_process
 from looptool.loop.warmstart import copy_base, train_sft
 from looptool.params import ParamsError, load_params
 from looptool.store.io import write_json_atomic, write_parquet_atomic

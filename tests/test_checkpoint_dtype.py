@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from looptool.loop.train import save_checkpoint_atomic, training_dtype
+from looptool.loop.train_setup import save_checkpoint_atomic, training_dtype
 
 
 def _trainer(tiny_model_dir, tmp_path, bf16: bool):

@@ -253,7 +253,7 @@ def _linked_checkpoint(tmp_path: Path) -> tuple[Path, Path]:
 def test_saving_a_retrained_checkpoint_never_writes_into_the_linked_one(tmp_path):
     from types import SimpleNamespace
 
-    from looptool.loop.train import save_checkpoint_atomic
+    from looptool.loop.train_setup import save_checkpoint_atomic
     from looptool.store.io import atomic_dir
 
     class Trainer:  # what save_checkpoint_atomic uses of a transformers Trainer

@@ -30,7 +30,7 @@ from looptool.engines.base import (
 )
 from looptool.engines.hf import HFEngine
 from looptool.engines.openai_backend import OpenAIEngine
-from looptool.loop.judge import run_judge
+from looptool.loop.judge.run import run_judge
 from looptool.params.engines import EngineSpec
 from looptool.params.loop import LoopParams
 from tests.engine_fixtures import WEATHER, free_port

@@ -26,8 +26,10 @@ from looptool.core.tables import (
 from looptool.core.types import Label, Message, Sample, ToolCall, ToolSpec, canonical_json
 from looptool.engines import make_engine
 from looptool.engines.base import Generation
-from looptool.loop.edde_template import grounded
-from looptool.loop.expand import error_seeds, parse_child, run_expand
+from looptool.loop.expand.parse import parse_child
+from looptool.loop.expand.run import run_expand
+from looptool.loop.expand.seeds import error_seeds
+from looptool.loop.expand.template import grounded
 from looptool.params.engines import EngineSpec
 from looptool.params.loop import DEFAULT_SCENARIOS, LoopParams
 

@@ -33,8 +33,9 @@ from looptool.core.tables import (
 from looptool.core.types import Label, Message, Sample, ToolCall, ToolSpec, canonical_json
 from looptool.engines.base import Generation
 from looptool.loop.compose import compose_next
-from looptool.loop.judge import assign_both_correct, label_correction_metrics, run_judge
-from looptool.loop.judge_parse import parse_judgement
+from looptool.loop.judge.metrics import label_correction_metrics
+from looptool.loop.judge.parse import parse_judgement
+from looptool.loop.judge.run import assign_both_correct, run_judge
 from looptool.loop.probe import select_hppl
 from looptool.params.loop import LoopParams
 from looptool.store.io import write_parquet_atomic

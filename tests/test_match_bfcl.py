@@ -8,8 +8,8 @@ from looptool.core.match_bfcl import (
     check_bfcl,
     compile_answer,
     contains_call,
-    standardize_string,
 )
+from looptool.core.match_bfcl_values import standardize_string
 
 
 def doc(name, required=(), **props):

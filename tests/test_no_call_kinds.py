@@ -183,7 +183,7 @@ def test_seed_samples_carry_their_act_as_kind():
 
 
 def test_an_edde_child_keeps_the_kind_its_label_names():
-    from looptool.loop.expand import parse_child
+    from looptool.loop.expand.parse import parse_child
 
     def child(label: dict) -> str:
         return json.dumps({"context": [{"role": "user", "content": "Weather?"}], "label": label})

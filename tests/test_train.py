@@ -15,15 +15,10 @@ from transformers import TrainerCallback
 
 from looptool.core.tables import DATASET, SAMPLES, rows_to_table, sample_to_row
 from looptool.core.types import Sample
-from looptool.loop.train import (
-    TrainError,
-    check_tag_tokens,
-    grpo_config,
-    read_samples,
-    step_rows,
-    summarize_steps,
-    train_grpo,
-)
+from looptool.loop.train import grpo_config, train_grpo
+from looptool.loop.train_rows import TrainError, read_samples
+from looptool.loop.train_setup import check_tag_tokens
+from looptool.loop.train_steps import step_rows, summarize_steps
 from looptool.params.train import TrainParams
 from looptool.store.io import write_parquet_atomic
 
@@ -252,7 +247,7 @@ def test_iteration_2_starts_from_iteration_1_with_fresh_optimizer(chain, tiny_mo
 
 
 def test_changed_dataset_gets_a_new_scratch_key(tmp_path, tiny_model_dir):
-    from looptool.loop.train import file_digest, run_dir
+    from looptool.loop.train_setup import file_digest, run_dir
 
     a = write_samples(tmp_path / "a.parquet", synthetic_samples(4, seed=1))
     b = write_samples(tmp_path / "b.parquet", synthetic_samples(4, seed=2))

@@ -12,7 +12,8 @@ from looptool.core.types import Label, ToolCall, canonical_json
 from looptool.loop.dynamic_sampling import dynamic_sampling_class, regroup, varied_groups
 from looptool.loop.guard import collapse_kind, guard_verdict
 from looptool.loop.reward import ToolMatchReward
-from looptool.loop.train import LoadedSamples, select_training_rows, train_grpo
+from looptool.loop.train import train_grpo
+from looptool.loop.train_rows import LoadedSamples, select_training_rows
 from looptool.params.train import GuardParams
 
 CALL = ToolCall(name="get_weather", arguments={"city": "Paris", "days": 2})

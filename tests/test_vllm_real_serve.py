@@ -34,7 +34,7 @@ from looptool.engines.base import (  # noqa: E402
 )
 from looptool.engines.hf import HFEngine  # noqa: E402
 from looptool.engines.openai_backend import OpenAIEngine  # noqa: E402
-from looptool.loop.judge import run_judge  # noqa: E402
+from looptool.loop.judge.run import run_judge  # noqa: E402
 from looptool.params.endpoint import CAPABILITY_NAMES  # noqa: E402
 from looptool.params.engines import EngineSpec  # noqa: E402
 from looptool.params.loop import LoopParams  # noqa: E402

@@ -12,7 +12,7 @@ from looptool.core.codec import parse_completion
 from looptool.core.match import match_strict
 from looptool.core.prompting import render_prompt
 from looptool.engines.base import Generation
-from looptool.loop.train import TrainError
+from looptool.loop.train_rows import TrainError
 from looptool.loop.warmstart import copy_base, format_check, label_completion, train_sft
 from looptool.params.train import SFTParams
 

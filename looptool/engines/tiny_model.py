@@ -208,7 +208,7 @@ def sample_corpus(path: str | os.PathLike, date: str) -> list[str]:
     prompt (our system prompt, tools block, context, generation prompt) + its label."""
     from looptool.core.codec import render_label
     from looptool.core.prompting import policy_messages, policy_tools
-    from looptool.loop.train import read_samples
+    from looptool.loop.train_rows import read_samples
 
     tmpl = compile_template()
     return [

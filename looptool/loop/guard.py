@@ -16,7 +16,7 @@ from typing import Any
 
 from looptool.engines import factory
 from looptool.eval.policy import FailureBudget, policy_spec
-from looptool.loop.train import read_samples
+from looptool.loop.train_rows import read_samples
 from looptool.loop.warmstart import format_check
 from looptool.params import Params
 from looptool.params.train import GuardParams

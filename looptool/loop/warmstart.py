@@ -23,26 +23,21 @@ from looptool.core.match import match_strict
 from looptool.core.types import Sample
 from looptool.engines.factory import check_model_dir, model_fingerprint
 from looptool.engines.policy_request import policy_request
-from looptool.loop.train import (
-    TrainError,
+from looptool.loop.train_setup import (
     TrainResult,
     clear_runs,
     file_digest,
     is_main_process,
-    load_tokenizer,
     per_rank_batch,
-    read_samples,
-    render_prompts,
     resolve_use_cpu,
     run_dir,
-    select_training_rows,
-    step_rows,
-    token_lengths,
     train_resumable,
     train_speed,
     trainer_args,
+    training_rows,
     world_size,
 )
+from looptool.loop.train_steps import step_rows
 from looptool.params.train import SFTParams
 
 
@@ -100,33 +95,22 @@ def train_sft(
 
     t0 = time.perf_counter()
     base = check_model_dir(str(base_model), "warmstart base model")
-    tokenizer = load_tokenizer(base)  # saved as is; TRL's SFT collator pads right itself
-    loaded = read_samples(samples_path)
-    if not loaded.samples:
-        raise TrainError(f"{samples_path}: no samples to train on")
-    prompts = render_prompts(tokenizer, loaded.samples, date, params.enable_thinking)
-    completions = [label_completion(tokenizer, s) for s in loaded.samples]
-    lengths = token_lengths(tokenizer, [p + c for p, c in zip(prompts, completions, strict=True)])
-    fits = [n <= params.max_length for n in lengths]
-    if not any(fits):
-        raise TrainError(
-            f"{samples_path}: every sample is longer than "
-            f"{'warmstart' if kind == 'warmstart' else 'train.sft'}.max_length ({params.max_length})"
-        )
-    selection = select_training_rows(
-        loaded,
-        fits,
-        max_samples=params.max_samples,
+    rows = training_rows(
+        base,
+        samples_path,
+        params,
+        date=date,
+        max_length=params.max_length,
         max_no_call_share=max_no_call_share,
-        seed=params.seed,
+        too_long="every sample is longer than "
+        f"{'warmstart' if kind == 'warmstart' else 'train.sft'}.max_length ({params.max_length})",
+        none_left=f"no sample left under max_no_call_share {max_no_call_share}",
+        completion=label_completion,
     )
-    keep = selection.rows
-    if not keep:
-        raise TrainError(
-            f"{samples_path}: no sample left under max_no_call_share {max_no_call_share}"
-        )
+    completions, keep = rows.completions, rows.selection.rows
+    assert completions is not None  # training_rows was given a completion
     dataset = Dataset.from_dict(
-        {"prompt": [prompts[i] for i in keep], "completion": [completions[i] for i in keep]}
+        {"prompt": [rows.prompts[i] for i in keep], "completion": [completions[i] for i in keep]}
     )
     key = {
         "samples": file_digest(samples_path),
@@ -142,7 +126,7 @@ def train_sft(
         model=str(base),
         args=config,
         train_dataset=dataset,
-        processing_class=tokenizer,
+        processing_class=rows.tokenizer,
         callbacks=list(callbacks),
     )
     attach(trainer, f"{kind} {name}", live_dir)
@@ -157,8 +141,8 @@ def train_sft(
         "steps": len(steps),
         "loss_first": sum(losses[:w]) / w if losses else None,
         "loss_last": sum(losses[-w:]) / w if losses else None,
-        **selection.metrics,
-        "samples_dropped_too_long": len(fits) - sum(fits),
+        **rows.selection.metrics,
+        "samples_dropped_too_long": len(rows.fits) - sum(rows.fits),
         # optimizer steps x sequences per step (what the budget is measured in)
         "sequences_trained": (trainer.state.global_step or 0) * params.batch_size,
         "resumed_from_step": resumed,
@@ -167,7 +151,7 @@ def train_sft(
     }
     if is_main_process() and not keep_scratch:
         clear_runs(output_dir)
-    return TrainResult(metrics, steps, [loaded.sample_ids[i] for i in keep])
+    return TrainResult(metrics, steps, [rows.loaded.sample_ids[i] for i in keep])
 
 
 def copy_base(base_model: str | os.PathLike, out_dir: str | os.PathLike) -> TrainResult:

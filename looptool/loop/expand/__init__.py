@@ -1,0 +1,1 @@
+"""Error-driven data expansion (EDDE, paper step d): seeds, children, parsing, verification."""
