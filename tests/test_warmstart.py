@@ -13,7 +13,13 @@ from looptool.core.match import match_strict
 from looptool.core.prompting import render_prompt
 from looptool.engines.base import Generation
 from looptool.loop.train_rows import TrainError
-from looptool.loop.warmstart import copy_base, format_check, label_completion, train_sft
+from looptool.loop.warmstart import (
+    copy_base,
+    format_check,
+    label_completion,
+    sft_examples,
+    train_sft,
+)
 from looptool.params.train import SFTParams
 
 SFT = SFTParams(
@@ -32,6 +38,34 @@ def tokenizer(tiny_model_dir):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(tiny_model_dir))
+
+
+def _byte_bpe_with_double_newline():
+    """A byte-level BPE (GPT-2 pre-tokenizer, as SmolLM2's) whose one merge is "\\n\\n"."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {ch: i for i, ch in enumerate(sorted(alphabet))}
+    vocab["ĊĊ"] = len(vocab)
+    bpe = Tokenizer(models.BPE(vocab=vocab, merges=[("Ċ", "Ċ")]))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(tokenizer_object=bpe)
+
+
+def test_sft_examples_keep_the_prompt_tokens_the_policy_sees():
+    tok = _byte_bpe_with_double_newline()
+    prompt = "<think>\n\n</think>\n\n"
+    completion = "Which city?"
+    prompt_ids = tok(prompt, add_special_tokens=False)["input_ids"]
+    joint = tok(prompt + completion, add_special_tokens=False)["input_ids"]
+    assert joint[: len(prompt_ids)] != prompt_ids  # the joint string splits the last "\n\n"
+    ex = sft_examples(tok, [prompt], [completion])
+    ids, mask = ex["input_ids"][0], ex["completion_mask"][0]
+    assert ids[: len(prompt_ids)] == prompt_ids
+    assert mask == [0] * len(prompt_ids) + [1] * (len(ids) - len(prompt_ids))
+    assert tok.decode(ids[len(prompt_ids) :]) == completion
 
 
 def test_label_completion_is_what_the_policy_should_generate(tokenizer):

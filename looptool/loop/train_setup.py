@@ -286,11 +286,14 @@ def training_rows(
         raise TrainError(f"{samples_path}: no samples to train on")
     prompts = render_prompts(tokenizer, loaded.samples, date, params.enable_thinking)
     completions: list[str] | None = None
-    texts = prompts
+    lengths = token_lengths(tokenizer, prompts)
     if completion is not None:
         completions = [completion(tokenizer, s) for s in loaded.samples]
-        texts = [p + c for p, c in zip(prompts, completions, strict=True)]
-    lengths = token_lengths(tokenizer, texts)
+        # SFT trains on prompt ids + completion ids (warmstart.sft_examples), not on the
+        # joint string's tokens, so the length is the sum of the two
+        lengths = [
+            n + m for n, m in zip(lengths, token_lengths(tokenizer, completions), strict=True)
+        ]
     fits = [n <= max_length for n in lengths]
     if not any(fits):
         raise TrainError(f"{samples_path}: {too_long}")

@@ -3,10 +3,11 @@ iteration 1 starts from, and ``train.algorithm: sft`` (SFT on D_j's labels per i
 
 The warm start is for policies that cannot yet produce the output format (the tiny random
 model of the CPU default); the paper's GPU recipe is pure RL and copies the base model.
-Training examples are (prompt, completion) strings: the prompt is exactly what GRPO and
-the probe render (:func:`looptool.core.prompting.render_prompt`), the completion is the
-label in the codec's text form plus the end-of-turn token, and only completion tokens
-carry loss (TRL's completion-only loss: the assistant turn being learned).
+Training examples are (prompt, completion) pairs, tokenized apart (:func:`sft_examples`):
+the prompt is exactly what GRPO and the probe render
+(:func:`looptool.core.prompting.render_prompt`), the completion is the label in the
+codec's text form plus the end-of-turn token, and only completion tokens carry loss
+(TRL's completion-only loss: the assistant turn being learned).
 """
 
 from __future__ import annotations
@@ -48,6 +49,25 @@ def label_completion(tokenizer, sample: Sample) -> str:
     generation prompt already holds the assistant header and any empty think block).
     """
     return render_label(sample.label) + (tokenizer.eos_token or "")
+
+
+def sft_examples(tokenizer, prompts: Sequence[str], completions: Sequence[str]) -> dict:
+    """Pre-tokenized SFT examples: the prompt's own ids, then the completion's.
+
+    Tokenizing ``prompt + completion`` as one string lets byte-level BPE merge across the
+    boundary: SmolLM2 reads the generation prompt's closing "\\n\\n" as one token alone
+    but as two before a text answer, so TRL would cut the prompt short and train a context
+    the policy never sees at inference. Separate ids keep the prompt exactly as rendered
+    for GRPO, the probe and eval; only completion ids carry loss (``completion_mask``).
+    """
+    prompt_ids = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
+    completion_ids = tokenizer(list(completions), add_special_tokens=False)["input_ids"]
+    return {
+        "input_ids": [p + c for p, c in zip(prompt_ids, completion_ids, strict=True)],
+        "completion_mask": [
+            [0] * len(p) + [1] * len(c) for p, c in zip(prompt_ids, completion_ids, strict=True)
+        ],
+    }
 
 
 def sft_config(params: SFTParams, output_dir: Path, n_processes: int = 1):
@@ -110,7 +130,9 @@ def train_sft(
     completions, keep = rows.completions, rows.selection.rows
     assert completions is not None  # training_rows was given a completion
     dataset = Dataset.from_dict(
-        {"prompt": [rows.prompts[i] for i in keep], "completion": [completions[i] for i in keep]}
+        sft_examples(
+            rows.tokenizer, [rows.prompts[i] for i in keep], [completions[i] for i in keep]
+        )
     )
     key = {
         "samples": file_digest(samples_path),
