@@ -29,7 +29,7 @@ from looptool.core.match import KIND_GROUPS
 from looptool.core.prompting import render_prompt
 from looptool.core.tables import sample_from_row
 from looptool.core.types import Sample, content_hash
-from looptool.engines.factory import check_model_dir, model_fingerprint
+from looptool.engines.checkpoint import check_model_dir, model_fingerprint
 from looptool.loop.dynamic_sampling import dynamic_sampling_trainer
 from looptool.loop.reward import ToolMatchReward
 from looptool.params.train import TrainParams
@@ -466,7 +466,7 @@ def check_cpu_vllm(params: TrainParams) -> None:
             "vllm_mode 'colocate' with vLLM's CPU build (make venv-vllm), or use_vllm: false"
         )
     try:
-        from looptool.engines.vllm_backend import on_cpu_build
+        from looptool.engines.backends.vllm import on_cpu_build
 
         cpu_build = on_cpu_build()
     except ImportError:
@@ -596,7 +596,7 @@ def train_grpo(
     output_dir = run_dir(scratch_root, "train", name, key)
     config = grpo_config(params, output_dir, world_size())
     if config.use_vllm and config.use_cpu:
-        from looptool.engines.vllm_cpu import keep_weights_loadable
+        from looptool.engines.backends.vllm_cpu import keep_weights_loadable
 
         keep_weights_loadable()  # before TRL builds its in-process vLLM engine
     reward = ToolMatchReward(params.reward)
