@@ -13,11 +13,12 @@ from pathlib import Path
 
 import torch
 
+from looptool.engines.backends.hf import HFEngine
 from looptool.engines.base import Generation
-from looptool.engines.cache import CachedEngine, RequestCache
-from looptool.engines.hf import HFEngine
+from looptool.engines.cache import CachedEngine
+from looptool.engines.cache_store import RequestCache
 from looptool.engines.smoke import format_table, run_smoke, smoke_requests
-from looptool.engines.tiny_model import build_tiny_model
+from looptool.loop.tiny_model import build_tiny_model
 from looptool.params.engines import EngineSpec
 
 

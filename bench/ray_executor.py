@@ -14,10 +14,11 @@ from pathlib import Path
 
 import ray
 
-from looptool.engines.cache import CachedEngine, RequestCache
+from looptool.engines.cache import CachedEngine
+from looptool.engines.cache_store import RequestCache
 from looptool.engines.factory import make_engine
 from looptool.engines.smoke import smoke_requests
-from looptool.engines.tiny_model import build_tiny_model
+from looptool.loop.tiny_model import build_tiny_model
 from looptool.params.engines import EngineSpec
 
 

@@ -27,7 +27,8 @@ from transformers import TrainerCallback
 from looptool.core.codec import parse_completion
 from looptool.core.tables import SAMPLES, rows_to_table, sample_to_row
 from looptool.core.types import Label, Message, Sample, ToolCall, ToolSpec
-from looptool.engines.tiny_model import build_tiny_model, synthetic_chats
+from looptool.engines.synthetic_chats import synthetic_chats
+from looptool.loop.tiny_model import build_tiny_model
 from looptool.loop.train import train_grpo
 from looptool.loop.warmstart import format_check, train_sft
 from looptool.params.train import SFTParams, TrainParams

@@ -72,9 +72,9 @@ def main(argv: list[str] | None = None) -> None:
     if importlib.util.find_spec("vllm") is None:
         print("skipped: no vllm in this venv (make venv-vllm; run it with .venv-vllm/bin/python)")
         return
-    from looptool.engines.hf import HFEngine
-    from looptool.engines.tiny_model import build_tiny_model
-    from looptool.engines.vllm_backend import VLLMEngine
+    from looptool.engines.backends.hf import HFEngine
+    from looptool.engines.backends.vllm import VLLMEngine
+    from looptool.loop.tiny_model import build_tiny_model
     from looptool.params.engines import EngineSpec
 
     model = Path(args.model) if args.model else build_tiny_model(Path(tempfile.mkdtemp()), seed=0)

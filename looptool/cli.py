@@ -10,11 +10,12 @@ import click
 # name -> "module:attribute" of a click command or group
 COMMANDS: dict[str, str] = {
     "eval": "looptool.eval.bfcl.cli:eval_group",
-    # engines (looptool/engines/cli.py)
+    # engines (looptool/engines/cli.py, cli_import.py)
     "cache": "looptool.engines.cli:cache_group",
-    "build-tiny-model": "looptool.engines.cli:build_tiny_model_cmd",
     "import-model": "looptool.engines.cli_import:import_model_cmd",
     "engines": "looptool.engines.cli:engines_group",
+    # the tiny model (looptool/loop/cli_tiny_model.py)
+    "build-tiny-model": "looptool.loop.cli_tiny_model:build_tiny_model_cmd",
     # version tools (looptool/store/cli.py)
     "status": "looptool.store.cli:status",
     "diff": "looptool.store.cli:diff",

@@ -5,7 +5,7 @@ python -m stages.build_tiny_model [--params params.yaml]
 
 from __future__ import annotations
 
-from looptool.engines.tiny_model import build_tiny_model
+from looptool.loop.tiny_model import build_tiny_model
 from stages._common import stage_params
 
 

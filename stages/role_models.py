@@ -2,7 +2,7 @@
 
 Always runs (``always_changed``) and is cheap (checkpoints above 8 MB are fingerprinted
 by size and sampled blocks). DVC compares the files by content, so stages depending on
-them rerun only when a model they read changed. See looptool/params/role_models.py.
+them rerun only when a model they read changed. See looptool/engines/role_models.py.
 
 python -m stages.role_models [--params params.yaml]
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 
 from looptool.engines.base import EngineError
-from looptool.params.role_models import ROLES, role_model_path, role_record
+from looptool.engines.role_models import ROLES, role_model_path, role_record
 from looptool.store.io import write_json_atomic
 from stages._common import stage_params
 

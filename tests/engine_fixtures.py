@@ -31,7 +31,7 @@ def free_port() -> int:
 
 def hf_reference(model_dir: Path):
     """The hf engine in float32 on CPU: the reference the vLLM engines are compared with."""
-    from looptool.engines.hf import HFEngine
+    from looptool.engines.backends.hf import HFEngine
     from looptool.params.engines import EngineSpec
 
     spec = EngineSpec(

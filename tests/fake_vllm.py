@@ -141,7 +141,7 @@ def install(monkeypatch) -> types.ModuleType:
         "vllm.distributed.parallel_state": ps,
     }.items():
         monkeypatch.setitem(sys.modules, name, mod)
-    import looptool.engines.vllm_backend as vb
+    import looptool.engines.backends.vllm as vb
 
     monkeypatch.setattr(vb, "import_vllm", lambda: vllm)
     monkeypatch.setattr(vb, "_open", [])

@@ -24,7 +24,8 @@ from looptool.engines.base import (
     Score,
     ScoreRequest,
 )
-from looptool.engines.cache import CachedEngine, RequestCache, cache_stats, default_cache_dir
+from looptool.engines.cache import CachedEngine, cache_stats
+from looptool.engines.cache_store import RequestCache, default_cache_dir
 from looptool.engines.cli import cache_group
 
 
@@ -137,7 +138,7 @@ def test_hits_misses_dedup_and_batches(cache):
 
 def test_template_engines_are_never_cached_and_report_zero_stats(cache):
     from looptool.engines import make_engine
-    from looptool.engines.template import TemplateEngine
+    from looptool.engines.backends.template import TemplateEngine
     from looptool.params.engines import EngineSpec
 
     eng = make_engine(EngineSpec(backend="template"), "generator", cache)
@@ -197,7 +198,7 @@ CHILD = textwrap.dedent(
     import sys, time
     from pathlib import Path
     from looptool.engines import CachedEngine, ChatRequest, RequestCache, SamplingParams
-    from looptool.engines.hf import HFEngine
+    from looptool.engines.backends.hf import HFEngine
     from looptool.params.engines import EngineSpec
 
     model_dir, db, marker, block_at = sys.argv[1], sys.argv[2], Path(sys.argv[3]), int(sys.argv[4])
@@ -262,7 +263,7 @@ def test_sigkill_then_rerun_sends_only_unfinished_requests(tiny_model_dir, tmp_p
     calls_line = next(line for line in out.splitlines() if line.startswith("CALLS"))
     assert calls_line == f"CALLS {N_REQ - committed} HITS {committed}"
     # In-process: everything is cached now; zero backend calls, same texts as run 2.
-    from looptool.engines.hf import HFEngine
+    from looptool.engines.backends.hf import HFEngine
     from looptool.params.engines import EngineSpec
 
     spec = EngineSpec(backend="hf", model=str(tiny_model_dir), batch_size=4, device="cpu")

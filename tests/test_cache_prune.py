@@ -15,9 +15,10 @@ import pytest
 from click.testing import CliRunner
 
 from looptool.engines.base import ChatRequest, Generation, SamplingParams, Score, ScoreRequest
-from looptool.engines.cache import CACHE_FILE, CachedEngine, RequestCache, parse_size
+from looptool.engines.cache import CachedEngine
+from looptool.engines.cache_store import CACHE_FILE, RequestCache, parse_size
+from looptool.engines.checkpoint import model_fingerprint
 from looptool.engines.cli import cache_group
-from looptool.engines.factory import model_fingerprint
 
 
 class Fake:

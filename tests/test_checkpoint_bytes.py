@@ -12,7 +12,7 @@ import pytest
 from test_train import DATE, SMOKE, synthetic_samples, write_samples
 from test_warmstart import SFT
 
-from looptool.engines.factory import model_fingerprint
+from looptool.engines.checkpoint import model_fingerprint
 from looptool.loop.train import train_grpo
 from looptool.loop.warmstart import train_sft
 

@@ -91,7 +91,7 @@ def warmstart_repo(tmp_path, tiny_model_dir):
 def test_checkpoint_is_linked_not_copied_and_a_retrain_leaves_the_cache_intact(
     warmstart_repo, tmp_path_factory
 ):
-    from looptool.engines.tiny_model import build_tiny_model
+    from looptool.loop.tiny_model import build_tiny_model
 
     root = warmstart_repo
     model = root / "data/iter_0/model"
@@ -134,7 +134,7 @@ def test_checkpoint_is_linked_not_copied_and_a_retrain_leaves_the_cache_intact(
 
 def _fingerprint_cmd() -> str:
     code = (
-        "import sys; from looptool.engines.factory import model_fingerprint as f; "
+        "import sys; from looptool.engines.checkpoint import model_fingerprint as f; "
         "open(sys.argv[2], 'w').write(f(sys.argv[1]))"
     )
     return f'{sys.executable} -c "{code}"'
@@ -151,7 +151,7 @@ def three_iterations(tmp_path):
                 "do": {
                     # the library call a stage makes (the CLI refuses DVC-tracked paths)
                     "cmd": f"{sys.executable} -c "
-                    '"import sys; from looptool.engines.tiny_model import build_tiny_model; '
+                    '"import sys; from looptool.loop.tiny_model import build_tiny_model; '
                     'build_tiny_model(sys.argv[1], seed=int(sys.argv[2]))" '
                     "data/iter_${item}/model ${item}",
                     "outs": ["data/iter_${item}/model"],

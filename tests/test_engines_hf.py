@@ -8,6 +8,7 @@ import socket
 import pytest
 
 from looptool.engines import make_engine
+from looptool.engines.backends.hf import HFEngine
 from looptool.engines.base import (
     ChatRequest,
     ChoiceRequest,
@@ -17,7 +18,6 @@ from looptool.engines.base import (
     Score,
     ScoreRequest,
 )
-from looptool.engines.hf import HFEngine
 from looptool.params.engines import EngineSpec
 
 TOOLS = [

@@ -14,6 +14,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
 import pytest
 
 from looptool.core.codec import parse_completion
+from looptool.engines.backends.openai.engine import OpenAIEngine, match_option, to_wire_messages
+from looptool.engines.backends.openai.wire import reply_text
 from looptool.engines.base import (
     ChatRequest,
     ChoiceRequest,
@@ -22,9 +24,8 @@ from looptool.engines.base import (
     SamplingParams,
     ScoreRequest,
 )
-from looptool.engines.cache import CachedEngine, RequestCache
-from looptool.engines.openai_backend import OpenAIEngine, match_option, to_wire_messages
-from looptool.engines.openai_wire import reply_text
+from looptool.engines.cache import CachedEngine
+from looptool.engines.cache_store import RequestCache
 from looptool.params.engines import EngineSpec
 
 VERDICTS = ("BOTH_CORRECT", "PRED_WRONG", "LABEL_WRONG", "BOTH_WRONG")
@@ -611,7 +612,7 @@ def test_stage_metrics_record_the_endpoint_capabilities(server):
 
 
 def test_declared_capabilities_are_part_of_the_cache_identity() -> None:
-    from looptool.engines.openai_backend import OpenAIEngine
+    from looptool.engines.backends.openai.engine import OpenAIEngine
 
     def ident(**caps) -> str:
         spec = EngineSpec(
@@ -719,6 +720,6 @@ def test_choice_score_and_choice_samples_are_part_of_the_choose_cache_identity(s
 def test_cache_key_version_covers_the_openai_reply_normalisation():
     """Replies are normalised (stop strings cut, reasoning as a think block) since key
     version 2: entries written before that hold raw replies and must not match."""
-    from looptool.engines.cache import KEY_VERSION
+    from looptool.engines.cache_store import KEY_VERSION
 
     assert KEY_VERSION >= 2

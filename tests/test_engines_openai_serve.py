@@ -20,6 +20,8 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
+from looptool.engines.backends.hf import HFEngine
+from looptool.engines.backends.openai.engine import OpenAIEngine
 from looptool.engines.base import (
     ChatRequest,
     ChoiceRequest,
@@ -28,8 +30,6 @@ from looptool.engines.base import (
     SamplingParams,
     ScoreRequest,
 )
-from looptool.engines.hf import HFEngine
-from looptool.engines.openai_backend import OpenAIEngine
 from looptool.loop.judge.run import run_judge
 from looptool.params.engines import EngineSpec
 from looptool.params.loop import LoopParams

@@ -7,18 +7,18 @@ import random
 import pytest
 
 from looptool.engines import make_engine
+from looptool.engines.backends.template import (
+    TemplateEngine,
+    register_choice_task,
+    register_task,
+    registered_tasks,
+)
 from looptool.engines.base import (
     ChatRequest,
     ChoiceRequest,
     EngineError,
     SamplingParams,
     ScoreRequest,
-)
-from looptool.engines.template import (
-    TemplateEngine,
-    register_choice_task,
-    register_task,
-    registered_tasks,
 )
 from looptool.params.engines import EngineSpec
 

@@ -12,9 +12,9 @@ torch = pytest.importorskip("torch")
 if not torch.cuda.is_available():
     pytest.skip("no CUDA device", allow_module_level=True)
 
+from looptool.engines.backends.hf import HFEngine  # noqa: E402
+from looptool.engines.backends.vllm import VLLMEngine  # noqa: E402
 from looptool.engines.base import ChatRequest, ChoiceRequest, SamplingParams, ScoreRequest  # noqa: E402
-from looptool.engines.hf import HFEngine  # noqa: E402
-from looptool.engines.vllm_backend import VLLMEngine  # noqa: E402
 from looptool.params.engines import EngineSpec  # noqa: E402
 
 pytestmark = pytest.mark.gpu

@@ -20,7 +20,7 @@ from store_synth import build
 
 from looptool.cli import main
 from looptool.core.tables import label_from_json, sample_from_row
-from looptool.engines.tiny_model import compile_template
+from looptool.engines.chatml import compile_template
 from looptool.store.export import openai_record
 
 DVC_LOCK = """schema: '2.0'

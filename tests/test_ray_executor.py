@@ -18,9 +18,10 @@ import ray
 import yaml
 
 from looptool.engines.base import ChatRequest, EngineError, SamplingParams
-from looptool.engines.cache import CachedEngine, RequestCache
+from looptool.engines.cache import CachedEngine
+from looptool.engines.cache_store import RequestCache
+from looptool.engines.executors.ray_vllm import postprocess_row, processor_config, sampling_dict
 from looptool.engines.factory import make_engine
-from looptool.engines.ray_vllm import postprocess_row, processor_config, sampling_dict
 from looptool.params.engines import EngineSpec
 from looptool.store.io import write_parquet_atomic
 from tests.test_judge import call, sample, tables

@@ -7,9 +7,9 @@ import pytest
 
 from looptool.engines import make_engine
 from looptool.engines.base import ChatRequest, SamplingParams, ScoreRequest
-from looptool.engines.cache import RequestCache
+from looptool.engines.cache_store import RequestCache
+from looptool.engines.executors.replicas import split_even
 from looptool.engines.placement import stage_gpus
-from looptool.engines.replicas import split_even
 from looptool.params.engines import EngineSpec
 
 

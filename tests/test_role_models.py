@@ -10,8 +10,8 @@ from pathlib import Path
 
 import yaml
 
+from looptool.engines.role_models import role_record
 from looptool.params import load_params
-from looptool.params.role_models import role_record
 from tests.test_dvc_inputs import BIN, _params, _run, _stale, repo  # noqa: F401 (fixture)
 
 

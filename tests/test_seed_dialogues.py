@@ -8,8 +8,8 @@ import pytest
 
 import looptool.seed.templates  # noqa: F401  (registers the template tasks)
 from looptool.core.types import Message, ToolCall, ToolSpec
+from looptool.engines.backends.template import TemplateEngine
 from looptool.engines.base import SamplingParams
-from looptool.engines.template import TemplateEngine
 from looptool.seed.agents import (
     AgentSet,
     SimConfig,

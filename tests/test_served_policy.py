@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-import looptool.engines.served as served
+import looptool.engines.backends.openai.served as served
 from looptool.engines import EngineError, make_engine
 from looptool.eval.policy import policy_spec
 from looptool.params.engines import EngineSpec

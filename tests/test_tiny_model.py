@@ -9,7 +9,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from looptool.core.codec import parse_completion, render_calls
 from looptool.core.types import ToolCall
-from looptool.engines.tiny_model import TAG_TOKENS, build_tiny_model
+from looptool.engines.chatml import TAG_TOKENS
+from looptool.loop.tiny_model import build_tiny_model
 
 TOOLS = [
     {
@@ -115,7 +116,7 @@ def test_corpus_tokenizer_fits_the_samples_and_keeps_the_format(
     import pyarrow as pa
 
     from looptool.core.tables import SAMPLES, sample_to_row
-    from looptool.engines.tiny_model import sample_corpus
+    from looptool.loop.tiny_model import sample_corpus
     from looptool.params.engines import TinyModelParams
     from looptool.store.io import write_parquet_atomic
     from tests.store_synth import KINDS, make_sample

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from looptool.engines.base import SamplingParams
-from looptool.engines.vllm_backend import (
+from looptool.engines.backends.vllm import (
     SCORE_KWARGS,
     VLLMEngine,
     choice_kwargs,
     sampling_kwargs,
 )
+from looptool.engines.base import SamplingParams
 from looptool.params.engines import EngineSpec
 
 REPO = Path(__file__).resolve().parents[1]

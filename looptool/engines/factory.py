@@ -1,63 +1,21 @@
-"""Build the engine for a role from its EngineSpec (backends are imported lazily)."""
+"""Build the engine for a role from its EngineSpec (backends are imported lazily).
+
+The one module that knows every backend (engines/backends/) and executor
+(engines/executors/); nothing else in engines/ imports it.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import os
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from looptool.engines.base import Engine, EngineError
-from looptool.engines.cache import CachedEngine, RequestCache
+from looptool.engines.cache import CachedEngine
+from looptool.engines.cache_store import RequestCache
+from looptool.engines.checkpoint import check_model_dir
 from looptool.params.engines import EnginesParams, EngineSpec
 
-# Files at most this big are hashed whole; bigger ones by size + evenly spaced blocks, so
-# fingerprinting a 16 GB checkpoint stays cheap while any retrained weights still change it.
-_FULL_HASH_MAX = 8 << 20
-_BLOCK = 64 << 10
-_N_BLOCKS = 32
-
-
-def check_model_dir(path: str | None, param: str) -> Path:
-    """Return ``path`` as a local checkpoint directory or raise an error naming ``param``."""
-    if not path:
-        raise EngineError(f"{param}: no model path given")
-    p = Path(path).expanduser()
-    if not p.exists():
-        hint = ""
-        if not p.is_absolute() and path.count("/") == 1 and not path.startswith("."):
-            hint = " (looks like a hub id; LoopTool never downloads: give a local directory)"
-        raise EngineError(f"{param}: path does not exist: {path}{hint}")
-    if not p.is_dir():
-        raise EngineError(f"{param}: not a directory (need a checkpoint directory): {path}")
-    if not (p / "config.json").exists():
-        raise EngineError(f"{param}: no config.json in {path}: not a transformers checkpoint")
-    return p
-
-
-def _hash_file(h: hashlib._Hash, path: Path) -> None:
-    size = path.stat().st_size
-    h.update(f"{path.name}\0{size}\0".encode())
-    with open(path, "rb") as fh:
-        if size <= _FULL_HASH_MAX:
-            h.update(fh.read())
-            return
-        step = (size - _BLOCK) // (_N_BLOCKS - 1)
-        for i in range(_N_BLOCKS):
-            fh.seek(i * step)
-            h.update(fh.read(_BLOCK))
-
-
-def model_fingerprint(model_dir: str | os.PathLike) -> str:
-    """Content fingerprint of a checkpoint directory (weights, config, tokenizer files)."""
-    h = hashlib.sha256()
-    root = Path(model_dir)
-    for f in sorted(p for p in root.rglob("*") if p.is_file()):
-        rel = f.relative_to(root)
-        if any(part.startswith(".") for part in rel.parts):
-            continue  # .cache/, lock files and the like are not model content
-        h.update(str(rel).encode() + b"\0")
-        _hash_file(h, f)
-    return h.hexdigest()[:16]
+if TYPE_CHECKING:
+    from looptool.engines.executors.ray_executor import RayEngine
 
 
 def make_engine(spec: EngineSpec, role: str, cache: RequestCache | None = None) -> Engine:
@@ -69,41 +27,55 @@ def make_engine(spec: EngineSpec, role: str, cache: RequestCache | None = None) 
     param = f"engines.{role}"
     engine: Engine
     if spec.executor == "ray":  # replicas on a Ray cluster; the cache stays here (#17)
-        from looptool.engines.ray_executor import ray_engine
-
         engine = ray_engine(spec, param)
     elif spec.replicas and spec.backend in ("hf", "vllm"):
         check_model_dir(spec.model, f"{param}.model")
-        from looptool.engines.replicas import ReplicaEngine
+        from looptool.engines.executors.replicas import ReplicaEngine
 
-        engine = ReplicaEngine(spec, role)  # one process per replica (data parallel)
+        # one process per replica (data parallel); each builds its engine with make_engine
+        engine = ReplicaEngine(spec, role, make_engine)
     elif spec.backend == "hf":
         model_dir = check_model_dir(spec.model, f"{param}.model")
         tok_dir = check_model_dir(spec.tokenizer, f"{param}.tokenizer") if spec.tokenizer else None
-        from looptool.engines.hf import HFEngine
+        from looptool.engines.backends.hf import HFEngine
 
         engine = HFEngine(model_dir, spec, tokenizer_dir=tok_dir)
     elif spec.backend == "vllm":
         model_dir = check_model_dir(spec.model, f"{param}.model")
         tok_dir = check_model_dir(spec.tokenizer, f"{param}.tokenizer") if spec.tokenizer else None
-        from looptool.engines.vllm_backend import VLLMEngine
+        from looptool.engines.backends.vllm import VLLMEngine
 
         engine = VLLMEngine(model_dir, spec, tokenizer_dir=tok_dir)
     elif spec.backend == "openai":
-        from looptool.engines.openai_backend import OpenAIEngine
+        from looptool.engines.backends.openai.engine import OpenAIEngine
 
         engine = OpenAIEngine(spec, role=role)
-        if spec.checkpoint:  # a served policy: tied to its checkpoint (engines/served.py)
-            from looptool.engines.served import tie_to_checkpoint
+        if spec.checkpoint:  # a served policy: tied to its checkpoint (backends/openai/served.py)
+            from looptool.engines.backends.openai.served import tie_to_checkpoint
 
             tie_to_checkpoint(engine, spec, cache.path.parent if cache is not None else None)
     elif spec.backend == "template":
-        from looptool.engines.template import TemplateEngine
+        from looptool.engines.backends.template import TemplateEngine
 
         return TemplateEngine(batch_size=spec.batch_size)
     else:  # pragma: no cover - pydantic's Literal rejects anything else
         raise EngineError(f"{param}.backend: unknown backend {spec.backend!r}")
     return CachedEngine(engine, cache, role=role) if cache is not None else engine
+
+
+def ray_engine(spec: EngineSpec, param: str) -> RayEngine:
+    """The ``executor: ray`` engine for ``spec`` (hf: actor pool; vllm: ray.data.llm)."""
+    model_dir = check_model_dir(spec.model, f"{param}.model")
+    tok_dir = check_model_dir(spec.tokenizer, f"{param}.tokenizer") if spec.tokenizer else None
+    if spec.backend == "hf":
+        from looptool.engines.executors.ray_executor import RayHFEngine
+
+        return RayHFEngine(model_dir, spec, tokenizer_dir=tok_dir)
+    if spec.backend == "vllm":
+        from looptool.engines.executors.ray_vllm import RayVLLMEngine
+
+        return RayVLLMEngine(model_dir, spec, tokenizer_dir=tok_dir)
+    raise EngineError(f"{param}.executor: 'ray' runs hf or vllm, not {spec.backend!r}")
 
 
 def engine_for_role(engines: EnginesParams, role: str, cache_dir: str | None = None) -> Engine:

@@ -10,7 +10,7 @@ rebuilt from its config without the quantization config and given the loaded wei
 
 SmolLM2's own ChatML template renders neither ``tools`` nor assistant ``tool_calls`` nor
 tool results; the checker below detects that and installs LoopTool's tool-aware ChatML
-template (the one the tiny model uses, :data:`looptool.engines.tiny_model.CHAT_TEMPLATE`),
+template (the one the tiny model uses, :data:`looptool.engines.chatml.CHAT_TEMPLATE`),
 which writes calls as ``<tool_call>`` JSON blocks exactly as :mod:`looptool.core.codec`
 parses them.
 """
@@ -152,7 +152,7 @@ def template_problem(tokenizer: Any) -> str | None:
 def _configure_tokenizer(tokenizer: Any, install_template: bool, max_length: int) -> list[str]:
     """ChatML end-of-turn/pad tokens, left padding, and (optionally) the tool-aware
     ChatML template. Returns the changes made, for the manifest."""
-    from looptool.engines.tiny_model import CHAT_TEMPLATE, IM_END, PAD
+    from looptool.engines.chatml import CHAT_TEMPLATE, IM_END, PAD
 
     vocab = tokenizer.get_vocab()
     if IM_END not in vocab:
@@ -197,7 +197,7 @@ def _add_tag_tokens(tokenizer: Any, model: Any) -> list[str]:
     import torch
     from transformers import AddedToken
 
-    from looptool.engines.tiny_model import TAG_TOKENS
+    from looptool.engines.chatml import TAG_TOKENS
 
     vocab = tokenizer.get_vocab()
     new = [t for t in TAG_TOKENS if t not in vocab]

@@ -20,7 +20,7 @@ from looptool.engines.base import (
     ScoreRequest,
     is_failed,
 )
-from looptool.engines.tiny_model import synthetic_chats
+from looptool.engines.synthetic_chats import synthetic_chats
 
 VERDICTS = ("BOTH_CORRECT", "PRED_WRONG", "LABEL_WRONG", "BOTH_WRONG")
 

@@ -73,7 +73,8 @@ class FailureBudget:
 
 def policy_spec(spec: EngineSpec, model_dir: str | Path) -> EngineSpec:
     """``engines.policy`` pointed at ``model_dir``: hf/vllm load it from disk; an openai
-    endpoint must serve it (``checkpoint``, checked and hashed by engines/served.py)."""
+    endpoint must serve it (``checkpoint``, checked and hashed by
+    engines/backends/openai/served.py)."""
     if spec.backend in ("hf", "vllm"):
         return spec.model_copy(update={"model": str(model_dir)})
     if spec.backend == "openai":

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from looptool.engines.factory import check_model_dir, model_fingerprint
+from looptool.engines.checkpoint import check_model_dir, model_fingerprint
 from looptool.loop.dynamic_sampling import dynamic_sampling_trainer
 from looptool.loop.reward import ToolMatchReward
 from looptool.loop.train_rows import TrainError
@@ -53,7 +53,7 @@ def check_cpu_vllm(params: TrainParams) -> None:
             "vllm_mode 'colocate' with vLLM's CPU build (make venv-vllm), or use_vllm: false"
         )
     try:
-        from looptool.engines.vllm_backend import on_cpu_build
+        from looptool.engines.backends.vllm import on_cpu_build
 
         cpu_build = on_cpu_build()
     except ImportError:
@@ -171,7 +171,7 @@ def train_grpo(
     output_dir = run_dir(scratch_root, "train", name, key)
     config = grpo_config(params, output_dir, world_size())
     if config.use_vllm and config.use_cpu:
-        from looptool.engines.vllm_cpu import keep_weights_loadable
+        from looptool.engines.backends.vllm_cpu import keep_weights_loadable
 
         keep_weights_loadable()  # before TRL builds its in-process vLLM engine
     reward = ToolMatchReward(params.reward)

@@ -22,7 +22,7 @@ from typing import Any
 from looptool.core.codec import parse_completion, render_label
 from looptool.core.match import match_strict
 from looptool.core.types import Sample
-from looptool.engines.factory import check_model_dir, model_fingerprint
+from looptool.engines.checkpoint import check_model_dir, model_fingerprint
 from looptool.engines.policy_request import policy_request
 from looptool.loop.train_setup import (
     TrainResult,

@@ -2,7 +2,7 @@
 
 Each entry is true, false or `auto` (probed once per engine with a tiny request, printed
 to stderr). A missing capability has a fallback, never a silent default: see
-looptool/engines/openai_backend.py and README "Serving a role over HTTP".
+looptool/engines/backends/openai/engine.py and README "Serving a role over HTTP".
 """
 
 from __future__ import annotations

@@ -78,7 +78,7 @@ class EngineSpec(BaseModel):
     # CUDA_VISIBLE_DEVICES before CUDA starts (null: whatever the environment gives)
     gpus: str | None = Field(None, pattern=r"^\d+(,\d+)*$")
     # hf/vllm data parallelism: one process per replica, each on its own GPUs, e.g.
-    # ["0", "1", "2", "3"] or ["0,1", "2,3"]; requests split evenly (engines/replicas.py)
+    # ["0", "1", "2", "3"] or ["0,1", "2,3"]; requests split evenly (engines/executors/replicas.py)
     replicas: list[str] = Field(default_factory=list)
     # openai policy: the checkpoint directory the endpoint must serve (set by the stages
     # to data/iter_j/model); its content hash joins the cache identity

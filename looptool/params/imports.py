@@ -26,7 +26,7 @@ class ModelImport(BaseModel):
     dtype: Literal["float32", "bfloat16"] = "float32"  # float32: CPU training
     # auto: keep the model's own chat template if it renders tools, tool calls and tool
     # results the way looptool.core.codec expects, else install LoopTool's tool-aware
-    # ChatML template (looptool.engines.tiny_model.CHAT_TEMPLATE); tool_chatml: always.
+    # ChatML template (looptool.engines.chatml.CHAT_TEMPLATE); tool_chatml: always.
     chat_template: Literal["auto", "tool_chatml"] = "auto"
     # Make <tool_call>, </tool_call>, <think>, ... single non-special tokens (new embedding
     # rows); false keeps the model's own BPE pieces for them.

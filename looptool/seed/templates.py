@@ -1,7 +1,7 @@
 """Template-backend implementations of the seed tasks. These are not language models.
 
 On the CPU default the generator role is the ``template`` backend: plain, seeded Python
-functions registered with :func:`looptool.engines.template.register_task`, reading the
+functions registered with :func:`looptool.engines.backends.template.register_task`, reading the
 structured ``payload`` of each request (LLM backends read the prompt instead):
 
 - ``seed.api``        synthesizer: a spec from a tree leaf + constraint path
@@ -25,8 +25,8 @@ from typing import Any
 
 from looptool.core.codec import render_calls
 from looptool.core.types import ToolCall
+from looptool.engines.backends.template import register_choice_task, register_task
 from looptool.engines.base import ChatRequest, ChoiceRequest
-from looptool.engines.template import register_choice_task, register_task
 from looptool.seed.apis import API_TASK, synthesize_spec
 from looptool.seed.intent import intent_problems
 from looptool.seed.plan import find_chains

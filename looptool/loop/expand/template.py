@@ -27,8 +27,8 @@ from typing import Any
 import jsonschema
 
 from looptool.core.types import Label, Message, ToolCall, ToolSpec, canonical_json
+from looptool.engines.backends.template import register_choice_task, register_task
 from looptool.engines.base import ChatRequest, ChoiceRequest
-from looptool.engines.template import register_choice_task, register_task
 from looptool.seed.values import appears_in, gen_value, scalar_leaves
 
 WORDS = (

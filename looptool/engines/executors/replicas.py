@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from looptool.engines.base import EngineError
-from looptool.engines.vllm_backend import collect
+from looptool.engines.base import Engine, EngineError, collect
 from looptool.params.engines import EngineSpec
+
+# What a replica process builds its engine with: (spec, role) -> engine, a module-level
+# function so the spawn context can pickle it (the factory passes its make_engine).
+EngineBuilder = Callable[[EngineSpec, str], Engine]
 
 _START_TIMEOUT_S = 3600.0  # loading a large checkpoint on a busy node takes a while
 
@@ -35,13 +38,11 @@ def split_even(n: int, parts: int) -> list[range]:
     return out
 
 
-def _worker(conn: Connection, spec: EngineSpec, role: str, gpus: str) -> None:
+def _worker(conn: Connection, spec: EngineSpec, role: str, gpus: str, build: EngineBuilder) -> None:
     # before anything imports torch: this process sees only its replica's devices
     os.environ["CUDA_VISIBLE_DEVICES"] = gpus
     try:
-        from looptool.engines.factory import make_engine
-
-        engine = make_engine(spec.model_copy(update={"replicas": [], "gpus": gpus}), role)
+        engine = build(spec.model_copy(update={"replicas": [], "gpus": gpus}), role)
         conn.send(("ready", engine.model_id))
     except Exception as exc:  # reported to the parent, which raises EngineError
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
@@ -63,7 +64,7 @@ def _worker(conn: Connection, spec: EngineSpec, role: str, gpus: str) -> None:
 class ReplicaEngine:
     """Streaming engine over one worker process per replica (see module docstring)."""
 
-    def __init__(self, spec: EngineSpec, role: str):
+    def __init__(self, spec: EngineSpec, role: str, build: EngineBuilder):
         self.backend = spec.backend
         self.batch_size = spec.batch_size
         self.role = role
@@ -73,7 +74,7 @@ class ReplicaEngine:
         self._procs = []
         for gpus in self.gpus:
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_worker, args=(child, spec, role, gpus), daemon=True)
+            proc = ctx.Process(target=_worker, args=(child, spec, role, gpus, build), daemon=True)
             proc.start()
             self._conns.append(parent)
             self._procs.append(proc)

@@ -24,8 +24,8 @@ from typing import Any
 import httpx
 
 from looptool.engines.base import EngineError
-from looptool.engines.cache import default_cache_dir
-from looptool.engines.factory import model_fingerprint
+from looptool.engines.cache_store import default_cache_dir
+from looptool.engines.checkpoint import model_fingerprint
 from looptool.params.engines import EngineSpec
 
 

@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from looptool.engines.base import EngineError, Failed, Generation, SamplingParams, Score
-from looptool.engines.ray_executor import RayEngine, connect
+from looptool.engines.executors.ray_executor import RayEngine, connect
 from looptool.params.engines import EngineSpec
 
 
 def cpu_build() -> bool:
     """Whether this process's vllm is vLLM's CPU build (False without vllm)."""
     try:
-        from looptool.engines.vllm_backend import on_cpu_build
+        from looptool.engines.backends.vllm import on_cpu_build
 
         return on_cpu_build()
     except ImportError:
@@ -38,7 +38,7 @@ def processor_config(
     vLLM detokenizes what it generates). ``cpu`` (default: whether the installed vllm is
     vLLM's CPU build): replicas ask for no GPU unless ``ray.num_gpus`` says so, and get
     the CPU build's KV cache size."""
-    from looptool.engines.vllm_backend import VLLMEngine  # vllm itself loads lazily
+    from looptool.engines.backends.vllm import VLLMEngine  # vllm itself loads lazily
 
     cpu = cpu_build() if cpu is None else cpu
     engine_kwargs = VLLMEngine.llm_kwargs(model_dir, tokenizer_dir, spec, cpu=cpu)
@@ -138,7 +138,7 @@ class RayVLLMEngine(RayEngine):
         from transformers import AutoTokenizer
 
         from looptool.engines.chat_template import end_of_turn_id
-        from looptool.engines.factory import model_fingerprint
+        from looptool.engines.checkpoint import model_fingerprint
 
         self.spec = spec
         self.batch_size = spec.batch_size

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from looptool.engines.factory import check_model_dir, model_fingerprint
+from looptool.engines.checkpoint import check_model_dir, model_fingerprint
 from looptool.params import Params
 from looptool.params.engines import EngineSpec
 from looptool.params.tracked import norm_path

@@ -33,7 +33,7 @@ def keep_weights_loadable() -> bool:
     """Make vLLM's CPU build keep its linear weights loadable (see the module doc) and
     give TRL's engine a 1 GiB KV cache unless ``VLLM_CPU_KVCACHE_SPACE`` says otherwise.
     Returns False (and does nothing) when the installed vLLM is not the CPU build."""
-    from looptool.engines.vllm_backend import on_cpu_build
+    from looptool.engines.backends.vllm import on_cpu_build
 
     if not on_cpu_build():
         return False

@@ -44,7 +44,7 @@ from looptool.engines.base import (
     too_long_failure,
 )
 from looptool.engines.chat_template import encode_chat, encode_text, end_of_turn_id, eos_token_ids
-from looptool.engines.factory import model_fingerprint
+from looptool.engines.checkpoint import model_fingerprint
 from looptool.params.engines import EngineSpec
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

@@ -45,10 +45,11 @@ from looptool.engines.base import (
     Score,
     ScoreRequest,
     best_option,
+    collect,
     too_long_failure,
 )
 from looptool.engines.chat_template import encode_chat, encode_text, end_of_turn_id
-from looptool.engines.factory import model_fingerprint
+from looptool.engines.checkpoint import model_fingerprint
 from looptool.params.engines import EngineSpec
 
 KINDS = ("generate", "score", "choose")
@@ -177,14 +178,6 @@ class _Flight:
             self.keys.clear()
             self.names.clear()
             self.internal.clear()
-
-
-def collect(stream: Iterator[tuple[int, Any]], n: int) -> list[Any]:
-    """The results of ``stream`` in request order."""
-    out: list[Any] = [None] * n
-    for i, result in stream:
-        out[i] = result
-    return out
 
 
 class VLLMEngine:

@@ -5,18 +5,19 @@ requests up as usual and hands only the misses to :meth:`RayEngine.stream`, whic
 each result as its replica finishes it; the driver alone writes the cache, so a killed
 stage resumes with only the unfinished requests.
 
-- ``backend: hf``: an actor pool, one :class:`~looptool.engines.hf.HFEngine` per actor.
+- ``backend: hf``: an actor pool, one :class:`~looptool.engines.backends.hf.HFEngine` per actor.
   Misses go out in consecutive chunks of ``ray.batch_size`` (default: the role's
   ``batch_size``, the same chunks the local engine decodes), two chunks queued per actor,
   so a replica returns exactly what the local engine returns. A replica that dies is
   restarted by Ray (``max_restarts``) and its lost chunks re-sent (``max_task_retries``);
   past that the stage fails with an :class:`EngineError` and the cache keeps what finished.
-- ``backend: vllm`` (:mod:`looptool.engines.ray_vllm`): a ``ray.data.llm`` pipeline
+- ``backend: vllm`` (:mod:`looptool.engines.executors.ray_vllm`): a ``ray.data.llm`` pipeline
   (``vLLMEngineProcessorConfig`` + ``build_processor``) fed with prompts rendered and
   tokenized by our own chat template code (as the local vllm backend does); results
   stream back row by row.
 
 Ray is imported lazily: the local executor (and ``make run``) never needs it.
+:func:`looptool.engines.factory.ray_engine` picks the class for a role's backend.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ class HFReplica:
     """One actor of the hf pool: an :class:`HFEngine` loaded once, serving chunks."""
 
     def __init__(self, model_dir: str, spec: EngineSpec, tokenizer_dir: str | None) -> None:
-        from looptool.engines.hf import HFEngine
+        from looptool.engines.backends.hf import HFEngine
 
         self.engine = HFEngine(model_dir, spec, tokenizer_dir=tokenizer_dir, progress=False)
 
@@ -196,18 +197,3 @@ class RayHFEngine(RayEngine):
         for r in self.replicas:
             self._ray.kill(r)
         self.replicas = []
-
-
-def ray_engine(spec: EngineSpec, param: str) -> RayEngine:
-    """The ``executor: ray`` engine for ``spec`` (hf: actor pool; vllm: ray.data.llm)."""
-    from looptool.engines.factory import check_model_dir
-
-    model_dir = check_model_dir(spec.model, f"{param}.model")
-    tok_dir = check_model_dir(spec.tokenizer, f"{param}.tokenizer") if spec.tokenizer else None
-    if spec.backend == "hf":
-        return RayHFEngine(model_dir, spec, tokenizer_dir=tok_dir)
-    if spec.backend == "vllm":
-        from looptool.engines.ray_vllm import RayVLLMEngine
-
-        return RayVLLMEngine(model_dir, spec, tokenizer_dir=tok_dir)
-    raise EngineError(f"{param}.executor: 'ray' runs hf or vllm, not {spec.backend!r}")

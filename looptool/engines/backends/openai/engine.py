@@ -2,9 +2,11 @@
 transformers serve, hosted APIs).
 
 Transport (concurrency, queue-aware timeouts, retries by cause, per-request ``Failed``):
-looptool.engines.openai_transport. Replies are normalised to the hf engine's text
-(looptool.engines.openai_wire). ``stream`` runs a whole stage's requests concurrently and
-yields each result as it completes, so the request cache persists them as they come.
+looptool.engines.backends.openai.transport. Replies are normalised to the hf engine's text
+(looptool.engines.backends.openai.wire). Scoring over vLLM's routes:
+looptool.engines.backends.openai.scoring. ``stream`` runs a whole stage's requests
+concurrently and yields each result as it completes, so the request cache persists them
+as they come.
 
 What a server supports is declared per role in ``engines.<role>.capabilities`` (true /
 false / ``auto`` = probed once per engine, see looptool.params.endpoint); a field a server
@@ -27,7 +29,7 @@ does not know is never sent, and every missing capability has a fallback:
   ``prompt_logprobs``. Without ``prompt_logprobs`` scoring raises an EngineError naming
   the role and what to use instead (never a silent None).
 The engine's ``model_id`` is ``model@base_url`` (the backend cannot fingerprint remote
-weights; a served policy adds its checkpoint's, see engines/served.py). The request cache
+weights; a served policy adds its checkpoint's, see backends/openai/served.py). The request cache
 keys each request by :meth:`OpenAIEngine.cache_identities`: ``model_id`` plus the value of
 every capability that shapes what is sent for that request (declared or probed, so the
 probe runs before the cache is read), and for ``choose`` the ``choice_score`` /
@@ -47,25 +49,29 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from looptool.core.codec import parse_completion
-from looptool.engines.base import (
-    ChatRequest,
-    ChoiceRequest,
-    EngineError,
-    Generation,
-    SamplingParams,
-    Score,
-    ScoreRequest,
-    StreamBatches,
-    best_option,
+from looptool.engines.backends.openai.scoring import (
+    PROBE_MESSAGES,
+    PROBE_OPTIONS,
+    EndpointScoring,
+    Unsupported,
 )
-from looptool.engines.openai_transport import (
+from looptool.engines.backends.openai.transport import (
     EndpointRejected,
     Job,
     RequestFailed,
     Session,
     Transport,
 )
-from looptool.engines.openai_wire import choice_generation, match_option, to_wire_messages
+from looptool.engines.backends.openai.wire import choice_generation, match_option, to_wire_messages
+from looptool.engines.base import (
+    ChatRequest,
+    ChoiceRequest,
+    EngineError,
+    Generation,
+    SamplingParams,
+    StreamBatches,
+    best_option,
+)
 from looptool.params.endpoint import CAPABILITY_NAMES
 from looptool.params.engines import EngineSpec
 
@@ -87,8 +93,6 @@ _PROBE_TOOL = {
         "parameters": {"type": "object", "properties": {}},
     },
 }
-_PROBE_OPTIONS = ["looptool_probe_yes", "looptool_probe_no"]
-_PROBE_MESSAGES = [{"role": "user", "content": "Reply with one word."}]
 
 
 def sample_seed(seed: int, k: int) -> int:
@@ -97,7 +101,7 @@ def sample_seed(seed: int, k: int) -> int:
     return int.from_bytes(digest[:4], "big") >> 1
 
 
-class OpenAIEngine(StreamBatches):
+class OpenAIEngine(EndpointScoring, StreamBatches):
     """Engine over an OpenAI-compatible HTTP endpoint."""
 
     backend = "openai"
@@ -201,7 +205,7 @@ class OpenAIEngine(StreamBatches):
         chat = f"{self.base_url}/chat/completions"
         base = {
             "model": self.model,
-            "messages": _PROBE_MESSAGES,
+            "messages": PROBE_MESSAGES,
             "max_tokens": 1,
             "temperature": 0.0,
         }
@@ -210,9 +214,9 @@ class OpenAIEngine(StreamBatches):
                 await self._post(s, chat, {**base, "tools": [_PROBE_TOOL], "tool_choice": "auto"})
                 return True
             if name == "structured_choice":
-                body = {**base, "max_tokens": 16, "structured_outputs": {"choice": _PROBE_OPTIONS}}
+                body = {**base, "max_tokens": 16, "structured_outputs": {"choice": PROBE_OPTIONS}}
                 msg = (await self._post(s, chat, body))["choices"][0]["message"]
-                if (msg.get("content") or "").strip() in _PROBE_OPTIONS:
+                if (msg.get("content") or "").strip() in PROBE_OPTIONS:
                     return True
                 if not (msg.get("reasoning") or msg.get("reasoning_content")):
                     return False
@@ -222,7 +226,7 @@ class OpenAIEngine(StreamBatches):
                 # judge's choose requests are sent (judge.thinking: false)
                 body["chat_template_kwargs"] = {"enable_thinking": False}
                 msg = (await self._post(s, chat, body))["choices"][0]["message"]
-                return (msg.get("content") or "").strip() in _PROBE_OPTIONS
+                return (msg.get("content") or "").strip() in PROBE_OPTIONS
             if name == "n":
                 body = {**base, "n": 2, "temperature": 1.0, "seed": 0}
                 return len((await self._post(s, chat, body)).get("choices") or []) == 2
@@ -233,8 +237,8 @@ class OpenAIEngine(StreamBatches):
                 await self._post(s, chat, {**base, "chat_template_kwargs": {}})
                 return True
             if name == "prompt_logprobs":
-                return (await self._score_one(s, _PROBE_MESSAGES, None, None, "yes")).n_tokens > 0
-        except (RequestFailed, _Unsupported, KeyError, IndexError, TypeError):
+                return (await self._score_one(s, PROBE_MESSAGES, None, None, "yes")).n_tokens > 0
+        except (RequestFailed, Unsupported, KeyError, IndexError, TypeError):
             return False
         raise ValueError(f"unknown capability {name!r}")
 
@@ -254,7 +258,7 @@ class OpenAIEngine(StreamBatches):
             return await self.transport.post(s, url, body)
         except EndpointRejected as exc:
             if exc.status == 404 and url in (f"{self.root_url}/tokenize", self._completions):
-                raise _Unsupported(str(exc)) from None  # a server without vLLM's scoring routes
+                raise Unsupported(str(exc)) from None  # a server without vLLM's scoring routes
             raise
 
     # ---------------------------------------------------------------- streaming
@@ -410,125 +414,3 @@ class OpenAIEngine(StreamBatches):
             "this server can neither constrain the choice nor score the options "
             f"(engines.{self.role}.capabilities structured_choice / prompt_logprobs)"
         )
-
-    # ---------------------------------------------------------------- score
-    def _require_scoring(self) -> None:
-        if self.capability("prompt_logprobs"):
-            return
-        how = "probed" if "prompt_logprobs" in self._probed else "declared"
-        raise EngineError(
-            f"engines.{self.role}: the openai endpoint {self.base_url} cannot score "
-            f"completions (capabilities.prompt_logprobs is false, {how}): perplexity "
-            "(stage probe, HPPL) needs prompt log-probs. Serve this role with `vllm serve` "
-            f"(POST /tokenize + prompt_logprobs), or use backend hf / vllm for engines.{self.role}"
-        )
-
-    async def _score_request(self, s: Session, r: ScoreRequest) -> Score:
-        return await self._scored(s, r.messages, r.tools, r.chat_template_kwargs, r.completion)
-
-    async def _scored(
-        self, s: Session, messages, tools, kwargs, completion: str, end: int | None = None
-    ) -> Score:
-        """``_score_one`` once prompt_logprobs is known true: a missing route is an error
-        of the endpoint's declaration, not of this request."""
-        try:
-            return await self._score_one(s, messages, tools, kwargs, completion, end)
-        except _Unsupported as exc:
-            how = "probed" if "prompt_logprobs" in self._probed else "declared"
-            raise EngineError(
-                f"openai endpoint {exc}; engines.{self.role}.capabilities.prompt_logprobs is "
-                f"true ({how}) but the server does not score: set it to false"
-            ) from None
-
-    async def _end_of_turn_id(self, s: Session) -> int:
-        """The token the chat template closes an assistant turn with: a probe reply is
-        tokenized as a finished assistant message and on its own; the token after it is
-        the end of turn (hf and vllm use the tokenizer's EOS, which is that token)."""
-        if self._end_of_turn is not None:
-            return self._end_of_turn
-        tok = f"{self.root_url}/tokenize"
-        reply = _PROBE_OPTIONS[0]
-        turn = [*_PROBE_MESSAGES, {"role": "assistant", "content": reply}]
-        try:
-            full = await self._post(
-                s,
-                tok,
-                {"model": self.model, "messages": turn, "add_generation_prompt": False},
-            )
-            alone = await self._post(
-                s, tok, {"model": self.model, "prompt": reply, "add_special_tokens": False}
-            )
-            f_ids, r_ids = [int(t) for t in full["tokens"]], [int(t) for t in alone["tokens"]]
-        except (RequestFailed, KeyError, TypeError, ValueError) as exc:
-            raise EngineError(
-                f"openai endpoint {tok}: cannot tokenize a finished assistant turn ({exc}); "
-                f"choose needs the end-of-turn token to score options (engines.{self.role})"
-            ) from None
-        ends = [
-            k + len(r_ids)
-            for k in range(len(f_ids) - len(r_ids) + 1)
-            if r_ids and f_ids[k : k + len(r_ids)] == r_ids
-        ]
-        if not ends or ends[-1] >= len(f_ids):
-            raise EngineError(
-                f"openai endpoint {tok}: the chat template of {self.model!r} puts no token "
-                f"after an assistant reply; choose cannot score options with the end-of-turn "
-                f"token (engines.{self.role}: declare capabilities.prompt_logprobs false)"
-            )
-        self._end_of_turn = f_ids[ends[-1]]
-        return self._end_of_turn
-
-    async def _score_one(
-        self, s: Session, messages, tools, kwargs, completion: str, end: int | None = None
-    ) -> Score:
-        """Per-token log-probs of ``completion`` after the prompt, with token ``end``
-        appended (and scored) when given."""
-        tok = f"{self.root_url}/tokenize"
-        pbody: dict[str, Any] = {
-            "model": self.model,
-            "messages": to_wire_messages(messages),
-            "add_generation_prompt": True,
-        }
-        if tools:
-            pbody["tools"] = tools
-        # scoring needs vLLM's /tokenize, which takes the kwargs: send unless known refused
-        if kwargs and self._caps.get("chat_template_kwargs", True):
-            pbody["chat_template_kwargs"] = kwargs
-        prompt = await self._post(s, tok, pbody)
-        comp = await self._post(
-            s, tok, {"model": self.model, "prompt": completion, "add_special_tokens": False}
-        )
-        try:
-            p_ids, c_ids = [int(t) for t in prompt["tokens"]], [int(t) for t in comp["tokens"]]
-        except (KeyError, TypeError, ValueError):
-            raise _Unsupported(f"{tok}: no token list in the reply") from None
-        if end is not None:
-            c_ids.append(end)
-        if not c_ids:
-            return Score(token_logprobs=[], token_ids=[])
-        url = self._completions
-        data = await self._post(
-            s,
-            url,
-            {
-                "model": self.model,
-                "prompt": p_ids + c_ids,
-                "max_tokens": 1,
-                "temperature": 0.0,
-                "prompt_logprobs": 1,
-                "add_special_tokens": False,
-            },
-        )
-        try:
-            plp = data["choices"][0]["prompt_logprobs"]
-            lps = [
-                float(plp[pos][str(tid)]["logprob"])
-                for pos, tid in enumerate(c_ids, start=len(p_ids))
-            ]
-        except (KeyError, IndexError, TypeError, ValueError):
-            raise _Unsupported(f"{url}: reply has no usable prompt_logprobs") from None
-        return Score(token_logprobs=lps, token_ids=c_ids)
-
-
-class _Unsupported(RequestFailed):
-    """The server lacks a route or field scoring needs (a probe reads it as 'no')."""

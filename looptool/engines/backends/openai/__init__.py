@@ -1,0 +1,1 @@
+"""The `openai` backend: engine, scoring routes, wire mapping, HTTP transport, served policy."""
