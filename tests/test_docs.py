@@ -151,6 +151,21 @@ def test_source_paths_named_exist() -> None:
     assert not missing, "\n".join(missing)
 
 
+def test_layout_lists_every_package_folder() -> None:
+    """docs/development.md "Layout" names every folder of looptool/ (and nothing gone)."""
+    text = (REPO / "docs" / "development.md").read_text(encoding="utf-8")
+    block = text.split("## Layout", 1)[1].split("```", 2)[1]
+    listed = {line.split()[0].rstrip("/") for line in block.splitlines() if line.strip()}
+    folders = {
+        str(d.relative_to(REPO))
+        for d in (REPO / "looptool").rglob("*")
+        if d.is_dir() and (d / "__init__.py").exists()
+    }
+    assert not folders - listed, f"Layout misses {sorted(folders - listed)}"
+    stale = {f for f in listed if f.startswith("looptool/") and not (REPO / f.rstrip(",")).exists()}
+    assert not stale, f"Layout names folders that are gone: {sorted(stale)}"
+
+
 # --- the site: strict build, offline ------------------------------------------------
 
 
