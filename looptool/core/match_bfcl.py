@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from looptool.core.match import max_bipartite_matching
-from looptool.core.match_bfcl_values import _TYPE_TABLES, _Param
+from looptool.core.match_bfcl_values import TYPE_TABLES, Param
 
 __all__ = [
     "BfclDataError",
@@ -78,12 +78,12 @@ class _Call:
             raise BfclDataError(f"function {name!r}: 'parameters.required' must be a list")
         self.required = tuple(required)
         self.answer_keys = answer
-        types = _TYPE_TABLES[language]
-        self.params: dict[str, _Param] = {}
+        types = TYPE_TABLES[language]
+        self.params: dict[str, Param] = {}
         for p, acc in answer.items():
             acc = acc if isinstance(acc, list) else [acc]
             if p in props:
-                self.params[p] = _Param(p, props[p], acc, types, language)
+                self.params[p] = Param(p, props[p], acc, types, language)
         self.must = tuple(
             p for p, acc in answer.items() if "" not in (acc if isinstance(acc, list) else [acc])
         )

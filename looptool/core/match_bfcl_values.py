@@ -2,7 +2,7 @@
 
 String normalization (upstream's ``standardize_string``), the type tables of BFCL's
 Python, Java and JavaScript dialects, Java/JS scalar source text ("12L", "2.5f", "7n"),
-and a compiled parameter (:class:`_Param`) whose ``check`` applies the official AST
+and a compiled parameter (:class:`Param`) whose ``check`` applies the official AST
 checker's type, nested-type, "variable" and value rules. Calls and whole answers are
 checked in :mod:`looptool.core.match_bfcl`.
 """
@@ -42,7 +42,7 @@ _JS_TYPES: dict[str, type] = {
     "String": str, "integer": int, "Bigint": int, "float": float, "Boolean": bool,
     "dict": dict, "array": list, "any": str,
 }  # fmt: skip
-_TYPE_TABLES = {"python": _PYTHON_TYPES, "java": _JAVA_TYPES, "javascript": _JS_TYPES}
+TYPE_TABLES = {"python": _PYTHON_TYPES, "java": _JAVA_TYPES, "javascript": _JS_TYPES}
 
 
 _INT_SOURCE = re.compile(r"-?\d+[lLn]?")
@@ -97,7 +97,7 @@ class _DictAlt:
         return None
 
 
-class _Param:
+class Param:
     __slots__ = (
         "name", "doc_type", "acceptable", "py_type", "nested", "var_type", "kind",
         "alts", "nested_alts", "source_text",

@@ -51,14 +51,14 @@ import pyarrow.compute as pc
 
 from looptool.core.tables import SEED_POOL, SEED_USED
 from looptool.loop.compose_plan import (
-    _df,
-    _keys,
-    _materialize,
-    _plan,
-    _repeat,
-    _shuffled,
-    _used,
-    _used_table,
+    frame,
+    key_frame,
+    materialize,
+    plan_rows,
+    repeat_rows,
+    shuffled,
+    used_frame,
+    used_table,
 )
 from looptool.loop.probe import rank_by_ppl
 from looptool.params import Params
@@ -148,9 +148,9 @@ def draw_seed_pool(
     """The run's seed pool (SEED_POOL): ``size`` training seed samples (None: all) in a
     seeded order that depends only on the ids and ``seed``; never the warm start's
     ``reserved`` samples."""
-    held = _used(reserved if reserved is not None else SEED_USED.empty_table())
-    avail = _keys(seed_samples, "seed").join(held, on="sample_id", how="anti")
-    order = _shuffled(avail, seed)
+    held = used_frame(reserved if reserved is not None else SEED_USED.empty_table())
+    avail = key_frame(seed_samples, "seed").join(held, on="sample_id", how="anti")
+    order = shuffled(avail, seed)
     if size is not None:
         order = order.head(size)
     ranked = order.select("sample_id", pool_rank=pl.int_range(pl.len(), dtype=pl.Int32))
@@ -171,16 +171,16 @@ def init_dataset(
     never holds them and they enter seed_used as used by iteration 0, so Seed-new never
     draws them.
     """
-    held = _used(reserved if reserved is not None else SEED_USED.empty_table())
-    seeds = _keys(seed_samples, "seed")
-    order = _df(pool, ["sample_id", "pool_rank"]).sort("pool_rank")
+    held = used_frame(reserved if reserved is not None else SEED_USED.empty_table())
+    seeds = key_frame(seed_samples, "seed")
+    order = frame(pool, ["sample_id", "pool_rank"]).sort("pool_rank")
     chosen = (
         seeds.join(order.head(size), on="sample_id")
         .sort("pool_rank")
         .drop("pool_rank")
         .with_columns(split=pl.lit("SEED"))
     )
-    ds = _materialize(_plan([chosen]), {"seed": seed_samples}, 1)
+    ds = materialize(plan_rows([chosen]), {"seed": seed_samples}, 1)
     available = seeds.join(held, on="sample_id", how="anti").height
     metrics = {
         "iteration": 1,
@@ -195,7 +195,7 @@ def init_dataset(
         "shortfall": size - ds.num_rows,
     }
     reserved_here = held.join(seeds.select("sample_id"), on="sample_id", how="semi")
-    return ComposeResult(ds, _used_table(reserved_here, chosen, 1), metrics)
+    return ComposeResult(ds, used_table(reserved_here, chosen, 1), metrics)
 
 
 def compose_next(
@@ -213,10 +213,10 @@ def compose_next(
     """D_{next_j} from iteration j's tables; see the module docstring for the rules."""
     n_target, ablation, cp = params.dataset_size, params.ablation, params.compose
     rs = seed * 1_000_003 + next_j  # one RNG stream per (project seed, iteration)
-    ds = _keys(dataset, "dataset")
+    ds = key_frame(dataset, "dataset")
     groups = params.probe.hppl_groups
-    pr = _df(probe, ["sample_id", "match", "ppl", "hppl", "kind"])
-    vd = _df(
+    pr = frame(probe, ["sample_id", "match", "ppl", "hppl", "kind"])
+    vd = frame(
         verdicts, ["sample_id", "outcome", "label_after", "label_hash_after", "kind_after", "ppl"]
     )
 
@@ -247,25 +247,25 @@ def compose_next(
     )
     hppl_split = "HPPL"
     if ablation == "no_hppl":
-        hppl = _shuffled(mastered.drop("hppl"), rs + 1).head(hppl.height)
+        hppl = shuffled(mastered.drop("hppl"), rs + 1).head(hppl.height)
         hppl_split = "MASTERED"
     hppl = hppl.with_columns(split=pl.lit(hppl_split))
 
-    seeds = _keys(seed_samples, "seed")
+    seeds = key_frame(seed_samples, "seed")
     taken = ds.select("sample_id")  # ES and HPPL rows all come from D_j
     if ablation == "no_edde":
-        ee = _keys(expansions.slice(0, 0), "expansions")
+        ee = key_frame(expansions.slice(0, 0), "expansions")
     else:
         ee = (
-            _keys(expansions, "expansions", ("accepted",))
+            key_frame(expansions, "expansions", ("accepted",))
             .filter(pl.col("accepted"))
             .join(taken, on="sample_id", how="anti")
             .join(seeds.select("sample_id"), on="sample_id", how="anti")
         )
     ee = ee.with_columns(split=pl.lit("EE"))
 
-    used = _used(seed_used)
-    pool = _shuffled(
+    used = used_frame(seed_used)
+    pool = shuffled(
         seeds.join(pl.concat([used.select("sample_id"), taken]), on="sample_id", how="anti"),
         rs + 2,
     ).with_columns(split=pl.lit("SEED_NEW"))
@@ -276,8 +276,8 @@ def compose_next(
     budget = n_target - s_first
     avail = {"ES": es.height, "EE": ee.height, "HPPL": hppl.height}
     alloc = allocate(avail, budget, list(cp.priority), cp.min_share, cp.trim)
-    es_sel = _shuffled(es, rs + 3).head(alloc["ES"])
-    ee_sel = _shuffled(ee, rs + 4).head(alloc["EE"])
+    es_sel = shuffled(es, rs + 3).head(alloc["ES"])
+    ee_sel = shuffled(ee, rs + 4).head(alloc["EE"])
     hppl_sel = hppl.head(alloc["HPPL"])
 
     # 4. EE-slot substitutions ----------------------------------------------------------
@@ -291,7 +291,7 @@ def compose_next(
         substitute = substitute.with_columns(split=pl.lit("HPPL"))
         ee_sel = ee_sel.head(0)
     elif ablation == "es_repeat":
-        substitute = _repeat(es_sel, ee_sel.height).with_columns(_rep=pl.lit(True))
+        substitute = repeat_rows(es_sel, ee_sel.height).with_columns(_rep=pl.lit(True))
         ee_sel = ee_sel.head(0)
 
     # 5. shortfall fill -----------------------------------------------------------------
@@ -300,13 +300,15 @@ def compose_next(
     s_extra = max(0, min(deficit, pool.height - s_first))
     seed_new = pool.head(s_first + s_extra)
     deficit -= s_extra
-    repeats = _repeat(_plan([es_sel, ee_sel, hppl_sel]), deficit).with_columns(_rep=pl.lit(True))
+    repeats = repeat_rows(plan_rows([es_sel, ee_sel, hppl_sel]), deficit).with_columns(
+        _rep=pl.lit(True)
+    )
 
-    plan = _plan([es_sel, substitute, ee_sel, hppl_sel, seed_new, repeats])
-    out = _materialize(
+    plan = plan_rows([es_sel, substitute, ee_sel, hppl_sel, seed_new, repeats])
+    out = materialize(
         plan, {"dataset": dataset, "expansions": expansions, "seed": seed_samples}, next_j
     )
-    new_used = _used_table(used, seed_new, next_j)
+    new_used = used_table(used, seed_new, next_j)
 
     counts = dict(plan.group_by("split").len().sort("split").iter_rows())
     es_kinds = dict(es_sel.group_by("outcome").len().iter_rows())
@@ -341,10 +343,10 @@ def compose_static_pool(
     the next ``size`` samples of the seed ``pool`` in its seeded order, cycling: D_1 took
     ranks 0..size-1, D_{next_j} starts at rank (next_j - 1) x size mod |pool|, so every
     pool sample is seen once before any is seen again, as epochs over a finite D_seed."""
-    order = _df(pool, ["sample_id", "pool_rank"]).sort("pool_rank")
-    seeds = _keys(seed_samples, "seed").join(order, on="sample_id").sort("pool_rank")
+    order = frame(pool, ["sample_id", "pool_rank"]).sort("pool_rank")
+    seeds = key_frame(seed_samples, "seed").join(order, on="sample_id").sort("pool_rank")
     n_pool = seeds.height
-    used = _used(seed_used)
+    used = used_frame(seed_used)
     start = ((next_j - 1) * size) % n_pool if n_pool else 0
     if n_pool == 0 or size <= 0:
         chosen = seeds.head(0).drop("pool_rank").with_columns(split=pl.lit("SEED"))
@@ -357,7 +359,7 @@ def compose_static_pool(
         )
     # a pool smaller than |D| repeats inside one D_j: later occurrences are copies
     chosen = chosen.with_columns(_rep=~pl.col("sample_id").is_first_distinct())
-    out = _materialize(_plan([chosen]), {"seed": seed_samples}, next_j)
+    out = materialize(plan_rows([chosen]), {"seed": seed_samples}, next_j)
     fresh = chosen.filter(~pl.col("_rep")).join(used, on="sample_id", how="anti")
     metrics = {
         "iteration": next_j,
@@ -373,7 +375,7 @@ def compose_static_pool(
         "shortfall": size - out.num_rows,
         "seed_used_total": used.height + fresh.height,
     }
-    return ComposeResult(out, _used_table(used, fresh.select("sample_id"), next_j), metrics)
+    return ComposeResult(out, used_table(used, fresh.select("sample_id"), next_j), metrics)
 
 
 def compose_static(
@@ -383,18 +385,18 @@ def compose_static(
     D_{j+1} drawn from the whole D_seed training split (split SEED), seed samples not
     used yet first, then already-used ones. More unique data than the loop sees."""
     rs = seed * 1_000_003 + next_j
-    seeds = _keys(seed_samples, "seed")
-    used = _used(seed_used)
-    fresh = _shuffled(seeds.join(used, on="sample_id", how="anti"), rs + 2)
+    seeds = key_frame(seed_samples, "seed")
+    used = used_frame(seed_used)
+    fresh = shuffled(seeds.join(used, on="sample_id", how="anti"), rs + 2)
     # Re-use samples D_1.. trained on, never the warm start's reserved ones (used_iter 0).
-    again = _shuffled(
+    again = shuffled(
         seeds.join(
             used.filter(pl.col("used_iter") > 0).select("sample_id"), on="sample_id", how="semi"
         ),
         rs + 5,
     )
     chosen = pl.concat([fresh, again]).head(size).with_columns(split=pl.lit("SEED"))
-    out = _materialize(_plan([chosen]), {"seed": seed_samples}, next_j)
+    out = materialize(plan_rows([chosen]), {"seed": seed_samples}, next_j)
     n_fresh = min(fresh.height, size)
     metrics = {
         "iteration": next_j,
@@ -408,4 +410,4 @@ def compose_static(
         "shortfall": size - out.num_rows,
         "seed_used_total": used.height + n_fresh,
     }
-    return ComposeResult(out, _used_table(used, fresh.head(n_fresh), next_j), metrics)
+    return ComposeResult(out, used_table(used, fresh.head(n_fresh), next_j), metrics)

@@ -1,8 +1,8 @@
 """The plan behind every composed dataset (:mod:`looptool.loop.compose`).
 
 Compose decides on narrow key frames (source table, row number, sample_id and the columns
-a decision needs); :func:`_plan` stacks the chosen frames into the output plan and
-:func:`_materialize` gathers the wide sample columns from the source tables with sorted
+a decision needs); :func:`plan_rows` stacks the chosen frames into the output plan and
+:func:`materialize` gathers the wide sample columns from the source tables with sorted
 Arrow takes into a DATASET table. Also the seeded order of a frame, repeats, and the
 ``seed_used`` bookkeeping.
 """
@@ -22,21 +22,21 @@ SOURCES = ("dataset", "expansions", "seed")
 _SRC = {name: i for i, name in enumerate(SOURCES)}
 
 
-def _df(table: pa.Table, columns: list[str]) -> pl.DataFrame:
+def frame(table: pa.Table, columns: list[str]) -> pl.DataFrame:
     df = pl.from_arrow(table.select(columns))
     assert isinstance(df, pl.DataFrame)
     return df
 
 
-def _keys(table: pa.Table, src: str, extra: tuple[str, ...] = ()) -> pl.DataFrame:
+def key_frame(table: pa.Table, src: str, extra: tuple[str, ...] = ()) -> pl.DataFrame:
     """(src, _r row number, sample_id, extra...) of each sample_id's first row."""
-    df = _df(table, ["sample_id", *extra]).with_columns(
+    df = frame(table, ["sample_id", *extra]).with_columns(
         src=pl.lit(_SRC[src], dtype=pl.Int8), _r=pl.int_range(pl.len(), dtype=pl.Int64)
     )
     return df.filter(pl.col("sample_id").is_first_distinct())
 
 
-def _shuffled(df: pl.DataFrame, seed: int) -> pl.DataFrame:
+def shuffled(df: pl.DataFrame, seed: int) -> pl.DataFrame:
     """Rows in a seeded pseudo-random order that depends only on the sample ids and the
     seed, not on the input row order (so unordered joins upstream stay reproducible)."""
     if df.height == 0:
@@ -45,7 +45,7 @@ def _shuffled(df: pl.DataFrame, seed: int) -> pl.DataFrame:
     return df.with_columns(_o=key).sort(["_o", "sample_id"]).drop("_o")
 
 
-def _repeat(df: pl.DataFrame, n: int) -> pl.DataFrame:
+def repeat_rows(df: pl.DataFrame, n: int) -> pl.DataFrame:
     """``n`` rows cycling through ``df`` (empty if ``df`` is)."""
     if n <= 0 or df.height == 0:
         return df.head(0)
@@ -66,7 +66,7 @@ _PLAN_COLS = {
 }
 
 
-def _plan(parts: list[pl.DataFrame]) -> pl.DataFrame:
+def plan_rows(parts: list[pl.DataFrame]) -> pl.DataFrame:
     """Stack key frames into the output plan (missing override columns become null).
 
     Within each part, rows are put in source-row order: the selection was random, the
@@ -90,7 +90,7 @@ def _plan(parts: list[pl.DataFrame]) -> pl.DataFrame:
     return pl.concat(frames)
 
 
-def _materialize(plan: pl.DataFrame, sources: dict[str, pa.Table], iteration: int) -> pa.Table:
+def materialize(plan: pl.DataFrame, sources: dict[str, pa.Table], iteration: int) -> pa.Table:
     """Gather the plan's rows from the source tables (one sorted take per run of rows
     from the same source), apply LR relabels, add split / iter / copy (DATASET table)."""
     src = plan.get_column("src")
@@ -139,12 +139,12 @@ def _materialize(plan: pl.DataFrame, sources: dict[str, pa.Table], iteration: in
     return pa.table({f.name: cols[f.name] for f in DATASET}).cast(DATASET)
 
 
-def _used(seed_used: pa.Table) -> pl.DataFrame:
-    return _df(seed_used, ["sample_id", "used_iter"]).with_columns(
+def used_frame(seed_used: pa.Table) -> pl.DataFrame:
+    return frame(seed_used, ["sample_id", "used_iter"]).with_columns(
         pl.col("used_iter").cast(pl.Int32)
     )
 
 
-def _used_table(used: pl.DataFrame, new: pl.DataFrame, iteration: int) -> pa.Table:
+def used_table(used: pl.DataFrame, new: pl.DataFrame, iteration: int) -> pa.Table:
     out = pl.concat([used, new.select("sample_id", used_iter=pl.lit(iteration, dtype=pl.Int32))])
     return out.to_arrow().cast(SEED_USED)

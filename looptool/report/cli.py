@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from looptool.core.terminal import SafeClickException
-from looptool.store.cli import ROOT_OPTION, _fail, _first_line
+from looptool.store.cli import ROOT_OPTION, click_error, first_line
 from looptool.store.output_guard import FORCE_OPTION, OutputFile
 
 
@@ -41,7 +41,7 @@ def report(
     try:
         path = write_report(out, root=root, compare_csv=compare_csv, arms=arms)
     except (ReportInputError, TableError) as exc:  # one line naming the file
-        raise _fail(exc) from None
+        raise click_error(exc) from None
     except (duckdb.Error, pl.exceptions.PolarsError, OSError) as exc:
-        raise SafeClickException(f"report failed: {_first_line(exc)}") from None
+        raise SafeClickException(f"report failed: {first_line(exc)}") from None
     click.echo(str(path.resolve()))

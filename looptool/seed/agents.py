@@ -29,7 +29,7 @@ from looptool.prompts import load_prompt
 from looptool.seed.dialogue_draw import DialogueSpec
 from looptool.seed.jsontext import extract_json
 from looptool.seed.plan import Plan, PlanCall, find_chains, parse_plan
-from looptool.seed.roles import _TASK, AGENTS, _transcript, _user_goal
+from looptool.seed.roles import AGENTS, ROLE_TASKS, transcript, user_goal
 
 Executor = Callable[[dict], Any]
 _EXECUTORS: dict[str, Executor] = {}
@@ -92,7 +92,7 @@ class AgentSet:
                 seed=seed,
             ),
             chat_template_kwargs=None if tmpl else self.cfg.chat_template_kwargs,
-            task=_TASK[agent],
+            task=ROLE_TASKS[agent],
             payload=payload if tmpl else None,
         )
 
@@ -152,9 +152,9 @@ def _flow(d: DialogueSpec, agents: AgentSet) -> Generator[Yield, str, dict]:
 
     def user_turn(t: int, mode: str) -> Generator[Yield, str, None]:
         turn = plan.turns[t]
-        goal, details = _user_goal(turn, mode)
+        goal, details = user_goal(turn, mode)
         body = load_prompt("seed_user").format(
-            goal=goal, details=details + "\nConversation so far:\n" + _transcript(messages)
+            goal=goal, details=details + "\nConversation so far:\n" + transcript(messages)
         )
         out = yield (
             "user",

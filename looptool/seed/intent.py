@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from looptool.core.types import canonical_json
-from looptool.seed.roles import _planned_for
+from looptool.seed.roles import planned_for
 from looptool.seed.values import appears_in, scalar_leaves
 
 
@@ -42,7 +42,7 @@ def intent_problems(p: dict[str, Any]) -> list[str]:
         return [
             f"the request is out of scope, yet the assistant called {[c['name'] for c in calls]}"
         ]
-    planned = list(_planned_for(turn, p.get("step")))
+    planned = list(planned_for(turn, p.get("step")))
     if not planned:
         return ["the assistant made calls where the plan has none"]
     problems = []

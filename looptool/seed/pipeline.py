@@ -42,7 +42,7 @@ from looptool.seed.dialogue_draw import draw_dialogues
 from looptool.seed.imports import ToolImportError, import_file, import_origin
 from looptool.seed.noise import NoiseError
 from looptool.seed.roles import AGENTS
-from looptool.seed.stage_data import _plan_outcomes, _reject_counts, _rows, _top_reasons
+from looptool.seed.stage_data import plan_outcomes, read_rows, reject_counts, top_reasons
 from looptool.seed.trees import TreeError, load_trees
 from looptool.seed.verify import chain_problems, judge_steps, rule_problems, steps_to_check
 from looptool.store.io import write_json_atomic, write_parquet_atomic
@@ -142,8 +142,8 @@ def run_apis(params: Params, out_dir: Path) -> dict:
             "imported_dialogues": len(imported),
             "imports": by_file,
             "rejected": len(rejects),
-            "rejected_by_tier": _reject_counts(rejects),
-            "top_reject_reasons": _top_reasons(rejects),
+            "rejected_by_tier": reject_counts(rejects),
+            "top_reject_reasons": top_reasons(rejects),
             "apis_by_domain": dict(sorted(Counter(r["domain"] for r in rows).items())),
             "engines": engines.stats(),
         }
@@ -159,7 +159,7 @@ def run_apis(params: Params, out_dir: Path) -> dict:
 def run_dialogues(params: Params, out_dir: Path) -> dict:
     """Simulate planner/user/assistant/tool dialogues over seeded tool subsets of the pool."""
     sp = params.seed.dialogues
-    apis = _rows(out_dir / "apis.parquet")
+    apis = read_rows(out_dir / "apis.parquet")
     engines = Engines(params)
     try:
         agent_engines = {a: engines.get(getattr(sp.agents, a)) for a in AGENTS}
@@ -239,10 +239,10 @@ def run_dialogues(params: Params, out_dir: Path) -> dict:
             "dialogues_planned": len(specs),
             "simulated": len(rows),
             "rejected": len(rejects),
-            "rejected_by_tier": _reject_counts(rejects),
-            "top_reject_reasons": _top_reasons(rejects),
+            "rejected_by_tier": reject_counts(rejects),
+            "top_reject_reasons": top_reasons(rejects),
             "turn_kinds": dict(sorted(kinds.items())),
-            "plans": _plan_outcomes(len(specs), rejects),
+            "plans": plan_outcomes(len(specs), rejects),
             "messages": sum(r["n_messages"] for r in rows),
             "calls": sum(r["n_calls"] for r in rows),
             "engines": engines.stats(),
@@ -259,12 +259,12 @@ def run_dialogues(params: Params, out_dir: Path) -> dict:
 def run_verify(params: Params, out_dir: Path) -> dict:
     """Rule tier, then the intent tier (LLM judge or template check) -> verified dialogues."""
     sp = params.seed
-    sim = _rows(out_dir / "simulated.parquet")
+    sim = read_rows(out_dir / "simulated.parquet")
     # imported dialogues go through the same tiers, numbered after the simulated ones
     first = max((d["index"] for d in sim), default=-1) + 1
-    imported = [dict(d, index=first + d["index"]) for d in _rows(out_dir / "imported.parquet")]
+    imported = [dict(d, index=first + d["index"]) for d in read_rows(out_dir / "imported.parquet")]
     sim += imported
-    carried = _rows(out_dir / "simulation_rejects.parquet")
+    carried = read_rows(out_dir / "simulation_rejects.parquet")
     rejects: list[dict] = []
     passed: list[dict] = []
     parsed: dict[str, tuple[list[ToolSpec], list[Message], list]] = {}
@@ -357,7 +357,7 @@ def run_verify(params: Params, out_dir: Path) -> dict:
             "second_tier": impl,
             "steps_checked": len(steps),
             "verdicts": dict(sorted(verdict_counts.items())),
-            "top_reject_reasons": _top_reasons(rejects),
+            "top_reject_reasons": top_reasons(rejects),
             "engines": engines.stats(),
         }
         write_json_atomic(out_dir / "verify_metrics.json", metrics)

@@ -18,7 +18,12 @@ from looptool.seed.values import words
 AGENTS = ("planner", "user", "assistant", "tool")
 PLANNER_TASK, USER_TASK = "seed.planner", "seed.user"
 ASSISTANT_TASK, TOOL_TASK = "seed.assistant", "seed.tool"
-_TASK = {"planner": PLANNER_TASK, "user": USER_TASK, "assistant": ASSISTANT_TASK, "tool": TOOL_TASK}
+ROLE_TASKS = {
+    "planner": PLANNER_TASK,
+    "user": USER_TASK,
+    "assistant": ASSISTANT_TASK,
+    "tool": TOOL_TASK,
+}
 VERIFY_CHOICE_TASK = "seed.verify_intent"
 VERIFY_REASON_TASK = "seed.verify_reason"
 OPTIONS = ("PASS", "FAIL")
@@ -27,7 +32,7 @@ OPTIONS = ("PASS", "FAIL")
 # --- the user's prompt -------------------------------------------------------------------
 
 
-def _transcript(messages: list[Message]) -> str:
+def transcript(messages: list[Message]) -> str:
     lines = []
     for m in messages:
         if m.tool_calls:
@@ -51,7 +56,7 @@ def user_known(turn: PlanTurn) -> list[tuple[PlanCall, dict]]:
     return out
 
 
-def _user_goal(turn: PlanTurn, mode: str) -> tuple[str, str]:
+def user_goal(turn: PlanTurn, mode: str) -> tuple[str, str]:
     if turn.kind == "irrelevant":
         return turn.request, "Ask exactly for this."
     if mode == "provide":
@@ -79,12 +84,12 @@ def _user_goal(turn: PlanTurn, mode: str) -> tuple[str, str]:
 # --- the intent judge's prompt -------------------------------------------------------------
 
 
-def _planned_for(turn: dict, step: int | None) -> list[dict]:
+def planned_for(turn: dict, step: int | None) -> list[dict]:
     steps = turn.get("steps") or []
     return steps[step] if step is not None and step < len(steps) else []
 
 
-def _render_step(p: dict) -> tuple[str, str, str]:
+def render_step(p: dict) -> tuple[str, str, str]:
     turn = p["turn"]
     if p["act"] in ("clarify", "irrelevant") or turn["kind"] == "irrelevant":
         intent = {
@@ -93,7 +98,7 @@ def _render_step(p: dict) -> tuple[str, str, str]:
         }.get(turn["kind"], "")
         intent = intent or f"{turn['kind']} turn"
     else:
-        planned = _planned_for(turn, p.get("step"))
+        planned = planned_for(turn, p.get("step"))
         intent = "call " + canonical_json(planned) if planned else f"{turn['kind']} turn"
     conv = "\n".join(
         f"{m['role']}{(' ' + m['name']) if m.get('name') else ''}: "

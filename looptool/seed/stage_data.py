@@ -18,15 +18,15 @@ from looptool.seed.plan import reject_class
 from looptool.store.io import read_parquet
 
 
-def _rows(path: Path) -> list[dict]:
+def read_rows(path: Path) -> list[dict]:
     return read_parquet(path).to_pylist()
 
 
-def _reject_counts(rejects: list[dict]) -> dict[str, int]:
+def reject_counts(rejects: list[dict]) -> dict[str, int]:
     return dict(sorted(Counter(r["tier"] for r in rejects).items()))
 
 
-def _top_reasons(rejects: list[dict], n: int = 8) -> dict[str, int]:
+def top_reasons(rejects: list[dict], n: int = 8) -> dict[str, int]:
     """Most frequent reasons with numbers and quoted values stripped (reason classes)."""
 
     def cls(reason: str) -> str:
@@ -38,7 +38,7 @@ def _top_reasons(rejects: list[dict], n: int = 8) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n])
 
 
-def _plan_outcomes(n: int, rejects: list[dict]) -> dict:
+def plan_outcomes(n: int, rejects: list[dict]) -> dict:
     """Planner outputs accepted / rejected, rejects counted by reason class."""
     classes = Counter(reject_class(r["reason"]) for r in rejects if r["tier"] == "plan")
     return {
@@ -48,7 +48,7 @@ def _plan_outcomes(n: int, rejects: list[dict]) -> dict:
     }
 
 
-def _kind_counts(rows: list[dict]) -> dict[str, int]:
+def kind_counts(rows: list[dict]) -> dict[str, int]:
     if not rows:
         return {}
     df = pl.DataFrame({"kind": [r["kind"] for r in rows]})

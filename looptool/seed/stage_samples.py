@@ -18,19 +18,19 @@ from looptool.seed.diversity import seed_diversity
 from looptool.seed.imports import mark_imported
 from looptool.seed.noise import inject_noise
 from looptool.seed.samples import build_samples
-from looptool.seed.stage_data import _kind_counts, _reject_counts, _rows
+from looptool.seed.stage_data import kind_counts, read_rows, reject_counts
 from looptool.store.io import write_json_atomic, write_parquet_atomic
 
 
 def run_samples(params: Params, out_dir: Path) -> dict:
     """Verified dialogues -> D_seed train / held-out samples (+ optional label noise)."""
     sp = params.seed
-    dialogues = _rows(out_dir / "dialogues.parquet")
+    dialogues = read_rows(out_dir / "dialogues.parquet")
     train, heldout, rejects, acts = build_samples(
         dialogues, sp.heldout_fraction, params.project.seed, set(sp.no_call_acts), sp.heldout_by
     )
     imports = mark_imported(dialogues, train, heldout)  # origin "import" + counts per file
-    clean_kinds = _kind_counts(train)
+    clean_kinds = kind_counts(train)
     clean_train = train
     train, noise = inject_noise(train, sp.label_noise, dict(sp.noise.kinds), params.project.seed)
     write_parquet_atomic(out_dir / "samples.parquet", rows_to_table(train, SAMPLES))
@@ -49,13 +49,13 @@ def run_samples(params: Params, out_dir: Path) -> dict:
         "samples": len(both),
         "train_samples": len(train),
         "heldout_samples": len(heldout),
-        "kinds": _kind_counts(both),
+        "kinds": kind_counts(both),
         "train_kinds_clean": clean_kinds,
-        "heldout_kinds": _kind_counts(heldout),
+        "heldout_kinds": kind_counts(heldout),
         "samples_by_act": acts,
         "samples_after_error_result": after_error,
         "rejected": len(rejects),
-        "rejected_by_tier": _reject_counts(rejects),
+        "rejected_by_tier": reject_counts(rejects),
         "imports": imports,
         "heldout_by": sp.heldout_by,
         # measured on the clean labels: injected noise is not the generator's diversity

@@ -34,7 +34,7 @@ from looptool.core.types import Message, ToolSpec, canonical_json
 from looptool.engines.base import ChatRequest, ChoiceRequest, Engine, Failed, SamplingParams
 from looptool.engines.failures import ENGINE_FAILED, failure_note
 from looptool.prompts import load_prompt
-from looptool.seed.roles import OPTIONS, VERIFY_CHOICE_TASK, VERIFY_REASON_TASK, _render_step
+from looptool.seed.roles import OPTIONS, VERIFY_CHOICE_TASK, VERIFY_REASON_TASK, render_step
 from looptool.seed.values import appears_in, scalar_leaves
 
 
@@ -207,7 +207,7 @@ def judge_steps(
     tmpl = engine.backend == "template"
     choose, texts = [], []
     for s in steps:
-        intent, conv, step = _render_step(s.payload)
+        intent, conv, step = render_step(s.payload)
         tools = "\n".join(canonical_json(t.to_json()) for t in tools_by_dialogue[s.dialogue_id])
         body = load_prompt("seed_verify").format(
             tools=tools, intent=intent, conversation=conv, step=step

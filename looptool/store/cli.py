@@ -42,7 +42,7 @@ ROOT_OPTION = click.option(
 )
 
 
-def _fail(exc: Exception) -> click.ClickException:
+def click_error(exc: Exception) -> click.ClickException:
     """One error line; it may quote data (a file name, a cell), so it is printed escaped."""
     return SafeClickException(str(exc))
 
@@ -69,7 +69,7 @@ def status(root: Path, as_json: bool, no_dvc: bool, wide: bool) -> None:
     try:
         st = collect_status(root, check_dvc=not no_dvc)
     except Exception as exc:  # duckdb/arrow read errors name the file
-        raise _fail(exc) from None
+        raise click_error(exc) from None
     echo(_json(st.to_json()) if as_json else format_status(st, wide=wide), json=as_json)
 
 
@@ -96,7 +96,7 @@ def diff(a: str, b: str, root: Path, as_json: bool, examples: int) -> None:
     try:
         d = diff_versions(a, b, root=root, examples=examples)
     except (ValueError, OSError) as exc:
-        raise _fail(exc) from None
+        raise click_error(exc) from None
     echo(_json(d.to_json()) if as_json else format_diff(d), json=as_json)
 
 
@@ -173,7 +173,7 @@ def sql(
         try:
             duckdb.connect(config={setting: value}).close()
         except duckdb.Error as exc:
-            raise SafeClickException(f"{flag} {value!r}: {_first_line(exc)}") from None
+            raise SafeClickException(f"{flag} {value!r}: {first_line(exc)}") from None
     if not query:
         for view in VIEW_NAMES:
             try:
@@ -217,9 +217,9 @@ def sql(
             return
         df = result
     except (ReadOnlyError, OutputPathError, TableError, QueryStopped) as exc:
-        raise _fail(exc) from None
+        raise click_error(exc) from None
     except duckdb.Error as exc:
-        msg = _first_line(exc)
+        msg = first_line(exc)
         if "Out of Memory" in msg or "max_temp_directory_size" in msg:
             msg += " (raise --memory-limit / --max-temp-size, or narrow the query)"
         raise SafeClickException(f"query failed: {msg}") from None
@@ -241,7 +241,7 @@ def _printable_frame(df):
     )
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0].strip()
 
 
@@ -287,7 +287,7 @@ def lineage(sample_id: str, root: Path, as_json: bool) -> None:
     try:
         lin = get_lineage(sample_id, root=root)
     except (LineageError, TableError) as exc:
-        raise _fail(exc) from None
+        raise click_error(exc) from None
     echo(_json(lin.to_json()) if as_json else format_lineage(lin), json=as_json)
 
 
@@ -347,7 +347,7 @@ def export(
             check_not_input(str(out), out, inputs=(v.path,))
             n = export_version(v, fmt, out, root=root, date=date, arguments=arguments)
     except (ValueError, OSError, ParamsError) as exc:
-        raise _fail(exc) from None
+        raise click_error(exc) from None
     click.echo(f"{n:,} records written to {out} ({fmt})")
     if push_to:
         from looptool.store.export_hf import PushError, push_folder
@@ -355,5 +355,5 @@ def export(
         try:
             url = push_folder(out, push_to, private=private)
         except PushError as exc:
-            raise _fail(exc) from None
+            raise click_error(exc) from None
         click.echo(f"pushed to {url}")

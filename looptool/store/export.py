@@ -131,11 +131,11 @@ def sharegpt_record(sample: Sample, label: Label, date: str) -> dict:
     return {"conversations": turns, "system": system, "tools": tools}
 
 
-def _rows(version: Version) -> pa.Table:
+def version_rows(version: Version) -> pa.Table:
     return pq.read_table(version.path)
 
 
-def _sample(row: dict, version: Version, i: int) -> tuple[Sample, Label]:
+def version_sample(row: dict, version: Version, i: int) -> tuple[Sample, Label]:
     try:
         return sample_from_row(row), label_from_json(row["label"])
     except (ValueError, KeyError, TypeError) as exc:  # pydantic errors are ValueErrors
@@ -162,12 +162,12 @@ def export_version(
         raise ExportError(f"arguments must be 'string' or 'object', got {arguments!r}")
     layout = Layout.at(root)
     v = version if isinstance(version, Version) else resolve_version(layout, version)
-    date = date or _project_date(layout.root)
-    table = _rows(v)
+    date = date or project_date(layout.root)
+    table = version_rows(v)
     if fmt == "parquet":
         messages, tools, completions = [], [], []
         for i, row in enumerate(table.to_pylist()):
-            sample, label = _sample(row, v, i)
+            sample, label = version_sample(row, v, i)
             messages.append(
                 json.dumps(policy_messages(sample, date), ensure_ascii=False, sort_keys=True)
             )
@@ -181,7 +181,7 @@ def export_version(
     n = 0
     with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as fh:
         for i, row in enumerate(table.to_pylist()):
-            sample, label = _sample(row, v, i)
+            sample, label = version_sample(row, v, i)
             rec = (
                 openai_record(sample, label, date, arguments)
                 if fmt == "openai"
@@ -192,7 +192,7 @@ def export_version(
     return n
 
 
-def _project_date(root: Path) -> str:
+def project_date(root: Path) -> str:
     from looptool.params import load_params
     from looptool.params.project import ProjectParams
 

@@ -37,7 +37,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from looptool.store.export import ExportError, _project_date, _rows, _sample, openai_record
+from looptool.store.export import (
+    ExportError,
+    openai_record,
+    project_date,
+    version_rows,
+    version_sample,
+)
 from looptool.store.views import Layout, Version, resolve_version
 
 _CALL = pa.struct(
@@ -105,7 +111,7 @@ def _message(m: dict) -> dict:
 
 def hf_record(row: dict, version: Version, i: int, date: str) -> dict:
     """One row of the exported folder: prompt / completion / tools + provenance."""
-    sample, label = _sample(row, version, i)
+    sample, label = version_sample(row, version, i)
     rec = openai_record(sample, label, date, arguments="string")
     msgs = [_message(m) for m in rec["messages"]]
     return {
@@ -357,9 +363,9 @@ def build_hf_folder(
     looptool.store.output_guard.guarded_dir); returns rows per config."""
     layout = Layout.at(root)
     v = version if isinstance(version, Version) else resolve_version(layout, version)
-    date = date or _project_date(layout.root)
+    date = date or project_date(layout.root)
     license_id = _license(layout.root)
-    records = [hf_record(row, v, i, date) for i, row in enumerate(_rows(v).to_pylist())]
+    records = [hf_record(row, v, i, date) for i, row in enumerate(version_rows(v).to_pylist())]
     if not records:
         raise ExportError(f"{v.path}: no rows to export")
     splits = sorted({r["split"] for r in records})
