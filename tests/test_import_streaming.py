@@ -250,3 +250,32 @@ def test_streamed_stage_writes_what_the_lists_hold(tmp_path: Path, monkeypatch) 
     table("imported.parquet", fa.dialogues + fb.dialogues, DIALOGUES)
     assert metrics["imports"] == {str(a): fa.metrics(), str(b): fb.metrics()}
     assert pq.ParquetFile(tmp_path / "out" / "api_rejects.parquet").num_row_groups > 1
+
+
+def test_a_schema_is_checked_once_and_answers_the_same(monkeypatch) -> None:
+    """The metaschema check (most of an import's time) runs once per distinct schema."""
+    import jsonschema
+
+    from looptool.core import types
+    from looptool.core.types import ToolSpec, ToolSpecError
+
+    calls = []
+    real = jsonschema.Draft202012Validator.check_schema
+    monkeypatch.setattr(types, "_CHECKED", types.collections.OrderedDict())
+    monkeypatch.setattr(
+        jsonschema.Draft202012Validator, "check_schema", lambda s: calls.append(s) or real(s)
+    )
+    bad = {"type": "object", "properties": {"a": {"type": "string", "enum": "x"}}}
+    errors = []
+    for name in ("f", "g", "f"):
+        ToolSpec.from_any({**TOOL, "name": name})
+        with pytest.raises(ToolSpecError) as exc:
+            ToolSpec.from_any({"name": name, "parameters": bad})
+        errors.append(str(exc.value).split(": ", 1)[1])
+    assert len(calls) == 2 and len(set(errors)) == 1 and "invalid JSON schema" in errors[0]
+    assert "'x' is not of type 'array'" in errors[0]
+    # a tuple where a list belongs is no list to jsonschema: not answered from the cache
+    tup = {"type": "object", "properties": {"a": {"type": "string", "enum": ("x",)}}}
+    with pytest.raises(ToolSpecError):
+        ToolSpec.from_any({"name": "h", "parameters": tup})
+    ToolSpec.from_any({"name": "h", "parameters": {**tup, "properties": {"a": {"enum": ["x"]}}}})
