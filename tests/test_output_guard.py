@@ -303,3 +303,48 @@ def test_special_files_are_never_replaced(in_project: Path, tmp_path: Path) -> N
     assert run("sql", "SELECT 1 a", "--csv", out).exit_code == 0
     assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~_umask()
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+# --- 12. permissions: outputs get the user's umask, as open() would create them ------------
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o027])
+def test_outputs_get_the_users_umask(in_project: Path, tmp_path: Path, mask: int) -> None:
+    import pyarrow as pa
+
+    from looptool.store.io import (
+        atomic_dir,
+        atomic_path,
+        write_json_atomic,
+        write_parquet_atomic,
+        write_text_atomic,
+    )
+    from looptool.store.stream import parquet_rows_atomic
+
+    file_mode, dir_mode = 0o666 & ~mask, 0o777 & ~mask
+    schema = pa.schema([("a", pa.int64())])
+    out = tmp_path / "out"
+    out.mkdir()
+    old = os.umask(mask)
+    try:
+        write_text_atomic(out / "t.txt", "x")
+        write_json_atomic(out / "j.json", {"a": 1})
+        write_parquet_atomic(out / "p.parquet", pa.table({"a": [1]}))
+        with parquet_rows_atomic(out / "rows.parquet", schema) as rows:
+            rows.add({"a": 1})
+        with atomic_path(out / "raw.bin") as tmp:
+            tmp.write_bytes(b"x")
+        with atomic_dir(out / "folder") as d:
+            (d / "f.txt").write_text("x")
+        for flag, name in (("--csv", "q.csv"), ("--parquet", "q.parquet")):
+            res = run("sql", "SELECT 1 a", flag, out / name)
+            assert res.exit_code == 0, res.output
+    finally:
+        os.umask(old)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()}
+    assert modes == {
+        **dict.fromkeys(("t.txt", "j.json", "p.parquet", "rows.parquet", "raw.bin"), file_mode),
+        **{"q.csv": file_mode, "q.parquet": file_mode, "folder": dir_mode},
+    }, {k: oct(v) for k, v in modes.items()}
+    if mask == 0o022:
+        assert set(modes.values()) == {0o644, 0o755}

@@ -22,11 +22,12 @@ from click.testing import CliRunner
 from looptool.cli import main
 from looptool.core.types import ToolCall
 from looptool.params.seed import ToolImport
+from looptool.seed.import_preview import preview_import
 from looptool.seed.importers import FORMATS, ToolImportError, read_import
 from looptool.seed.importers.base import RecordError
 from looptool.seed.importers.dialogue import plan_acts
 from looptool.seed.importers.toolace import parse_calls, safe_name, system_tools
-from looptool.seed.imports import import_file, preview_import
+from looptool.seed.imports import import_file
 
 FIX = Path(__file__).parent / "fixtures" / "imports"
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,9 +6,11 @@ content always gives the same bytes (sorted keys, no whitespace, UTF-8 kept).
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import re
+import threading
 from typing import Any, Literal
 
 import jsonschema
@@ -65,6 +67,36 @@ _TYPE_ALIASES: dict[str, str | None] = {
 }
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+
+
+_CHECKED: collections.OrderedDict[str, str | None] = collections.OrderedDict()
+_CHECKED_LOCK = threading.Lock()
+
+
+def _schema_problem(params: dict) -> str | None:
+    """Why a parameters schema is not a valid JSON schema (the metaschema check), or None.
+
+    That check is most of the time a tool import takes (~1-2 ms a tool), and imported
+    datasets repeat the same tools record after record: the answers of the last 4,096
+    schemas (of up to 8 KB each as text) are kept, keyed by their ``repr`` (exact: a
+    tuple and a list differ)."""
+    key = repr(params)
+    if len(key) <= 8192:
+        with _CHECKED_LOCK:
+            if key in _CHECKED:
+                _CHECKED.move_to_end(key)
+                return _CHECKED[key]
+    try:
+        jsonschema.Draft202012Validator.check_schema(params)
+        problem = None
+    except jsonschema.SchemaError as exc:
+        problem = exc.message
+    if len(key) <= 8192:
+        with _CHECKED_LOCK:
+            _CHECKED[key] = problem
+            while len(_CHECKED) > 4096:
+                _CHECKED.popitem(last=False)
+    return problem
 
 
 def normalize_schema(schema: JSON, where: str = "parameters") -> dict:
@@ -156,10 +188,9 @@ class ToolSpec(BaseModel):
         missing = [r for r in params.get("required", []) if r not in params["properties"]]
         if missing:
             raise ToolSpecError(f"{where} {name!r}: required params not in properties: {missing}")
-        try:
-            jsonschema.Draft202012Validator.check_schema(params)
-        except jsonschema.SchemaError as exc:
-            raise ToolSpecError(f"{where} {name!r}: invalid JSON schema: {exc.message}") from None
+        problem = _schema_problem(params)
+        if problem is not None:
+            raise ToolSpecError(f"{where} {name!r}: invalid JSON schema: {problem}")
         return cls(name=name, description=desc, parameters=params)
 
     @property

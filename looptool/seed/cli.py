@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from looptool.core.terminal import SafeClickException, echo
+from looptool.core.terminal import SafeClickException, echo, printable
 from looptool.seed.importers import FORMATS
 from looptool.store.output_guard import FORCE_OPTION, OutputFile
 
@@ -49,36 +49,55 @@ def import_cmd(
     lists its tools and shows what importing them gives; --save FILE keeps the
     tools/list result as a file to put in data/tools/ and list in seed.apis.imports.
     """
-    from looptool.seed.imports import ToolImportError, preview_import
+    from looptool.seed.import_preview import ImportPreview
+    from looptool.seed.imports import ToolImportError
 
     if (file is None) == (mcp_cmd is None):
         raise click.UsageError('give either FILE or --mcp "CMD ARGS"')
     if save is not None and mcp_cmd is None:
         raise click.UsageError("--save needs --mcp")
+    shown = f"MCP server {mcp_cmd!r}" if mcp_cmd is not None else file
     with tempfile.TemporaryDirectory(prefix="looptool-mcp-") as tmp:
         if mcp_cmd is not None:
             file, fmt = _mcp_file(mcp_cmd, timeout, save, force, Path(tmp)), "mcp"
         try:
-            out = preview_import(file, fmt, answers)  # type: ignore[arg-type]
+            preview = ImportPreview(file, fmt, answers)  # type: ignore[arg-type]
         except ToolImportError as exc:
             raise SafeClickException(str(exc)) from None
-    shown = f"MCP server {mcp_cmd!r}" if mcp_cmd is not None else file
-    if as_json:
-        keys = ("tools", "samples", "rejects")
-        echo(json.dumps({k: out[k] for k in keys}, ensure_ascii=False), json=True)
-    else:
-        echo(f"{shown}: format {out['format']}, {out['records']} record(s)")
-        echo(f"tools: {len(out['tools'])}")
-        for t in out["tools"]:
-            echo(f"  {t['name']}({', '.join(t['parameters'])})")
-        echo(f"samples: {out['samples']}")
-        echo(f"rejects: {len(out['rejects'])}")
-        for r in out["rejects"]:
-            echo(f"  line {r['line']}: {r['reason']}")
-        if save is not None:
-            echo(f"tools/list result written to {save}")
-    if not out["tools"] and not out["samples"]:
+    with preview:  # the tools and rejects are read back from disk as they are printed
+        if as_json:
+            _print_json(preview)
+        else:
+            echo(f"{shown}: format {preview.format}, {preview.records} record(s)")
+            echo(f"tools: {preview.n_tools}")
+            for t in preview.tools():
+                echo(f"  {t['name']}({', '.join(t['parameters'])})")
+            echo(f"samples: {preview.samples}")
+            echo(f"rejects: {preview.n_rejects}")
+            for r in preview.rejects():
+                echo(f"  line {r['line']}: {r['reason']}")
+            if save is not None:
+                echo(f"tools/list result written to {save}")
+    if not preview.n_tools and not preview.samples:
         raise SafeClickException(f"{shown}: nothing could be imported")
+
+
+def _print_json(preview) -> None:
+    """{"tools": [...], "samples": N, "rejects": [...]} on one line, as json.dumps writes
+    it, printed piece by piece (the lists are never held whole)."""
+
+    def out(text: str) -> None:
+        click.echo(printable(text, json=True), nl=False)
+
+    def items(rows) -> None:
+        for k, row in enumerate(rows):
+            out((", " if k else "") + json.dumps(row, ensure_ascii=False))
+
+    out('{"tools": [')
+    items(preview.tools())
+    out(f'], "samples": {json.dumps(preview.samples)}, "rejects": [')
+    items(preview.rejects())
+    out("]}\n")
 
 
 def _mcp_file(command: str, timeout: float, save: str | None, force: bool, tmp: Path) -> str:

@@ -31,21 +31,29 @@ from looptool.core.tables import (
 )
 from looptool.core.types import Message, ToolSpec, canonical_json
 from looptool.engines import EngineError, RequestCache, make_engine
-from looptool.engines.backends.template import TemplateEngine
 from looptool.engines.base import Engine, Failed, SamplingParams
 from looptool.engines.failures import ENGINE_FAILED
 from looptool.engines.placement import apply_gpus, stage_specs
+from looptool.engines.template import TemplateEngine
 from looptool.params import Params, ParamsError, load_params
 from looptool.seed.agents import AgentSet, SimConfig, plan_json, simulate
 from looptool.seed.apis import api_request, build_pool, draw_apis
 from looptool.seed.dialogue_draw import draw_dialogues
-from looptool.seed.imports import ToolImportError, import_file, import_origin
+from looptool.seed.imports import ToolImportError, import_into, import_origin
 from looptool.seed.noise import NoiseError
 from looptool.seed.roles import AGENTS
-from looptool.seed.stage_data import plan_outcomes, read_rows, reject_counts, top_reasons
+from looptool.seed.stage_data import (
+    plan_outcomes,
+    read_rows,
+    reject_counts,
+    reject_summary,
+    top_reasons,
+    value_counts,
+)
 from looptool.seed.trees import TreeError, load_trees
 from looptool.seed.verify import chain_problems, judge_steps, rule_problems, steps_to_check
 from looptool.store.io import write_json_atomic, write_parquet_atomic
+from looptool.store.stream import parquet_rows_atomic
 
 KNOWN_ERRORS = (TreeError, ToolImportError, ParamsError, EngineError, NoiseError, FileNotFoundError)
 
@@ -117,34 +125,32 @@ def run_apis(params: Params, out_dir: Path) -> dict:
         taken: set[str] = set()
         rows, rejects = build_pool(draws, texts, trees, taken)
         n_synth = len(rows)
-        # imported files: tools join the pool, dialogues go to seed_verify (imported.parquet)
-        imported: list[dict] = []
+        # imported files, streamed: tools join the pool, dialogues go to seed_verify
+        # (imported.parquet); memory stays flat in the files' sizes
         by_file: dict[str, dict] = {}
-        for imp in sp.apis.imports:
-            f = import_file(
-                imp.path, imp.format, imp.domain, taken, imp.limit, imp.answers, imp.samples,
-                first_index=len(imported),
-            )  # fmt: skip
-            rows += f.apis
-            rejects += f.reject_rows()
-            imported += f.dialogues
-            by_file[imp.path] = f.metrics()
-        write_parquet_atomic(out_dir / "apis.parquet", rows_to_table(rows, APIS))
-        write_parquet_atomic(out_dir / "api_rejects.parquet", rows_to_table(rejects, REJECTS))
-        write_parquet_atomic(out_dir / "imported.parquet", rows_to_table(imported, DIALOGUES))
+        with (
+            parquet_rows_atomic(out_dir / "apis.parquet", APIS) as apis,
+            parquet_rows_atomic(out_dir / "api_rejects.parquet", REJECTS) as rejected,
+            parquet_rows_atomic(out_dir / "imported.parquet", DIALOGUES) as imported,
+        ):
+            apis.add_rows(rows)
+            rejected.add_rows(rejects)
+            for imp in sp.apis.imports:
+                by_file[imp.path] = import_into(imp, taken, apis, rejected, imported)
+        by_tier, top_reject_reasons = reject_summary(out_dir / "api_rejects.parquet")
         metrics = {
             "draws": len(draws),
             "context_leaves": len(trees.context_leaves),
             "constraint_paths": len(trees.constraint_leaves),
-            "apis": len(rows),
+            "apis": apis.rows,
             "synthesized": n_synth,
-            "imported": len(rows) - n_synth,
-            "imported_dialogues": len(imported),
+            "imported": apis.rows - n_synth,
+            "imported_dialogues": imported.rows,
             "imports": by_file,
-            "rejected": len(rejects),
-            "rejected_by_tier": reject_counts(rejects),
-            "top_reject_reasons": top_reasons(rejects),
-            "apis_by_domain": dict(sorted(Counter(r["domain"] for r in rows).items())),
+            "rejected": rejected.rows,
+            "rejected_by_tier": by_tier,
+            "top_reject_reasons": top_reject_reasons,
+            "apis_by_domain": value_counts(out_dir / "apis.parquet", "domain"),
             "engines": engines.stats(),
         }
         write_json_atomic(out_dir / "apis_metrics.json", metrics)

@@ -75,11 +75,13 @@ def build_samples(
     seed: int,
     no_call_acts: set[str],
     heldout_by: str = "dialogue",
+    seen_ids: dict[str, str] | None = None,
 ) -> tuple[list[dict], list[dict], list[dict], dict[str, int]]:
     """(train rows, held-out rows, reject rows, kept samples per act); SAMPLES rows in
     dialogue order. ``heldout_by``: ``dialogue`` (a seeded share of the dialogues) or
     ``tool`` (:func:`heldout_by_tool`; a held-out sample that calls a function training
-    also offers becomes a reject row of tier ``split``)."""
+    also offers becomes a reject row of tier ``split``). ``seen_ids`` (sample id -> the
+    item that first had it) carries the dedup across calls (dialogues fed in parts)."""
     if heldout_by == "tool":
         held = heldout_by_tool(dialogues, heldout_fraction, seed)
         trained_tools = set().union(
@@ -91,7 +93,7 @@ def build_samples(
     train: list[dict] = []
     heldout: list[dict] = []
     rejects: list[dict] = []
-    seen_ids: dict[str, str] = {}
+    seen_ids = {} if seen_ids is None else seen_ids
     acts: Counter[str] = Counter()
     for d in sorted(dialogues, key=lambda r: r["index"]):
         for sample, step, act in dialogue_samples(d, no_call_acts):

@@ -10,8 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,21 +21,48 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 
-def _umask() -> int:
+def umask() -> int:
+    """The process umask, read without changing it where Linux shows it (os.umask sets
+    it, and for a moment another thread would create files with the wrong mask)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
 
 
+def _temp_beside(target: Path, make) -> Path:
+    """A new temp path beside ``target`` made by ``make(path)`` (which fails with
+    FileExistsError when the name is taken); hidden and named after the target."""
+    for _ in range(100):
+        tmp = target.parent / f".{target.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            make(tmp)
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(f"{target.parent}: no free temp name for {target.name}")
+
+
+def _new_file(path: Path) -> None:
+    # mode 0o666 less the umask, as open() creates files (tempfile.mkstemp makes 0600)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666))
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temp path beside ``path``; rename it onto ``path`` only on success."""
+    """Yield a temp path beside ``path``; rename it onto ``path`` only on success.
+
+    The temp file is created as ``open()`` would create ``path`` (the user's umask), so
+    the file the rename puts in place has the permissions the user expects."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_umask())
+    tmp_path = _temp_beside(target, _new_file)
     try:
         yield tmp_path
         os.replace(tmp_path, target)
@@ -46,11 +73,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 @contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temp directory beside ``path``; it replaces ``path`` only on success."""
+    """Yield a temp directory beside ``path``; it replaces ``path`` only on success.
+
+    Created as ``mkdir`` would (mode 0o777 less the umask; tempfile.mkdtemp makes 0700)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    os.chmod(tmp, 0o777 & ~_umask())
+    tmp = _temp_beside(target, lambda p: os.mkdir(p, 0o777))
     try:
         yield tmp
         if target.exists():

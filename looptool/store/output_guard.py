@@ -36,7 +36,7 @@ from pathlib import Path
 
 import click
 
-from looptool.store.io import _umask
+from looptool.store.io import umask
 
 
 class OutputPathError(ValueError):
@@ -240,7 +240,7 @@ def guarded_dir(target: Path) -> Iterator[Path]:
         yield built
         if not built.is_dir():
             raise OutputPathError(f"{target}: nothing was built")
-        os.chmod(built, 0o777 & ~_umask())
+        os.chmod(built, 0o777 & ~umask())
         if target.exists() or target.is_symlink():
             if target.is_symlink() or not target.is_dir():
                 raise OutputPathError(f"{target}: exists and is not a folder; left untouched")

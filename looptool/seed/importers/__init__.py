@@ -87,11 +87,20 @@ def _detect_file(path: Path, records: list) -> str:
     return fmt
 
 
-def _with_places(records: Iterable[Record]) -> Iterator[tuple[Record, str]]:
+def _with_places(
+    items: Iterable[Record | Reject],
+) -> Iterator[tuple[Record, str] | tuple[Reject, None]]:
     """Each record with its place: its line, or ``line#i`` (i: its index in the file)
-    when another record shares that line (a one-line JSON list). One record of lookahead."""
+    when another record shares that line (a one-line JSON list); the rejects of reading in
+    between pass through in file order. One record of lookahead."""
     prev_line, cur, i = None, None, -1
-    for nxt in records:
+    for nxt in items:
+        if isinstance(nxt, Reject):  # a line of its own: the next record is on a later one
+            if cur is not None:
+                yield cur, f"{cur.line}" + (f"#{i}" if cur.line == prev_line else "")
+                prev_line, cur = cur.line, None
+            yield nxt, None
+            continue
         if cur is not None:
             shared = cur.line in (prev_line, nxt.line)
             yield cur, f"{cur.line}" + (f"#{i}" if shared else "")
@@ -99,6 +108,17 @@ def _with_places(records: Iterable[Record]) -> Iterator[tuple[Record, str]]:
         cur, i = nxt, i + 1
     if cur is not None:
         yield cur, f"{cur.line}" + (f"#{i}" if cur.line == prev_line else "")
+
+
+def _limited(items: Iterator[Record | Reject], limit: int | None) -> Iterator[Record | Reject]:
+    """``items`` up to the ``limit``-th record (rejects before it included)."""
+    n = 0
+    for item in items:
+        yield item
+        if isinstance(item, Record):
+            n += 1
+            if limit is not None and n >= limit:
+                return
 
 
 def _parser(fmt: str, path: Path, answers: str | None) -> Parser:
@@ -115,58 +135,89 @@ def _parser(fmt: str, path: Path, answers: str | None) -> Parser:
     }[fmt]
 
 
+ImportItem = ImportedTool | ImportedDialogue | Reject
+
+
+class ImportStream:
+    """One file read as a stream: ``for item in stream`` gives its tools, dialogues and a
+    reject per bad record (or tool) as the file is read, rejects in line order; nothing is
+    kept. ``format`` is known once constructed (``auto``: the first record that fits a
+    format decides); ``records`` counts the records read so far.
+
+    A tool that fails the JSON-schema checks is rejected; a dialogue whose tools fail,
+    or whose conversation has no plan shape (see :mod:`.dialogue`), is rejected whole.
+    Raises :class:`ToolImportError` when the file as a whole cannot be read.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        fmt: ImportFormat = "auto",
+        answers: str | None = None,
+        limit: int | None = None,
+        progress: bool | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.records = 0
+        self._items = _limited(iter_records(self.path, progress), limit)
+        self._head: list[Record | Reject] = []
+        if fmt == "auto":  # the first record that fits a format decides (usually the first)
+            for item in self._items:
+                self._head.append(item)
+                if isinstance(item, Record) and (detect(item.value) or bfcl.is_answer(item.value)):
+                    break
+            head = [r for r in self._head if isinstance(r, Record)]
+            if not head:
+                raise ToolImportError(f"{self.path}: no record to import")
+            fmt = _detect_file(self.path, head)  # type: ignore[assignment]
+        self.format: str = fmt
+        self._parse = _parser(fmt, self.path, answers)
+
+    def __iter__(self) -> Iterator[ImportItem]:
+        p, head, self._head = self.path, self._head, []
+        for rec, place in _with_places(itertools.chain(head, self._items)):
+            if isinstance(rec, Reject):
+                yield rec
+                continue
+            self.records += 1
+            ref = f"{p.name}:{place}"
+            try:
+                outcomes, messages = self._parse(rec.value)
+                if messages is not None:
+                    dialogue = _dialogue(rec.line, place, ref, outcomes, messages)
+                    yield dialogue
+                    for s, t in outcomes:
+                        yield ImportedTool(rec.line, ref + s, t, True)  # type: ignore[arg-type]
+                    continue
+            except RecordError as exc:
+                yield Reject(rec.line, ref, str(exc), rec.value)
+                continue
+            for suffix, spec in outcomes:
+                if isinstance(spec, RecordError):
+                    yield Reject(rec.line, ref + suffix, str(spec), rec.value)
+                else:  # mcp: (spec, output schema)
+                    spec, returns = spec if isinstance(spec, tuple) else (spec, None)
+                    yield ImportedTool(rec.line, ref + suffix, spec, returns=returns)
+
+
 def read_import(
     path: str | Path,
     fmt: ImportFormat = "auto",
     answers: str | None = None,
     limit: int | None = None,
 ) -> ImportResult:
-    """Read one file: its tools, its dialogues and a reject per bad record (or tool).
-
-    A tool that fails the JSON-schema checks is rejected; a dialogue whose tools fail,
-    or whose conversation has no plan shape (see :mod:`.dialogue`), is rejected whole.
-    Raises :class:`ToolImportError` when the file as a whole cannot be read.
-    """
-    p = Path(path)
-    res = ImportResult(path=p, format=fmt)
-    items = iter_records(p)
-    records: Iterator[Record] = (
-        r
-        for r in items
-        if isinstance(r, Record) or res.rejects.append(r)  # type: ignore[func-returns-value]
-    )
-    if limit is not None:
-        records = itertools.islice(records, limit)
-    head: list[Record] = []
-    if fmt == "auto":  # the first record that fits a format decides (usually the first)
-        for rec in records:
-            head.append(rec)
-            if detect(rec.value) or bfcl.is_answer(rec.value):
-                break
-        if not head:
-            raise ToolImportError(f"{p}: no record to import")
-        fmt = _detect_file(p, head)  # type: ignore[assignment]
-        res.format = fmt
-    parse = _parser(fmt, p, answers)
-    for rec, place in _with_places(itertools.chain(head, records)):
-        res.records += 1
-        ref = f"{p.name}:{place}"
-        try:
-            outcomes, messages = parse(rec.value)
-            if messages is not None:
-                res.dialogues.append(_dialogue(rec.line, place, ref, outcomes, messages))
-                res.tools += [ImportedTool(rec.line, ref + s, t, True) for s, t in outcomes]  # type: ignore[arg-type]
-                continue
-        except RecordError as exc:
-            res.rejects.append(Reject(rec.line, ref, str(exc), rec.value))
-            continue
-        for suffix, spec in outcomes:
-            if isinstance(spec, RecordError):
-                res.rejects.append(Reject(rec.line, ref + suffix, str(spec), rec.value))
-            else:  # mcp: (spec, output schema)
-                spec, returns = spec if isinstance(spec, tuple) else (spec, None)
-                res.tools.append(ImportedTool(rec.line, ref + suffix, spec, returns=returns))
-    res.rejects.sort(key=lambda r: r.line)
+    """Read one file into lists: its tools, its dialogues and a reject per bad record (or
+    tool), in file order (:class:`ImportStream`, kept whole: for small files and tests)."""
+    stream = ImportStream(path, fmt, answers, limit)
+    res = ImportResult(path=stream.path, format=stream.format)
+    for item in stream:
+        if isinstance(item, ImportedTool):
+            res.tools.append(item)
+        elif isinstance(item, ImportedDialogue):
+            res.dialogues.append(item)
+        else:
+            res.rejects.append(item)
+    res.records = stream.records
     return res
 
 
@@ -189,7 +240,9 @@ def _dialogue(
 __all__ = [
     "FORMATS",
     "ImportFormat",
+    "ImportItem",
     "ImportResult",
+    "ImportStream",
     "ImportedDialogue",
     "ImportedTool",
     "Reject",
