@@ -31,10 +31,10 @@ from looptool.core.tables import (
 )
 from looptool.core.types import Message, ToolSpec, canonical_json
 from looptool.engines import EngineError, RequestCache, make_engine
+from looptool.engines.backends.template import TemplateEngine
 from looptool.engines.base import Engine, Failed, SamplingParams
 from looptool.engines.failures import ENGINE_FAILED
 from looptool.engines.placement import apply_gpus, stage_specs
-from looptool.engines.template import TemplateEngine
 from looptool.params import Params, ParamsError, load_params
 from looptool.seed.agents import AgentSet, SimConfig, plan_json, simulate
 from looptool.seed.apis import api_request, build_pool, draw_apis
