@@ -58,6 +58,8 @@ def mode_overrides(mode: str, model: str | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if model:  # a converted checkpoint (e.g. SmolLM2) instead of the tiny model built there
         out.update({"engines.policy.model": model, "engines.judge.model": model})
+        # the judge's checkpoint is a DVC dependency by name (stage judge_checkpoint@check)
+        out["engines.role_checkpoints.judge"] = {"check": model}
     if mode in ("dry-run", "vllm-cpu"):
         for role in ("policy", "judge"):
             out.update(
