@@ -46,7 +46,7 @@ from looptool.gpucheck import prepare  # noqa: E402
 ON_REQUEST = True  # `python -m bench` (make bench) skips it: `make bench PAPER_SCALE=1`
 PROFILE = REPO / "params.paper-scale.yaml"
 PAPER_D = 18304
-SAMPLES_PER_DIALOGUE = 2.0  # template dialogues give ~2.3 training samples each (measured)
+SAMPLES_PER_DIALOGUE = 2.0  # template dialogues give ~2.2 training samples each (measured)
 TARGETS = {"iteration_s": 300.0, "iteration_rss_mb": 4096.0, "noop_repro_s": 2.0, "command_s": 10.0}
 WRAP = (  # runs a command, then writes the peak RSS (KB) of its largest descendant
     "import resource, subprocess, sys; rc = subprocess.call(sys.argv[2:]); "
@@ -228,8 +228,10 @@ def time_commands(p: Project, iterations: int) -> list[tuple[str, float, float]]
     p.run([p.dvc, "repro"])  # the first no-op may still write the state db; time the next
     dt, _ = p.run([p.dvc, "repro"])
     out.append(("dvc repro (no-op)", dt, TARGETS["noop_repro_s"]))
-    a, b = max(1, iterations), iterations + 1
-    last = pq.read_table(p.root / f"data/iter_{b}/dataset.parquet", columns=["sample_id", "origin"])
+    a, b = max(1, iterations - 1), max(2, iterations)  # the issue's `diff D3 D4` at J = 4
+    last = pq.read_table(
+        p.root / f"data/iter_{iterations + 1}/dataset.parquet", columns=["sample_id", "origin"]
+    )
     origins = last.column("origin").to_pylist()
     pick = next((i for i, o in enumerate(origins) if o in ("relabel", "edde")), 0)
     sample_id = last.column("sample_id")[pick].as_py()

@@ -26,7 +26,9 @@ sample whose stored label was made noisy). It serves every role the loop needs:
 
 Counts of what it did (answers, wrong answers, unknown prompts, verdicts, flipped
 verdicts) are in :meth:`OracleEngine.stats`, which the stages put in their metrics. Never
-cached: answers are instant and a code change would leave cached ones stale.
+cached: answers are instant and a code change would leave cached ones stale. The tables
+are not dvc.yaml dependencies of the stages it serves: all of them are upstream of those
+stages (seed tables, earlier iterations' EDDE children), a shortcut only a dry run may take.
 """
 
 from __future__ import annotations
