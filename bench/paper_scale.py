@@ -250,7 +250,9 @@ def time_commands(p: Project, iterations: int) -> list[tuple[str, float, float]]
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m bench paper_scale", description=__doc__.splitlines()[0]
+    )
     ap.add_argument("--samples", type=int, default=PAPER_D, help="|D_j| (paper: 18,304)")
     ap.add_argument("--iterations", type=int, default=4, help="J (paper: 4)")
     ap.add_argument("--size-mb", type=float, default=None, help="checkpoint size (default 1000)")
