@@ -29,7 +29,6 @@ from looptool.store.io import write_parquet_atomic
 REPO = Path(__file__).resolve().parents[1]
 DATE = "2026-11-22"
 N, NOISY = 600, 40
-BOTH_ORDERS = LoopParams.model_validate({"judge": {"order": "both"}})
 
 
 def _tool(name: str, enum: list[str] | None = None) -> ToolSpec:
@@ -168,11 +167,13 @@ def test_unknown_prompts_and_requests_without_a_payload(world: dict) -> None:
         engine.generate([ChatRequest(messages=[{"role": "user", "content": "?"}], task="judge")])
 
 
-def test_judge_verdicts_follow_the_truth_and_the_flip_rate(world: dict) -> None:
+@pytest.mark.parametrize("extraction", ["choose", "parse"])
+def test_judge_verdicts_follow_the_truth_and_the_flip_rate(world: dict, extraction: str) -> None:
     policy = _oracle(world, error_rate=0.3)
     probe = run_probe(policy, world["dataset"], iteration=1, date=DATE, params=ProbeParams())
     judge = _oracle(world, judge_error_rate=0.2)
-    result = run_judge([judge], world["dataset"], probe, iteration=1, date=DATE, params=BOTH_ORDERS)
+    params = LoopParams.model_validate({"judge": {"order": "both", "extraction": extraction}})
+    result = run_judge([judge], world["dataset"], probe, iteration=1, date=DATE, params=params)
     v = pl.from_arrow(result.table)
     assert v.height == int((~pl.from_arrow(probe)["match"]).sum())
     assert set(v["verdict"]) == {"PRED_WRONG", "LABEL_WRONG", "BOTH_CORRECT", "BOTH_WRONG"}
