@@ -15,11 +15,12 @@ from looptool.core.codec import parse_completion
 from looptool.core.match import match_normalized, match_strict
 from looptool.core.tables import DATASET, LABEL_NOISE, SAMPLES, rows_to_table, sample_to_row
 from looptool.core.types import Label, Message, Sample, ToolCall, ToolSpec, canonical_json
-from looptool.engines.backends.oracle import OracleEngine, prompt_id
+from looptool.engines.backends.oracle import TEXTS, OracleEngine, prompt_id
 from looptool.engines.base import ChatRequest, ChoiceRequest, EngineError, SamplingParams
 from looptool.engines.factory import make_engine
 from looptool.engines.policy_request import policy_request
 from looptool.loop.judge.run import run_judge
+from looptool.loop.judge.types import ORDERS
 from looptool.loop.probe import run_probe
 from looptool.params import Params, load_params
 from looptool.params.engines import EngineSpec, OracleSpec
@@ -185,6 +186,30 @@ def test_judge_verdicts_follow_the_truth_and_the_flip_rate(world: dict, extracti
     # a noisy label the oracle policy answered right is relabeled (unless the draw flipped it)
     lr = v.filter(pl.col("verdict") == "LABEL_WRONG")
     assert lr.filter(pl.col("sample_id").is_in(list(world["noisy"]))).height >= lr.height * 0.5
+
+
+def test_judge_flip_is_drawn_per_question_not_per_sample(world: dict) -> None:
+    """The same sample asked with another prediction (a later iteration) gets a fresh
+    draw: keyed by the sample alone, a flipped sample stayed flipped in every iteration."""
+    judge = _oracle(world, judge_error_rate=0.3)
+    flips: list[tuple[bool, bool]] = []
+    for s in world["samples"]:
+        if not s.label.calls:
+            continue
+        label = s.label.to_json()
+        preds = [Label(text=TEXTS["irrelevant"], kind="irrelevant"),
+                 Label(calls=[ToolCall(name="get_forecast", arguments={"city": "X"})])]  # fmt: skip
+        got = []
+        for pred in preds:
+            payload = {"sample_id": s.sample_id, "label": label, "prediction": pred.to_json()}
+            verdicts = {judge.verdict({**payload, "order": o})[0] for o in ORDERS}
+            assert len(verdicts) == 1  # both response orders agree
+            got.append(verdicts.pop() != "PRED_WRONG")  # the truth: PRED_WRONG
+        flips.append((got[0], got[1]))
+    n = len(flips)
+    assert _within(sum(a for a, _ in flips), n, 0.3) and _within(sum(b for _, b in flips), n, 0.3)
+    both = sum(a and b for a, b in flips)
+    assert _within(both, n, 0.3 * 0.3), both  # independent draws, not the same one
 
 
 def test_params_refuse_an_oracle_without_tables_and_noop_without_the_oracle() -> None:
