@@ -98,5 +98,8 @@ test: $(STAMP) $(RAY_STAMP) $(VLLM_WHEEL)/.installed
 lint: $(STAMP)
 	$(VENV)/bin/ruff check looptool stages tests bench
 
+# make bench PAPER_SCALE=1 adds the paper-scale dry run (bench/paper_scale.py: ~28k seed
+# samples, |D_j| = 18,304, 4 iterations on instant engines; long, and ~2 GB of disk)
 bench: $(STAMP) $(RAY_STAMP)
 	$(PY) -m bench
+	@if [ -n "$(PAPER_SCALE)" ]; then $(PY) -m bench paper_scale; fi

@@ -30,8 +30,9 @@ REPO = Path(__file__).resolve().parents[1]
 PROFILE = "params.gpu-check.yaml"
 MODES = ("hf", "vllm", "vllm-cpu", "dry-run")
 # Generated data never goes into the scratch copy: the check rebuilds everything. data/models/
-# is copied (its README is tracked and stage role_models depends on the folder; checkpoints in
-# it are git-ignored DVC outputs, which ls-files does not list).
+# and data/engines/ are copied (their READMEs are tracked; the judge's and generator's
+# stages depend on data/engines/<role>/; checkpoints and records in them are git-ignored
+# DVC outputs, which ls-files does not list).
 SKIP_PREFIXES = ("data/seed", "data/iter_", "data/tiny_model")
 _RUNNING = re.compile(r"Running stage '([^']+)'")
 
@@ -57,6 +58,8 @@ def mode_overrides(mode: str, model: str | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if model:  # a converted checkpoint (e.g. SmolLM2) instead of the tiny model built there
         out.update({"engines.policy.model": model, "engines.judge.model": model})
+        # the judge's checkpoint is a DVC dependency by name (stage judge_checkpoint@check)
+        out["engines.role_checkpoints.judge"] = {"check": model}
     if mode in ("dry-run", "vllm-cpu"):
         for role in ("policy", "judge"):
             out.update(

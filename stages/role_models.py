@@ -1,32 +1,35 @@
-"""DVC stage role_models: write data/engines/<role>.json for the judge and generator.
+"""DVC stages judge_checkpoint@<name> / generator_checkpoint@<name>: the record of one
+checkpoint listed in ``engines.role_checkpoints`` (data/engines/<role>/<name>.json: its
+path and content fingerprint). DVC reruns it only when the checkpoint's bytes change (the
+path is the stage's dependency); the stages using the role depend on the folder. See
+looptool/engines/role_models.py.
 
-Always runs (``always_changed``) and is cheap (checkpoints above 8 MB are fingerprinted
-by size and sampled blocks). DVC compares the files by content, so stages depending on
-them rerun only when a model they read changed. See looptool/engines/role_models.py.
-
-python -m stages.role_models [--params params.yaml]
+python -m stages.role_models --role judge --name NAME [--params params.yaml]
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from looptool.engines.base import EngineError
-from looptool.engines.role_models import ROLES, role_model_path, role_record
+from looptool.engines.role_models import checkpoint_record, record_path
 from looptool.store.io import write_json_atomic
 from stages._common import stage_params
 
 
 def main(argv: list[str] | None = None) -> None:
-    params = stage_params(argv)
-    for role in ROLES:
-        try:
-            record = role_record(params, role)
-        except EngineError as exc:
-            sys.exit(f"error: {exc}")
-        write_json_atomic(role_model_path(role), record)
-        models = [e["model"]["path"] for e in record["engines"] if "model" in e]
-        print(f"{role}: {len(record['engines'])} engine(s); local models: {models or 'none'}")
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--role", choices=("judge", "generator"), required=True)
+    parser.add_argument("--name", required=True)
+    args, rest = parser.parse_known_args(argv)
+    params = stage_params(rest)
+    try:
+        record = checkpoint_record(params, args.role, args.name)
+    except (EngineError, KeyError) as exc:
+        sys.exit(f"error: {exc}")
+    write_json_atomic(record_path(args.role, args.name), record)
+    print(f"{args.role} checkpoint {args.name}: {record['path']} {record['fingerprint']}")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """DVC stage train@j: GRPO (or SFT, ``train.algorithm``) on data/iter_j/dataset.parquet
-from data/iter_{prev}/model.
+from data/iter_{prev}/model; ``noop`` (dry runs) writes a placeholder checkpoint instead.
 
 Writes data/iter_j/model (save_pretrained: model + tokenizer), train_metrics.json and
 data/iter_j/dvclive/ (DVCLive: metrics.json, plots/metrics/*.tsv with one row per optimizer
@@ -21,6 +21,7 @@ from pathlib import Path
 from looptool.engines import EngineError, default_cache_dir
 from looptool.loop.guard import collapse_kind, guard_verdict, heldout_check
 from looptool.loop.train import train_grpo
+from looptool.loop.train_noop import train_noop
 from looptool.loop.train_rows import TrainError
 from looptool.loop.train_setup import is_main_process
 from looptool.loop.warmstart import train_sft
@@ -52,7 +53,15 @@ def main(argv: list[str] | None = None) -> None:
     }
     start = root / f"iter_{item.prev}" / "model"
     try:
-        if tp.algorithm == "sft":
+        if tp.algorithm == "noop":  # the dry run: a placeholder checkpoint, no training
+            result = train_noop(
+                here / "dataset.parquet",
+                start,
+                here / "model",
+                tp.noop,
+                live_dir=common["live_dir"],
+            )
+        elif tp.algorithm == "sft":
             result = train_sft(
                 here / "dataset.parquet",
                 start,

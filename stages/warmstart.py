@@ -19,7 +19,7 @@ from pathlib import Path
 from looptool.core.tables import SEED_USED, rows_to_table
 from looptool.engines import EngineError, default_cache_dir
 from looptool.loop.guard import heldout_check
-from looptool.loop.train_logging import write_empty_live
+from looptool.loop.live import write_empty_live
 from looptool.loop.train_rows import TrainError
 from looptool.loop.train_setup import is_main_process
 from looptool.loop.warmstart import copy_base, train_sft

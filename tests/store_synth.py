@@ -22,7 +22,7 @@ from looptool.core.tables import (
     sample_to_row,
 )
 from looptool.core.types import Label, Message, Sample, ToolCall, ToolSpec, canonical_json
-from looptool.loop.train_logging import open_live
+from looptool.loop.live import open_live
 from looptool.store.io import read_parquet, write_json_atomic, write_parquet_atomic
 
 TOOL = ToolSpec(

@@ -43,7 +43,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The pipeline definition, code and sources in a fresh DVC repo; seed_apis built."""
     root = tmp_path_factory.mktemp("inputs") / "repo"
     for rel in ("dvc.yaml", "params.yaml", ".dvcignore", "stages", "looptool", "data/trees",
-                "data/tools", "data/models"):  # fmt: skip
+                "data/tools", "data/models", "data/engines"):  # fmt: skip
         src = REPO / rel
         if src.is_dir():
             shutil.copytree(src, root / rel, ignore=shutil.ignore_patterns("__pycache__"))

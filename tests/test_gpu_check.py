@@ -36,6 +36,15 @@ def test_every_mode_gives_valid_params(mode):
         mode_overrides("tpu")
 
 
+def test_a_given_model_is_a_tracked_judge_checkpoint(tmp_path):
+    from looptool.params.tracked import untracked_inputs
+
+    model = str(tmp_path / "smollm2")
+    p = Params.model_validate(check_params("dry-run", model))
+    assert p.engines.judge.model == model and untracked_inputs(p) == []
+    assert p.engines.role_checkpoints.judge == {"check": model}
+
+
 def test_table_and_stage_lines():
     assert _RUNNING.search("Running stage 'probe@1':").group(1) == "probe@1"
     table = format_table([StageRow("probe@1", 1.25, True), StageRow("judge@1", 3.0, False)])

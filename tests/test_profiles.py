@@ -20,6 +20,7 @@ PROFILES = [
     "params.gpu.yaml",
     "params.compare.yaml",
     "params.gpu-check.yaml",  # scripts/gpu_check.sh
+    "params.paper-scale.yaml",  # bench/paper_scale.py
 ]
 
 

@@ -7,7 +7,8 @@ import io
 import json
 from types import SimpleNamespace
 
-from looptool.loop.train_logging import LiveSteps, TrainProgress, open_live, progress_every
+from looptool.loop.live import open_live
+from looptool.loop.train_logging import LiveSteps, TrainProgress, progress_every
 
 
 class Terminal(io.StringIO):

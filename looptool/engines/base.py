@@ -174,7 +174,7 @@ class ChoiceRequest:
 class Engine(Protocol):
     """What every backend (and the caching wrapper) implements."""
 
-    backend: str  # "hf" | "vllm" | "openai" | "template"
+    backend: str  # "hf" | "vllm" | "openai" | "template" | "oracle"
     model_id: str  # identity used in cache keys: path + content fingerprint (or endpoint model)
     batch_size: int  # how many requests the backend takes per call (cache commits per batch)
 
@@ -243,6 +243,21 @@ class StreamBatches:
 
     def choose(self, requests: Sequence[ChoiceRequest]) -> list[str | Failed]:
         return self._collect("choose", requests)
+
+
+# The task of a judge request to a programmatic engine (loop/judge/vote.py sends it with
+# a payload naming the sample, label, prediction and order; the oracle backend serves it).
+JUDGE_TASK = "judge"
+
+
+def reads_payload(engine: object) -> bool:
+    """Whether ``engine`` is programmatic and reads ``task`` / ``payload`` (template, the
+    dry-run oracle). Callers attach a payload only then: an LLM ignores it, and it would
+    change the request's cache key for nothing."""
+    flag = getattr(engine, "reads_payload", None)
+    if isinstance(flag, bool):
+        return flag
+    return getattr(engine, "backend", None) in ("template", "oracle")
 
 
 def request_to_json(request: ChatRequest | ScoreRequest | ChoiceRequest) -> dict[str, Any]:

@@ -21,8 +21,8 @@ if TYPE_CHECKING:
 def make_engine(spec: EngineSpec, role: str, cache: RequestCache | None = None) -> Engine:
     """Instantiate the backend named by ``spec`` for ``role``; wrap it in the request cache.
 
-    The template backend is never cached: it is cheap and deterministic, and a cached
-    answer would go stale whenever its code changes.
+    The template and oracle backends are never cached: they are cheap and deterministic,
+    and a cached answer would go stale whenever their code changes.
     """
     param = f"engines.{role}"
     engine: Engine
@@ -58,6 +58,10 @@ def make_engine(spec: EngineSpec, role: str, cache: RequestCache | None = None) 
         from looptool.engines.backends.template import TemplateEngine
 
         return TemplateEngine(batch_size=spec.batch_size)
+    elif spec.backend == "oracle":  # the dry-run engine: instant, never cached either
+        from looptool.engines.backends.oracle import OracleEngine
+
+        return OracleEngine(spec.oracle, model=spec.model, batch_size=spec.batch_size)
     else:  # pragma: no cover - pydantic's Literal rejects anything else
         raise EngineError(f"{param}.backend: unknown backend {spec.backend!r}")
     return CachedEngine(engine, cache, role=role) if cache is not None else engine

@@ -75,7 +75,7 @@ def policy_spec(spec: EngineSpec, model_dir: str | Path) -> EngineSpec:
     """``engines.policy`` pointed at ``model_dir``: hf/vllm load it from disk; an openai
     endpoint must serve it (``checkpoint``, checked and hashed by
     engines/backends/openai/served.py)."""
-    if spec.backend in ("hf", "vllm"):
+    if spec.backend in ("hf", "vllm", "oracle"):  # oracle: the path seeds its errors
         return spec.model_copy(update={"model": str(model_dir)})
     if spec.backend == "openai":
         return spec.model_copy(update={"checkpoint": str(model_dir)})

@@ -32,7 +32,7 @@ def heldout_check(params: Params, model_dir: str | os.PathLike, heldout: str | o
     call-labelled prompt is left, and the guard would pass a policy it never saw."""
     ws = params.warmstart
     spec = policy_spec(params.engines.policy, model_dir)
-    if spec.backend not in ("hf", "vllm"):
+    if spec.backend not in ("hf", "vllm", "oracle"):
         return {"skipped": f"policy backend {spec.backend} serves no checkpoint"}
     engine = factory.open_engine(
         spec, "policy", use_cache=params.engines.use_cache, cache_dir=params.project.cache_dir

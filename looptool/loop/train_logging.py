@@ -34,6 +34,8 @@ from typing import Any, TextIO
 from transformers import TrainerCallback
 from transformers.integrations import DVCLiveCallback
 
+from looptool.loop.live import open_live
+
 # Per-step log keys whose values are wall-clock measurements (differ on every run).
 VOLATILE_KEYS = frozenset({"step_time", "total_flos"})
 # Keys of the trainer's end-of-training summary record (not a step).
@@ -68,63 +70,6 @@ def step_metrics(logs: Mapping[str, Any]) -> dict[str, float | int]:
             continue
         out[standardize_metric_name(key, "dvclive.huggingface")] = value
     return out
-
-
-@contextmanager
-def _studio_offline() -> Iterator[None]:
-    # dvclive decides once, at construction, whether to post to DVC Studio (it would with
-    # a Studio token in the environment or DVC config); offline mode turns that off.
-    before = os.environ.get("DVC_STUDIO_OFFLINE")
-    os.environ["DVC_STUDIO_OFFLINE"] = "true"
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop("DVC_STUDIO_OFFLINE", None)
-        else:
-            os.environ["DVC_STUDIO_OFFLINE"] = before
-
-
-def _live_class():
-    from dvclive import Live
-
-    class PipelineLive(Live):
-        """``Live`` without its repository hooks (dvclive 3.49 ``_init_dvc``): they open the
-        DVC repo at the working directory to name and save an experiment of its own, which
-        a pipeline stage never does (``save_dvc_exp=False``, dvc.yaml declares every file);
-        they also crash in a git repo without commits and ``dvc init`` a plain git repo."""
-
-        def _init_dvc(self):
-            self._dvc_file = "dvc.yaml"  # unused with dvcyaml=None
-
-    return PipelineLive
-
-
-def open_live(directory: str | os.PathLike):
-    """A ``dvclive.Live`` writing into ``directory`` (emptied first): no network, no
-    dvc.yaml, no report, no experiment of its own."""
-    with _studio_offline():
-        return _live_class()(
-            dir=str(directory),
-            resume=False,
-            report=None,
-            save_dvc_exp=False,
-            dvcyaml=None,
-            monitor_system=False,
-        )
-
-
-def write_empty_live(directory: str | os.PathLike) -> None:
-    """The files a run with no training step leaves (the warm start disabled): metrics.json
-    with ``step`` 0, an empty plots/metrics folder and no params, so dvc.yaml's declared
-    outputs exist."""
-    live = open_live(directory)
-    live.step = 0
-    live.end()
-    (Path(directory) / "plots" / "metrics").mkdir(parents=True, exist_ok=True)
-    params = Path(live.params_file)
-    if not params.exists():
-        params.write_text("{}\n", encoding="utf-8")
 
 
 class LiveSteps(DVCLiveCallback):

@@ -148,9 +148,7 @@ def save_checkpoint_atomic(trainer, out_dir: str | os.PathLike) -> None:
     path- or time-dependent is kept, so the same training gives the same bytes in any
     checkout (DVC hashes and model ids match across clones)."""
     out = Path(out_dir)
-    tmp = out.with_name(f".{out.name}.tmp")
-    if is_main_process() and tmp.exists():
-        shutil.rmtree(tmp)
+    tmp = checkpoint_temp(out) if is_main_process() else out.with_name(f".{out.name}.tmp")
     dtype = training_dtype(trainer.args)
     sharded = trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled
     if dtype is None or sharded:
@@ -167,9 +165,27 @@ def save_checkpoint_atomic(trainer, out_dir: str | os.PathLike) -> None:
     if is_main_process():
         # holds output_dir (an absolute path): the same weights would hash differently per clone
         (tmp / "training_args.bin").unlink(missing_ok=True)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        commit_checkpoint(tmp, out)
+
+
+def checkpoint_temp(out_dir: str | os.PathLike) -> Path:
+    """The temp directory a new checkpoint for ``out_dir`` is written into (beside it, a
+    stale one from a killed run removed). A checkpoint is never written in place: with
+    DVC's link-based cache the workspace copy may be the cached file itself."""
+    out = Path(out_dir)
+    tmp = out.with_name(f".{out.name}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    return tmp
+
+
+def commit_checkpoint(tmp: str | os.PathLike, out_dir: str | os.PathLike) -> None:
+    """Put the finished checkpoint ``tmp`` in place of ``out_dir``: the old one (links
+    into DVC's cache, possibly) is unlinked, never overwritten, then ``tmp`` renamed."""
+    out = Path(out_dir)
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
 
 
 def train_speed(trainer, resumed_step: int | None) -> dict[str, Any]:

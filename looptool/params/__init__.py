@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, model_validator
 
 from looptool.params.engines import EnginesParams
 from looptool.params.evaluation import EvalParams, IterationItem
@@ -33,6 +33,15 @@ class Params(BaseModel):
     # keyed by the iteration number as a string, so DVC names stages probe@1, probe@2, ...
     iterations: dict[str, IterationItem]
     _source: str = PrivateAttr("params")  # the file these params came from, for messages
+
+    @model_validator(mode="after")
+    def _noop_needs_oracle(self) -> Params:
+        if self.train.algorithm == "noop" and self.engines.policy.backend != "oracle":
+            raise ValueError(
+                "train.algorithm noop writes a placeholder checkpoint no model loads: it "
+                "needs engines.policy.backend oracle (the dry run, params.paper-scale.yaml)"
+            )
+        return self
 
     def iteration(self, j: int) -> IterationItem:
         item = self.iterations.get(str(j))

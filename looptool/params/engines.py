@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from looptool.params.endpoint import EndpointCapabilities
 from looptool.params.imports import ModelImport
 
-Backend = Literal["hf", "vllm", "openai", "template"]
+Backend = Literal["hf", "vllm", "openai", "template", "oracle"]
+OracleError = Literal["wrong_tool", "wrong_argument", "text", "surface"]
 
 
 # --- executor: ray (#17) ---------------------------------------------------------------
@@ -30,6 +31,36 @@ class RaySpec(BaseModel):
     batch_size: int | None = Field(None, ge=1)
     max_restarts: int = Field(2, ge=0)  # a dead replica is restarted this often
     max_task_retries: int = Field(2, ge=0)  # a task lost with its replica is re-sent
+
+
+class OracleSpec(BaseModel):
+    """`engines.<role>.oracle`: the dry-run engine (backend ``oracle``,
+    engines/backends/oracle.py) answers from label tables with seeded errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Parquet tables giving each sample's true label, first table first; globs allowed
+    # (data/iter_*/expansions.parquet). A table with `clean_label` (the seed's
+    # label_noise.parquet) gives the true label of a sample whose stored label is noisy.
+    tables: list[str] = Field(default_factory=list)
+    error_rate: float = Field(0.2, ge=0, le=1)  # policy: share of samples answered wrong
+    # how a wrong answer is wrong (weights): another tool, another argument value, a text
+    # reply instead of the call, or a surface variant (a string argument in other case:
+    # a strict mismatch the judge's equivalence tier calls BOTH_CORRECT). No-call labels:
+    # a call (wrong_tool, wrong_argument), or the other kind of text (text, surface).
+    error_kinds: dict[OracleError, float] = Field(
+        default_factory=lambda: dict.fromkeys(
+            ("wrong_tool", "wrong_argument", "text", "surface"), 1.0
+        )
+    )
+    judge_error_rate: float = Field(0.1, ge=0, le=1)  # judge: share of verdicts flipped
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _weights(self) -> OracleSpec:
+        if any(w < 0 for w in self.error_kinds.values()) or not sum(self.error_kinds.values()):
+            raise ValueError("error_kinds: weights must be >= 0 with a positive sum")
+        return self
 
 
 class EngineSpec(BaseModel):
@@ -87,6 +118,8 @@ class EngineSpec(BaseModel):
     # actor pool; vllm: ray.data.llm); the driver still owns the request cache.
     executor: Literal["local", "ray"] = "local"
     ray: RaySpec = RaySpec()
+    # oracle: the dry-run engine's label tables and error rates (no model)
+    oracle: OracleSpec = OracleSpec()
 
     @model_validator(mode="after")
     def _ray_backend(self) -> EngineSpec:
@@ -109,6 +142,10 @@ class EngineSpec(BaseModel):
                 )
             if not self.model:
                 raise ValueError("backend 'openai' needs `model`: the served model name")
+        if self.backend == "oracle" and not self.oracle.tables:
+            raise ValueError(
+                "backend 'oracle' needs `oracle.tables`: the label tables it answers from"
+            )
         bad = [r for r in self.replicas if not re.fullmatch(r"\d+(,\d+)*", r)]
         if bad:
             raise ValueError(f"replicas: each entry is a GPU list like '0' or '0,1', got {bad}")
@@ -152,6 +189,24 @@ class TinyModelParams(BaseModel):
         return self
 
 
+CheckpointName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+
+
+class RoleCheckpoints(BaseModel):
+    """`engines.role_checkpoints`: every local checkpoint folder the judge and generator
+    read (``model`` / ``tokenizer`` of engines.judge, loop.judge.models, engines.generator),
+    by a name of your choice: dvc.yaml's ``<role>_checkpoint@<name>`` stage depends on the
+    path (DVC follows a symlink and a path outside the repo; an unchanged folder costs a
+    stat per file), so the stages using the role rerun when its bytes change. Pipeline-
+    built checkpoints (data/tiny_model) are direct dependencies and are not listed.
+    check_params keeps these lists equal to the roles' specs (params/tracked.py)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    judge: dict[CheckpointName, str] = {}
+    generator: dict[CheckpointName, str] = {}
+
+
 class EnginesParams(BaseModel):
     """The `engines:` section: one spec per role, the cache switch, the tiny model recipe."""
 
@@ -166,6 +221,7 @@ class EnginesParams(BaseModel):
     # Pretrained models converted from GGUF files in installed packages (stage
     # import_model@<name>); empty in the CPU default, SmolLM2 in params.smol.yaml.
     imports: dict[str, ModelImport] = {}
+    role_checkpoints: RoleCheckpoints = RoleCheckpoints()
 
     def role(self, name: str) -> EngineSpec:
         if name not in ("policy", "judge", "generator"):

@@ -85,6 +85,20 @@ class GuardParams(BaseModel):
     action: Literal["warn", "fail"] = "warn"  # fail: train@j exits non-zero (model kept)
 
 
+class NoopParams(BaseModel):
+    """``train.algorithm: noop`` (dry runs, params.paper-scale.yaml): no training; train@j
+    writes a placeholder checkpoint of ``checkpoint_bytes`` through the same temp-dir-and-
+    rename path real training uses, so DVC hashes, caches and links a file of a real
+    checkpoint's size. Only the oracle policy backend serves such a checkpoint."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    checkpoint_bytes: int = Field(1_000_000_000, ge=4096)  # default 1 GB (8B in bf16: 16 GB)
+    # sparse: a 4 KB header that differs per iteration, then a hole (no disk blocks where
+    # the filesystem supports it); false: every byte written
+    sparse: bool = True
+
+
 class TrainParams(BaseModel):
     """GRPO on D_j (TRL GRPOTrainer), starting from iteration j-1's checkpoint.
 
@@ -97,8 +111,10 @@ class TrainParams(BaseModel):
 
     # grpo: the paper's RL step; sft: supervised fine-tuning on D_j's labels (`sft` knobs),
     # for budgets where GRPO cannot move the policy. Same checkpoint chain either way.
-    algorithm: Literal["grpo", "sft"] = "grpo"
+    # noop: no training, a placeholder checkpoint of `noop.checkpoint_bytes` (dry runs)
+    algorithm: Literal["grpo", "sft", "noop"] = "grpo"
     sft: SFTParams = SFTParams()
+    noop: NoopParams = NoopParams()
     # binary: 1 iff strict ToolMatch (the paper); graded: partial credit for answer kind,
     # function names, argument names and values (ToolRL-style ablation), 1.0 only on a match.
     reward: Literal["binary", "graded"] = "binary"

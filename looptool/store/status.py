@@ -122,7 +122,7 @@ def dvc_status(root: Path, timeout: float = 300.0) -> DvcStatus:
     except json.JSONDecodeError:
         return DvcStatus(False, f"dvc status printed non-JSON output: {proc.stdout[:200]!r}")
     stale = {stage: _reasons(entries) for stage, entries in sorted(raw.items())}
-    # `always_changed` stages (role_models) are listed on every call: not staleness.
+    # an `always_changed` stage (none in our dvc.yaml) is listed on every call: not staleness
     stale = {stage: r for stage, r in stale.items() if r != ["always changed"]}
     msg = "up to date" if not stale else f"{len(stale)} stage(s) stale"
     return DvcStatus(True, msg, stale)

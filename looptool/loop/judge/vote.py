@@ -10,7 +10,15 @@ from collections import Counter
 from collections.abc import Sequence
 
 from looptool.core.types import canonical_json, content_hash
-from looptool.engines.base import ChatRequest, ChoiceRequest, Engine, Failed, SamplingParams
+from looptool.engines.base import (
+    JUDGE_TASK,
+    ChatRequest,
+    ChoiceRequest,
+    Engine,
+    Failed,
+    SamplingParams,
+    reads_payload,
+)
 from looptool.engines.failures import failure_note
 from looptool.loop.judge.parse import VERDICT_OPTIONS, parse_judgement, sections, strip_think
 from looptool.loop.judge.prompt import judge_prompt
@@ -62,11 +70,33 @@ def item_orders(item: Item, params: JudgeParams, seed: int) -> list[str]:
     return [ORDERS[bit]]
 
 
+def judge_payload(item: Item, order: str, expect: str) -> dict:
+    """What a programmatic judge (the dry-run oracle) reads instead of the prompt text:
+    the sample id, the two sides and the order they are shown in; ``expect`` is
+    ``analysis`` (no verdict line wanted), ``verdict`` (parse mode) or ``choice``."""
+    pred = item.prediction
+    return {
+        "sample_id": item.sample_id,
+        "order": order,
+        "label": item.sample.label.to_json(),
+        "prediction": pred.to_json() if pred is not None else None,
+        "expect": expect,
+    }
+
+
 def run_llm_tier(
     engine: Engine, work: list[tuple[Item, str]], date: str, params: JudgeParams
 ) -> list[Vote]:
     """One vote per (item, order) from one judge model, in ``work`` order."""
     template = {"enable_thinking": params.thinking}
+    programmatic = reads_payload(engine)
+
+    def routed(k: int, expect: str) -> dict:  # task + payload for a programmatic judge only
+        if not programmatic:
+            return {}
+        item, order = work[k]
+        return {"task": JUDGE_TASK, "payload": judge_payload(item, order, expect)}
+
     mode = params.extraction
     if mode == "auto":
         mode = "choose" if supports_choice(engine) else "parse"
@@ -77,8 +107,9 @@ def run_llm_tier(
                 messages=judge_prompt(it, o, date, instr),
                 params=SamplingParams(max_tokens=params.max_tokens, temperature=0.0),
                 chat_template_kwargs=template,
+                **routed(k, "verdict"),
             )
-            for it, o in work
+            for k, (it, o) in enumerate(work)
         ]
         outs = engine.generate(reqs) if reqs else []
         votes = []
@@ -102,8 +133,9 @@ def run_llm_tier(
                 messages=p,
                 params=SamplingParams(max_tokens=params.analysis_max_tokens, temperature=0.0),
                 chat_template_kwargs=template,
+                **routed(k, "analysis"),
             )
-            for p in prompts
+            for k, p in enumerate(prompts)
         ]
         analyses = []
         for k, out in enumerate(engine.generate(gen_reqs) if gen_reqs else []):
@@ -122,7 +154,10 @@ def run_llm_tier(
     asked = [k for k in range(len(work)) if k not in failed]
     choice_reqs = [
         ChoiceRequest(
-            messages=choice_msgs[k], options=VERDICT_OPTIONS, chat_template_kwargs=template
+            messages=choice_msgs[k],
+            options=VERDICT_OPTIONS,
+            chat_template_kwargs=template,
+            **routed(k, "choice"),
         )
         for k in asked
     ]
