@@ -13,6 +13,7 @@ from looptool.core.match import match_strict
 from looptool.core.prompting import render_prompt
 from looptool.engines.base import Generation
 from looptool.loop.train_rows import TrainError
+from looptool.loop.train_setup import token_ids
 from looptool.loop.warmstart import (
     copy_base,
     format_check,
@@ -61,7 +62,7 @@ def test_sft_examples_keep_the_prompt_tokens_the_policy_sees():
     prompt_ids = tok(prompt, add_special_tokens=False)["input_ids"]
     joint = tok(prompt + completion, add_special_tokens=False)["input_ids"]
     assert joint[: len(prompt_ids)] != prompt_ids  # the joint string splits the last "\n\n"
-    ex = sft_examples(tok, [prompt], [completion])
+    ex = sft_examples(token_ids(tok, [prompt]), token_ids(tok, [completion]))
     ids, mask = ex["input_ids"][0], ex["completion_mask"][0]
     assert ids[: len(prompt_ids)] == prompt_ids
     assert mask == [0] * len(prompt_ids) + [1] * (len(ids) - len(prompt_ids))

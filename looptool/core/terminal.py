@@ -48,3 +48,9 @@ class SafeClickException(click.ClickException):
 
     def __init__(self, message: object) -> None:
         super().__init__(printable(message))
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's message (its type's name when it has none), for a
+    one-line error."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0].strip()

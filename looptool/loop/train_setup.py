@@ -68,9 +68,9 @@ def render_prompts(
     return [render_prompt(tokenizer, s, date, enable_thinking=enable_thinking) for s in samples]
 
 
-def token_lengths(tokenizer, texts: Sequence[str]) -> list[int]:
-    ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-    return [len(x) for x in ids]
+def token_ids(tokenizer, texts: Sequence[str]) -> list[list[int]]:
+    """Each text's own token ids (no special tokens added)."""
+    return tokenizer(list(texts), add_special_tokens=False)["input_ids"]
 
 
 def resolve_use_cpu(device: str) -> bool:
@@ -272,6 +272,8 @@ class TrainingRows:
     loaded: LoadedSamples
     prompts: list[str]
     completions: list[str] | None  # SFT's target turns; None for GRPO (it samples its own)
+    prompt_ids: list[list[int]]  # each prompt's own ids
+    completion_ids: list[list[int]] | None  # each completion's own ids (SFT)
     lengths: list[int]  # tokens per row: the prompt, plus the completion when there is one
     fits: list[bool]  # within the run's length limit
     selection: Selection
@@ -302,14 +304,15 @@ def training_rows(
         raise TrainError(f"{samples_path}: no samples to train on")
     prompts = render_prompts(tokenizer, loaded.samples, date, params.enable_thinking)
     completions: list[str] | None = None
-    lengths = token_lengths(tokenizer, prompts)
+    completion_ids: list[list[int]] | None = None
+    prompt_ids = token_ids(tokenizer, prompts)
+    lengths = [len(p) for p in prompt_ids]
     if completion is not None:
         completions = [completion(tokenizer, s) for s in loaded.samples]
-        # SFT trains on prompt ids + completion ids (warmstart.sft_examples), not on the
-        # joint string's tokens, so the length is the sum of the two
-        lengths = [
-            n + m for n, m in zip(lengths, token_lengths(tokenizer, completions), strict=True)
-        ]
+        # SFT trains on these prompt ids + completion ids (warmstart.sft_examples), not on
+        # the joint string's tokens, so the length is the sum of the two
+        completion_ids = token_ids(tokenizer, completions)
+        lengths = [n + len(c) for n, c in zip(lengths, completion_ids, strict=True)]
     fits = [n <= max_length for n in lengths]
     if not any(fits):
         raise TrainError(f"{samples_path}: {too_long}")
@@ -322,4 +325,14 @@ def training_rows(
     )
     if not selection.rows:
         raise TrainError(f"{samples_path}: {none_left}")
-    return TrainingRows(tokenizer, loaded, prompts, completions, lengths, fits, selection)
+    return TrainingRows(
+        tokenizer,
+        loaded,
+        prompts,
+        completions,
+        prompt_ids,
+        completion_ids,
+        lengths,
+        fits,
+        selection,
+    )

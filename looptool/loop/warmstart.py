@@ -51,8 +51,11 @@ def label_completion(tokenizer, sample: Sample) -> str:
     return render_label(sample.label) + (tokenizer.eos_token or "")
 
 
-def sft_examples(tokenizer, prompts: Sequence[str], completions: Sequence[str]) -> dict:
-    """Pre-tokenized SFT examples: the prompt's own ids, then the completion's.
+def sft_examples(
+    prompt_ids: Sequence[list[int]], completion_ids: Sequence[list[int]]
+) -> dict[str, list[list[int]]]:
+    """Pre-tokenized SFT examples: the prompt's own ids, then the completion's (each
+    tokenized apart, :func:`looptool.loop.train_setup.training_rows`).
 
     Tokenizing ``prompt + completion`` as one string lets byte-level BPE merge across the
     boundary: SmolLM2 reads the generation prompt's closing "\\n\\n" as one token alone
@@ -60,8 +63,6 @@ def sft_examples(tokenizer, prompts: Sequence[str], completions: Sequence[str]) 
     the policy never sees at inference. Separate ids keep the prompt exactly as rendered
     for GRPO, the probe and eval; only completion ids carry loss (``completion_mask``).
     """
-    prompt_ids = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
-    completion_ids = tokenizer(list(completions), add_special_tokens=False)["input_ids"]
     return {
         "input_ids": [p + c for p, c in zip(prompt_ids, completion_ids, strict=True)],
         "completion_mask": [
@@ -127,12 +128,10 @@ def train_sft(
         none_left=f"no sample left under max_no_call_share {max_no_call_share}",
         completion=label_completion,
     )
-    completions, keep = rows.completions, rows.selection.rows
-    assert completions is not None  # training_rows was given a completion
+    completion_ids, keep = rows.completion_ids, rows.selection.rows
+    assert completion_ids is not None  # training_rows was given a completion
     dataset = Dataset.from_dict(
-        sft_examples(
-            rows.tokenizer, [rows.prompts[i] for i in keep], [completions[i] for i in keep]
-        )
+        sft_examples([rows.prompt_ids[i] for i in keep], [completion_ids[i] for i in keep])
     )
     key = {
         "samples": file_digest(samples_path),

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from looptool.core.terminal import SafeClickException
-from looptool.store.cli import ROOT_OPTION, click_error, first_line
+from looptool.core.terminal import SafeClickException, first_line
+from looptool.store.cli import ROOT_OPTION, click_error
 from looptool.store.output_guard import FORCE_OPTION, OutputFile
 
 

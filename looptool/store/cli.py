@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from looptool.core.terminal import SafeClickException, echo, printable
+from looptool.core.terminal import SafeClickException, echo, first_line, printable
 from looptool.store.output_guard import FORCE_OPTION, OutputFile, OutputFileOrDir
 
 
@@ -239,10 +239,6 @@ def _printable_frame(df):
         for c, t in df.schema.items()
         if t == pl.String
     )
-
-
-def first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0].strip()
 
 
 @contextmanager

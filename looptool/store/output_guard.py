@@ -36,6 +36,7 @@ from pathlib import Path
 
 import click
 
+from looptool.core.terminal import first_line
 from looptool.store.io import umask
 
 
@@ -70,7 +71,7 @@ def _dvc_paths(start: Path) -> tuple[Path | None, list[Path], str | None]:
         return None, [], None
     except Exception as exc:  # a damaged .dvc/config: DVC cannot open the project at all
         root = _dvc_root_of(start)
-        return root, [], _first_line(exc)
+        return root, [], first_line(exc)
     try:
         with repo:
             index = repo.index
@@ -78,7 +79,7 @@ def _dvc_paths(start: Path) -> tuple[Path | None, list[Path], str | None]:
             paths += [Path(d.fs_path) for d in index.deps]  # the index reads dvc.lock too
             return Path(repo.root_dir), paths, None
     except Exception as exc:  # a dvc.yaml / dvc.lock / params.yaml DVC cannot read right now
-        return Path(repo.root_dir), [], _first_line(exc)
+        return Path(repo.root_dir), [], first_line(exc)
 
 
 def _dvc_root_of(start: Path) -> Path | None:
@@ -86,10 +87,6 @@ def _dvc_root_of(start: Path) -> Path | None:
         if (p / ".dvc").is_dir():
             return p
     return None
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _git_tracks(path: Path) -> bool:
