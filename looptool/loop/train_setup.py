@@ -271,9 +271,9 @@ class TrainingRows:
     tokenizer: Any
     loaded: LoadedSamples
     prompts: list[str]
-    completions: list[str] | None  # SFT's target turns; None for GRPO (it samples its own)
     prompt_ids: list[list[int]]  # each prompt's own ids
-    completion_ids: list[list[int]] | None  # each completion's own ids (SFT)
+    # SFT: each target turn's own ids; None for GRPO (it samples its own completions)
+    completion_ids: list[list[int]] | None
     lengths: list[int]  # tokens per row: the prompt, plus the completion when there is one
     fits: list[bool]  # within the run's length limit
     selection: Selection
@@ -303,15 +303,13 @@ def training_rows(
     if not loaded.samples:
         raise TrainError(f"{samples_path}: no samples to train on")
     prompts = render_prompts(tokenizer, loaded.samples, date, params.enable_thinking)
-    completions: list[str] | None = None
     completion_ids: list[list[int]] | None = None
     prompt_ids = token_ids(tokenizer, prompts)
     lengths = [len(p) for p in prompt_ids]
     if completion is not None:
-        completions = [completion(tokenizer, s) for s in loaded.samples]
         # SFT trains on these prompt ids + completion ids (warmstart.sft_examples), not on
         # the joint string's tokens, so the length is the sum of the two
-        completion_ids = token_ids(tokenizer, completions)
+        completion_ids = token_ids(tokenizer, [completion(tokenizer, s) for s in loaded.samples])
         lengths = [n + len(c) for n, c in zip(lengths, completion_ids, strict=True)]
     fits = [n <= max_length for n in lengths]
     if not any(fits):
@@ -326,13 +324,5 @@ def training_rows(
     if not selection.rows:
         raise TrainError(f"{samples_path}: {none_left}")
     return TrainingRows(
-        tokenizer,
-        loaded,
-        prompts,
-        completions,
-        prompt_ids,
-        completion_ids,
-        lengths,
-        fits,
-        selection,
+        tokenizer, loaded, prompts, prompt_ids, completion_ids, lengths, fits, selection
     )

@@ -67,9 +67,7 @@ def bfcl_cmd(
     for lineno, message in report.problems:
         click.echo(f"{predictions}:{lineno}: {message}", err=True)
     if out is not None:
-        write_text_atomic(
-            out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in report.rows)
-        )
+        _write_jsonl(out, report.rows)
     click.echo(report.table())
     if report.problems:
         click.echo(
