@@ -114,6 +114,7 @@ def test_budget_pool_and_paired_columns() -> None:
     # static: right on 6 items loop got wrong, wrong on 1 it got right -> b = 6, c = 1
     static_items = {**items, **{f"h{i}": True for i in range(20, 26)}, "h0": False}
     train = {"global_step": 8, "sequences_trained": 64, "samples_trained": 64,
+             "samples": 70, "samples_fitting": 64, "splits_trained": {"ES": 8, "SEED": 56},
              "kinds_dataset": {"clarify": 4, "single": 60}}  # fmt: skip
     ds = {1: ["p0", "p1", "x"], 2: ["p1", "p2", "p2"]}
     pool = pool_use(["p0", "p1", "p2", "p3"], ds)
@@ -133,6 +134,7 @@ def test_budget_pool_and_paired_columns() -> None:
     assert static2["steps"] is None  # no train metrics recorded for static at iteration 2
     loop1 = table.filter((pl.col("arm") == "loop") & (pl.col("iteration") == 1)).row(0, named=True)
     assert (loop1["steps"], loop1["sequences"], loop1["d_kinds"]) == (8, 64, "clarify=4 single=60")
+    assert (loop1["too_long"], loop1["splits_trained"]) == (6, "ES=8 SEED=56")
     assert loop1["pool_unique_seen"] == 2 and loop1["mcnemar_p"] is None  # loop is the base
     text = format_table(table)
     assert "6/1 0.125" in text

@@ -82,6 +82,20 @@ def test_row_selection_caps_no_call_rows_and_keeps_every_call_row():
     short = [i % 3 != 0 for i in range(40)]
     r = select_training_rows(loaded, short, max_samples=20, max_no_call_share=1.0, seed=0)
     assert len(r.rows) == 20 and all(short[i] for i in r.rows)
+    assert "splits_too_long" not in r.metrics  # no split column, nothing to count by
+
+
+def test_row_selection_counts_too_long_and_trained_rows_per_split():
+    """D_j's split column says which part of the loop's data the length limit cut away."""
+    samples = synthetic_samples(12, seed=5)
+    splits = ["ES"] * 4 + ["EE"] * 4 + ["SEED"] * 4
+    loaded = LoadedSamples(samples, [str(i) for i in range(12)], [""] * 12, splits=splits)
+    fits = [i % 4 == 0 or i >= 8 for i in range(12)]  # one ES, one EE and every SEED fit
+    r = select_training_rows(loaded, fits, max_samples=None, max_no_call_share=1.0, seed=0)
+    assert r.metrics["splits_dataset"] == {"EE": 4, "ES": 4, "SEED": 4}
+    assert r.metrics["splits_too_long"] == {"EE": 3, "ES": 3}
+    assert r.metrics["splits_trained"] == {"EE": 1, "ES": 1, "SEED": 4}
+    assert r.metrics["samples"] - r.metrics["samples_fitting"] == 6
 
 
 def test_equal_budgets_whatever_the_no_call_share_of_d_j():

@@ -160,6 +160,7 @@ def test_sft_algorithm_trains_on_d_j_with_the_same_chain(workspace):
     assert metrics["samples_trained"] == 6 and metrics["base_model"] == str(
         data / "iter_0" / "model"
     )
+    assert sum(metrics["splits_trained"].values()) == 6  # D_1's split column, read through
     before, after = state_dict(data / "iter_0" / "model"), state_dict(data / "iter_1" / "model")
     assert any(not torch.equal(before[k], after[k]) for k in after)
     loss = data / "iter_1" / "dvclive" / "plots" / "metrics" / "loss.tsv"

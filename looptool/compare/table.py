@@ -2,7 +2,9 @@
 
 Columns (compare.csv, read by the HTML report): arm, iteration, n, heldout_exact,
 ci_low, ci_high, tool_call_rate, bfcl_accuracy; then what the arm trained on in that
-iteration (steps, sequences, rows_trained, d_kinds: D_j's kind mix), what D_1..D_j drew
+iteration (steps, sequences, rows_trained, too_long: D_j's rows over the length limit
+and so never trained on, d_kinds: D_j's kind mix, splits_trained: the trained rows per
+split, ES / EE / HPPL / SEED ..., where the run recorded it), what D_1..D_j drew
 from the seed pool (pool_size, pool_unique_seen, pool_seen_mean), the paired exact
 McNemar test against the loop arm at the same iteration on the held-out items both
 scored (n_paired, mcnemar_b: this arm right and loop wrong, mcnemar_c: the reverse,
@@ -35,7 +37,9 @@ COLUMNS: dict[str, pl.DataType] = {
     "steps": pl.Int64(),
     "sequences": pl.Int64(),
     "rows_trained": pl.Int64(),
+    "too_long": pl.Int64(),
     "d_kinds": pl.String(),
+    "splits_trained": pl.String(),
     "pool_size": pl.Int64(),
     "pool_unique_seen": pl.Int64(),
     "pool_seen_mean": pl.Float64(),
@@ -87,13 +91,19 @@ def train_columns(train: dict | None) -> dict:
     if not train:
         return {}
     steps = train.get("global_step", train.get("steps"))
-    kinds = train.get("kinds_dataset") or {}
+    n, fitting = train.get("samples"), train.get("samples_fitting")
     return {
         "steps": steps,
         "sequences": train.get("sequences_trained"),
         "rows_trained": train.get("samples_trained"),
-        "d_kinds": " ".join(f"{k}={n}" for k, n in kinds.items()) or None,
+        "too_long": None if n is None or fitting is None else n - fitting,
+        "d_kinds": _counts(train.get("kinds_dataset")),
+        "splits_trained": _counts(train.get("splits_trained")),
     }
+
+
+def _counts(counts: dict[str, int] | None) -> str | None:
+    return " ".join(f"{k}={n}" for k, n in (counts or {}).items()) or None
 
 
 def paired_columns(items: dict[str, bool], base: dict[str, bool]) -> dict:
@@ -164,7 +174,8 @@ def format_table(table: pl.DataFrame, trainer: dict[str, str] | None = None) -> 
     """The table as text: the warm start once, then each arm's iterations 1..J."""
     head = (
         f"{'arm':<14} {'iter':>4} {'n':>5} {'held-out exact % [95% CI]':>26} "
-        f"{'tool-call %':>11} {'BFCL %':>7} {'steps':>5} {'seqs':>5} {'vs loop b/c p':>16}"
+        f"{'tool-call %':>11} {'BFCL %':>7} {'steps':>5} {'seqs':>5} {'long':>4} "
+        f"{'vs loop b/c p':>16}"
     )
     lines = [head, "-" * len(head)]
 
@@ -179,7 +190,8 @@ def format_table(table: pl.DataFrame, trainer: dict[str, str] | None = None) -> 
         return (
             f"{arm:<14} {r['iteration']:>4} {r['n'] if r['n'] is not None else '':>5} "
             f"{exact:>26} {_pct(r['tool_call_rate']):>11} {_pct(r['bfcl_accuracy']):>7} "
-            f"{_int(r.get('steps')):>5} {_int(r.get('sequences')):>5} {paired:>16}"
+            f"{_int(r.get('steps')):>5} {_int(r.get('sequences')):>5} "
+            f"{_int(r.get('too_long')):>4} {paired:>16}"
         )
 
     warm = table.filter(pl.col("iteration") == 0)
@@ -197,6 +209,7 @@ def format_table(table: pl.DataFrame, trainer: dict[str, str] | None = None) -> 
             f"trainer: {kinds.pop()} (every arm)" if len(kinds) == 1 else f"trainer: {used}"
         )
     lines.append("95% CI: Wilson score interval on the n held-out samples; blank: not recorded")
+    lines.append("long: rows of D_j over the trainer's length limit (never trained on)")
     lines.append(
         "vs loop: paired exact McNemar test on the items both scored, b = this arm right and "
         "loop wrong, c = the reverse"

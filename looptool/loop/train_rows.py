@@ -32,6 +32,8 @@ class LoadedSamples:
     sample_ids: list[str]
     labels: list[str]  # canonical label JSON as stored (the reward's input)
     kinds: list[str] = field(default_factory=list)  # the table's `kind` column ("" if absent)
+    # D_j's `split` column (ES / EE / HPPL / SEED ...); empty for a table without one
+    splits: list[str] = field(default_factory=list)
 
 
 def read_samples(
@@ -48,7 +50,7 @@ def read_samples(
     missing = [c for c in _REQUIRED_COLUMNS if c not in table.column_names]
     if missing:
         raise TrainError(f"{path}: missing columns {missing}")
-    cols = [*_REQUIRED_COLUMNS, *(["kind"] if "kind" in table.column_names else [])]
+    cols = [*_REQUIRED_COLUMNS, *(c for c in ("kind", "split") if c in table.column_names)]
     rows = table.select(cols).to_pylist()
     index = list(range(len(rows)))
     if max_samples is not None and len(rows) > max_samples:
@@ -66,6 +68,8 @@ def read_samples(
         out.sample_ids.append(row["sample_id"])
         out.labels.append(row["label"])
         out.kinds.append(row.get("kind") or "")
+        if "split" in row:
+            out.splits.append(row["split"] or "")
     return out
 
 
@@ -115,9 +119,9 @@ def select_training_rows(
         rows = rng.sample(calls, n_calls) + rng.sample(no_call, quota)
     rows = sorted(rows)
 
-    def kind_counts(index: Iterable[int]) -> dict[str, int]:
-        counts = Counter((loaded.kinds[i] if loaded.kinds else "") or "unknown" for i in index)
-        return dict(sorted(counts.items()))
+    def counts(labels: list[str], index: Iterable[int]) -> dict[str, int]:
+        found = Counter((labels[i] if labels else "") or "unknown" for i in index)
+        return dict(sorted(found.items()))
 
     n_no_call = sum(loaded.samples[i].label.is_no_call for i in rows)
     metrics = {
@@ -130,7 +134,13 @@ def select_training_rows(
         "no_call_quota": quota,
         "no_call_share": n_no_call / len(rows) if rows else None,
         "no_call_rows_left_out": len(no_call) - n_no_call if quota is not None else 0,
-        "kinds_dataset": kind_counts(range(len(loaded.samples))),
-        "kinds_trained": kind_counts(rows),
+        "kinds_dataset": counts(loaded.kinds, range(len(loaded.samples))),
+        "kinds_trained": counts(loaded.kinds, rows),
     }
+    if loaded.splits:
+        # where the length limit bites: the loop's ES / EE rows are often its longest
+        too_long = [i for i, ok in enumerate(fits) if not ok]
+        metrics["splits_dataset"] = counts(loaded.splits, range(len(loaded.samples)))
+        metrics["splits_trained"] = counts(loaded.splits, rows)
+        metrics["splits_too_long"] = counts(loaded.splits, too_long)
     return Selection(rows, metrics)
