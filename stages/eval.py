@@ -16,7 +16,8 @@ from looptool.eval.bfcl.official import BfclEvalMissing
 from looptool.eval.iteration import extend_curve, format_eval, policy_engine, run_eval
 from looptool.store.io import atomic_path, write_json_atomic, write_parquet_atomic
 from looptool.store.views import Layout
-from stages._common import iteration_params, place_gpus, stage_params
+from stages._common import iteration_params, stage_params
+from stages._engines import place_gpus
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,7 +9,8 @@ from looptool.core.tables import EXPANSIONS
 from looptool.engines import EngineError
 from looptool.loop.expand.run import run_expand
 from looptool.store.io import read_parquet, write_json_atomic, write_parquet_atomic
-from stages._common import iteration_params, open_engine, place_gpus, skip_static_stage
+from stages._common import iteration_params, skip_static_stage
+from stages._engines import open_engine, place_gpus
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,7 +11,8 @@ from looptool.engines import EngineError
 from looptool.loop.judge.metrics import label_correction_metrics
 from looptool.loop.judge.run import run_judge
 from looptool.store.io import read_parquet, write_json_atomic, write_parquet_atomic
-from stages._common import iteration_params, open_engine, place_gpus, skip_static_stage
+from stages._common import iteration_params, skip_static_stage
+from stages._engines import open_engine, place_gpus
 
 NOISE = Path("data/seed/label_noise.parquet")
 

@@ -9,13 +9,8 @@ from looptool.engines import EngineError
 from looptool.eval.policy import policy_spec
 from looptool.loop.probe import probe_metrics, run_probe
 from looptool.store.io import read_parquet, write_json_atomic, write_parquet_atomic
-from stages._common import (
-    engine_stats,
-    iteration_params,
-    open_engine,
-    place_gpus,
-    skip_static_stage,
-)
+from stages._common import iteration_params, skip_static_stage
+from stages._engines import engine_stats, open_engine, place_gpus
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -601,7 +601,7 @@ def test_engines_smoke_cli_on_a_server_that_cannot_score(plain):
 
 
 def test_stage_metrics_record_the_endpoint_capabilities(server):
-    from stages._common import engine_stats
+    from stages._engines import engine_stats
 
     url, _ = server
     eng = _engine(url, capabilities={"n": False})
