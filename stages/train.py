@@ -85,6 +85,13 @@ def main(argv: list[str] | None = None) -> None:
     except (TrainError, EngineError) as exc:
         sys.exit(f"error: train@{args.j}: {exc}")
     write_json_atomic(here / "train_metrics.json", metrics)
+    limit = (
+        f"train.sft.max_length ({tp.sft.max_length})"
+        if tp.algorithm == "sft"
+        else f"train.max_prompt_length ({tp.max_prompt_length})"
+    )
+    if note := too_long_note(metrics, f"data/iter_{args.j}/dataset.parquet", limit):
+        print(f"WARNING: train@{args.j}: {note}", file=sys.stderr)
     guard = metrics.get("guard")
     if guard and not guard["ok"]:
         msg = (
@@ -96,6 +103,22 @@ def main(argv: list[str] | None = None) -> None:
         if tp.guard.action == "fail":
             sys.exit(f"error: {msg}")
         print(f"WARNING: {msg}", file=sys.stderr)
+
+
+def too_long_note(metrics: dict, table: str, limit: str) -> str | None:
+    """What the length limit left out of training, per split of D_j (None: nothing)."""
+    n, fitting = metrics.get("samples"), metrics.get("samples_fitting")
+    if n is None or fitting is None or fitting >= n:
+        return None
+    total = metrics.get("splits_dataset") or {}
+    per_split = ", ".join(
+        f"{split} {k} of {total.get(split, k)}"
+        for split, k in (metrics.get("splits_too_long") or {}).items()
+    )
+    return (
+        f"{n - fitting} of {n} rows of {table} are longer than {limit} and are not trained on"
+        + (f" ({per_split})" if per_split else "")
+    )
 
 
 def read_warmstart_check(path: Path) -> dict | None:

@@ -218,3 +218,17 @@ def test_warmstart_reserves_only_the_samples_it_trained_on(workspace):
     reserved = pl.read_parquet(data / "iter_0" / "warmstart_samples.parquet")
     assert ws["reserved_samples"] == reserved.height == 6
     assert set(reserved["sample_id"]) == {s.sample_id for s in short}
+
+
+def test_train_warns_what_the_length_limit_left_out_per_split():
+    from stages.train import too_long_note
+
+    metrics = {"samples": 64, "samples_fitting": 27,
+               "splits_dataset": {"EE": 35, "ES": 21, "HPPL": 3, "SEED_NEW": 5},
+               "splits_too_long": {"EE": 22, "ES": 13, "HPPL": 1, "SEED_NEW": 1}}  # fmt: skip
+    note = too_long_note(metrics, "data/iter_4/dataset.parquet", "train.sft.max_length")
+    assert note == (
+        "37 of 64 rows of data/iter_4/dataset.parquet are longer than train.sft.max_length "
+        "and are not trained on (EE 22 of 35, ES 13 of 21, HPPL 1 of 3, SEED_NEW 1 of 5)"
+    )
+    assert too_long_note({"samples": 8, "samples_fitting": 8}, "t", "l") is None
