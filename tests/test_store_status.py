@@ -123,9 +123,15 @@ def test_call_rate_and_collapse_guard_shown(project: Path) -> None:
     (project / "data/iter_0/warmstart_metrics.json").write_text(
         json.dumps({"heldout": {"tool_call_rate": 0.76}})
     )
-    for j, rate, ok in ((1, 0.96, True), (2, 0.12, False)):
+    for j, rate, ok, fitting in ((1, 0.96, True, 64), (2, 0.12, False, 27)):
         (project / f"data/iter_{j}/train_metrics.json").write_text(
-            json.dumps({"guard": {"tool_call_rate": rate, "ok": ok}})
+            json.dumps(
+                {
+                    "guard": {"tool_call_rate": rate, "ok": ok},
+                    "samples": 64,
+                    "samples_fitting": fitting,
+                }
+            )
         )
     st = collect_status(project, check_dvc=False)
     rows = {r["iter"]: r for r in st.iterations.to_dicts()}
@@ -134,6 +140,8 @@ def test_call_rate_and_collapse_guard_shown(project: Path) -> None:
     assert "0: 0.76, 1: 0.96, 2: 0.12 !" in text
     assert "COLLAPSE GUARD (!): train@2 left a tool-call rate of 0.12" in text
     assert "GUARD (!): train@1" not in text
+    # rows the length limit left out of training: only iterations that lost some
+    assert "over the length limit, not trained on (rows of the training table): 2: 37 of 64" in text
     assert max(len(line) for line in text.splitlines()) <= 100, [
         x for x in text.splitlines() if len(x) > 100
     ]

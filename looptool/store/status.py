@@ -139,18 +139,24 @@ def _eval_headline(path: Path) -> tuple[float | None, float | None]:
     return heldout, bfcl.get("accuracy") if isinstance(bfcl, dict) else None
 
 
-def _call_rate(layout: Layout, j: int) -> tuple[float | None, bool | None]:
-    """(greedy tool-call rate on the held-out check prompts, collapse guard ok) of iteration
-    j: the warm start's check for j = 0, train@j's guard otherwise (None when absent)."""
+def _train_facts(layout: Layout, j: int) -> dict:
+    """Of iteration j's training (the warm start for j = 0): ``calls``, the greedy tool-call
+    rate on the held-out check prompts (the warm start's check, else train@j's guard),
+    ``guard_ok``, and ``rows`` / ``too_long``, the rows of its table and those over the
+    length limit, never trained on (None when absent)."""
     name = "warmstart_metrics.json" if j == 0 else "train_metrics.json"
     try:
         obj = json.loads((layout.iter_dir(j) / name).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
-        return None, None
-    if j == 0:
-        return (obj.get("heldout") or {}).get("tool_call_rate"), None
-    guard = obj.get("guard") or {}
-    return guard.get("tool_call_rate"), guard.get("ok")
+        obj = {}
+    check = (obj.get("heldout") or {}) if j == 0 else (obj.get("guard") or {})
+    n, fitting = obj.get("samples"), obj.get("samples_fitting")
+    return {
+        "calls": check.get("tool_call_rate"),
+        "guard_ok": None if j == 0 else check.get("ok"),
+        "rows": n,
+        "too_long": None if n is None or fitting is None else n - fitting,
+    }
 
 
 def collect_status(root: str | Path = ".", check_dvc: bool = True) -> Status:
@@ -172,7 +178,6 @@ def collect_status(root: str | Path = ".", check_dvc: bool = True) -> Status:
     for j in js:
         d = layout.iter_dir(j)
         heldout_acc, bfcl_acc = _eval_headline(layout.eval_json(j))
-        calls, guard_ok = _call_rate(layout, j)
         rows.append({
             "iter": j,
             "declared": j in nxt,
@@ -186,15 +191,15 @@ def collect_status(root: str | Path = ".", check_dvc: bool = True) -> Status:
             "eval": layout.eval_json(j).is_file(),
             "heldout_acc": heldout_acc,
             "bfcl_acc": bfcl_acc,
-            "calls": calls,
-            "guard_ok": guard_ok,
+            **_train_facts(layout, j),
         })  # fmt: skip
     table = pl.DataFrame(
         rows,
         schema={"iter": pl.Int64, "declared": pl.Boolean, "dataset": pl.Int64,
                 **{s: pl.Boolean for s in STAGE_OUTPUTS},
                 "heldout_acc": pl.Float64, "bfcl_acc": pl.Float64,
-                "calls": pl.Float64, "guard_ok": pl.Boolean},
+                "calls": pl.Float64, "guard_ok": pl.Boolean,
+                "rows": pl.Int64, "too_long": pl.Int64},
     )  # fmt: skip
     if sizes.height:
         wide = sizes.pivot(on="split", index="iter", values="n", sort_columns=True)
@@ -246,7 +251,7 @@ def _compact(table: pl.DataFrame) -> pl.DataFrame:
     )
     return (
         table.with_columns(marks.alias(STAGE_LETTERS))
-        .drop("declared", "calls", "guard_ok", *STAGE_OUTPUTS)
+        .drop("declared", "calls", "guard_ok", "rows", "too_long", *STAGE_OUTPUTS)
         .rename({"dataset": "D_j", "heldout_acc": "heldout", "bfcl_acc": "bfcl"})
     )
 
@@ -295,6 +300,18 @@ def format_status(st: Status, wide: bool = False) -> str:
                     + ", ".join(
                         f"{j}: {rate:.2f}{' !' if ok is False else ''}"
                         for j, rate, ok in rates.select("iter", "calls", "guard_ok").iter_rows()
+                    ),
+                    WIDTH,
+                )
+            )
+        cut = st.iterations.filter(pl.col("too_long") > 0)
+        if cut.height:
+            lines.append(
+                _clip(
+                    "over the length limit, not trained on (rows of the training table): "
+                    + ", ".join(
+                        f"{j}: {k} of {n}"
+                        for j, k, n in cut.select("iter", "too_long", "rows").iter_rows()
                     ),
                     WIDTH,
                 )
