@@ -121,9 +121,14 @@ def test_budget_pool_and_paired_columns() -> None:
     assert pool[1] == {"pool_size": 4, "pool_unique_seen": 2, "pool_seen_mean": 1.0,
                        "pool_seen_max": 1}  # fmt: skip
     assert pool[2]["pool_unique_seen"] == 3 and pool[2]["pool_seen_mean"] == pytest.approx(5 / 3)
+    warm = {f"h{i}": i < 12 for i in range(40)}  # the warm start: 12 of 40
     details = {
-        "loop": ArmResult(evals["loop"], "sft", {1: train, 2: train}, {1: items, 2: items}, pool),
-        "static": ArmResult(evals["static"], "sft", {1: train}, {1: items, 2: static_items}),
+        "loop": ArmResult(
+            evals["loop"], "sft", {1: train, 2: train}, {0: warm, 1: items, 2: items}, pool
+        ),
+        "static": ArmResult(
+            evals["static"], "sft", {1: train}, {0: warm, 1: items, 2: static_items}
+        ),
     }
     table = build_table(evals, details)
     static2 = table.filter((pl.col("arm") == "static") & (pl.col("iteration") == 2)).row(
@@ -136,8 +141,16 @@ def test_budget_pool_and_paired_columns() -> None:
     assert (loop1["steps"], loop1["sequences"], loop1["d_kinds"]) == (8, 64, "clarify=4 single=60")
     assert (loop1["too_long"], loop1["splits_trained"]) == (6, "ES=8 SEED=56")
     assert loop1["pool_unique_seen"] == 2 and loop1["mcnemar_p"] is None  # loop is the base
+    # against the warm start: loop gains h12..h19 and loses none -> p = 2 / 2^8;
+    # static gains h12..h25 and loses h0 -> p = 2 x (1 + 15) / 2^15
+    loop2 = table.filter((pl.col("arm") == "loop") & (pl.col("iteration") == 2)).row(0, named=True)
+    assert (loop2["warm_n_paired"], loop2["warm_gained"], loop2["warm_lost"]) == (40, 8, 0)
+    assert loop2["warm_p"] == pytest.approx(2 / 2**8)
+    assert (static2["warm_gained"], static2["warm_lost"]) == (14, 1)
+    assert static2["warm_p"] == pytest.approx(32 / 2**15)
     text = format_table(table)
     assert "6/1 0.125" in text
+    assert "loop 2: +8/-0 p 0.00781 (n 40); static 2: +14/-1 p 0.000977 (n 40)" in text
 
 
 def test_warmstart_mismatch_names_the_arm() -> None:

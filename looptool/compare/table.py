@@ -8,7 +8,10 @@ split, ES / EE / HPPL / SEED ..., where the run recorded it), what D_1..D_j drew
 from the seed pool (pool_size, pool_unique_seen, pool_seen_mean), the paired exact
 McNemar test against the loop arm at the same iteration on the held-out items both
 scored (n_paired, mcnemar_b: this arm right and loop wrong, mcnemar_c: the reverse,
-mcnemar_p) and the accuracy per sample kind (acc_single ... acc_irrelevant). Iteration 0
+mcnemar_p), the same test against the warm start (iteration 0 of the same arm) on the
+items both scored (warm_n_paired, warm_gained: right now and wrong at the warm start,
+warm_lost: the reverse, warm_p) and the accuracy per sample kind (acc_single ...
+acc_irrelevant). Iteration 0
 is the warm start, the same checkpoint for every arm, repeated in each arm's rows so
 every series starts there.
 """
@@ -47,6 +50,10 @@ COLUMNS: dict[str, pl.DataType] = {
     "mcnemar_b": pl.Int64(),
     "mcnemar_c": pl.Int64(),
     "mcnemar_p": pl.Float64(),
+    "warm_n_paired": pl.Int64(),
+    "warm_gained": pl.Int64(),
+    "warm_lost": pl.Int64(),
+    "warm_p": pl.Float64(),
     **{f"acc_{k}": pl.Float64() for k in KINDS},
 }
 BASE_ARM = "loop"  # the McNemar columns compare every other arm with this one
@@ -141,6 +148,10 @@ def build_table(
                 )
             if d is not None and base is not None and arm != BASE_ARM and j > 0:
                 row.update(paired_columns(d.items.get(j) or {}, base.items.get(j) or {}))
+            if d is not None and j > 0:
+                if vs := paired_columns(d.items.get(j) or {}, d.items.get(0) or {}):
+                    row.update(warm_n_paired=vs["n_paired"], warm_gained=vs["mcnemar_b"],
+                               warm_lost=vs["mcnemar_c"], warm_p=vs["mcnemar_p"])  # fmt: skip
             rows.append({c: row.get(c) for c in COLUMNS})
     return pl.DataFrame(rows, schema=COLUMNS, orient="row")
 
@@ -214,8 +225,27 @@ def format_table(table: pl.DataFrame, trainer: dict[str, str] | None = None) -> 
         "vs loop: paired exact McNemar test on the items both scored, b = this arm right and "
         "loop wrong, c = the reverse"
     )
+    lines.extend(warm_lines(table))
     lines.extend(kind_lines(table))
     return "\n".join(lines)
+
+
+def warm_lines(table: pl.DataFrame) -> list[str]:
+    """Each arm's last iteration against the warm start, paired on the items both scored."""
+    last = (
+        table.filter(pl.col("warm_p").is_not_null())
+        .group_by("arm", maintain_order=True)
+        .agg(pl.all().sort_by("iteration").last())
+    )
+    if last.height == 0:
+        return []
+    cells = [
+        f"{r['arm']} {r['iteration']}: +{r['warm_gained']}/-{r['warm_lost']} "
+        f"p {r['warm_p']:.3g} (n {r['warm_n_paired']})"
+        for r in last.iter_rows(named=True)
+    ]
+    return ["vs warm start (last iteration, paired exact McNemar, items gained/lost):",
+            "  " + "; ".join(cells)]  # fmt: skip
 
 
 def kind_lines(table: pl.DataFrame) -> list[str]:
