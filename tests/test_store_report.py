@@ -283,3 +283,20 @@ def test_metrics_only_checkout_falls_back_to_stage_metrics(tmp_path: Path) -> No
     assert t["reject_reasons"].row(0, named=True)["reject_tier"] == "dedup"
     # what only the tables hold is reported as not built, not invented
     assert 'data-table="ppl"' not in page and 'data-table="correction_examples"' not in page
+
+
+def test_arms_from_another_run_are_flagged() -> None:
+    """compare.csv whose warm start scored otherwise than this run's eval@0 (e.g. left from
+    other params) is named in the report instead of being overlaid silently."""
+    from looptool.report.data import arms_from_elsewhere
+
+    own = pl.DataFrame({"iter": [0, 1], "n": [150, 150], "accuracy": [0.08, 0.1]})
+    arms = pl.DataFrame(
+        {"arm": ["loop", "loop"], "iteration": [0, 1], "n": [150, 150],
+         "heldout_exact": [0.08, 0.12]}
+    )  # fmt: skip
+    assert arms_from_elsewhere(own, arms) is None
+    other = arms.with_columns(heldout_exact=pl.Series([0.147, 0.133]))
+    note = arms_from_elsewhere(own, other)
+    assert note is not None and "scored 0.147 on 150 held-out items, this run's 0.080" in note
+    assert arms_from_elsewhere(own.filter(pl.col("iter") > 0), other) is None  # no eval@0

@@ -77,6 +77,27 @@ def _metric_wide(con: duckdb.DuckDBPyConnection, stage: str, keys: tuple[str, ..
     return wide.select("iter", *[k for k in keys if k in wide.columns]).sort("iter")
 
 
+def arms_from_elsewhere(heldout: pl.DataFrame, arms: pl.DataFrame) -> str | None:
+    """Why compare.csv's arms may not be this run's: its warm start (iteration 0) scored
+    otherwise than this run's eval@0 (accuracy or n), e.g. a compare.csv left from other
+    params. None when they agree or either side has no iteration 0."""
+    if heldout.is_empty() or arms.is_empty() or "n" not in arms.columns:
+        return None
+    own = heldout.filter(pl.col("iter") == 0)
+    theirs = arms.filter(pl.col("iteration") == 0).head(1)
+    if own.is_empty() or theirs.is_empty():
+        return None
+    acc, n = own["accuracy"][0], own["n"][0]
+    t_acc, t_n = theirs["heldout_exact"][0], theirs["n"][0]
+    if t_n == n and t_acc is not None and acc is not None and abs(t_acc - acc) < 1e-9:
+        return None
+    return (
+        f"compare.csv's warm start scored {t_acc:.3f} on {t_n:.0f} held-out items, this run's "
+        f"{acc:.3f} on {n}: its arms come from another run or other params (run `looptool "
+        "compare` again to compare with this one)"
+    )
+
+
 def read_compare(path: Path, arms: tuple[str, ...] = ()) -> pl.DataFrame:
     """Rows of a `looptool compare` CSV, optionally only the named arms; empty if absent."""
     if not path.is_file():

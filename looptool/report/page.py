@@ -14,7 +14,12 @@ from pathlib import Path
 import polars as pl
 
 from looptool.report import charts as ch
-from looptool.report.data import TRAIN_FIRST, ReportData, collect_report_data
+from looptool.report.data import (
+    TRAIN_FIRST,
+    ReportData,
+    arms_from_elsewhere,
+    collect_report_data,
+)
 from looptool.store.io import write_text_atomic
 
 # section id -> heading, in page order
@@ -35,7 +40,7 @@ nav a{margin-right:12px}figure.chart{margin:12px 0}figure.chart svg{max-width:10
 table{border-collapse:collapse;margin:8px 0 16px;font-size:12px}
 td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}th{background:#f4f4f4}
 td.t{text-align:left;font-family:ui-monospace,monospace;max-width:460px;overflow-wrap:anywhere}
-.empty{color:#888;font-style:italic}.meta{color:#555}
+.empty{color:#888;font-style:italic}.meta{color:#555}.warning{color:#a40;font-weight:600}
 """
 
 
@@ -146,6 +151,8 @@ def section_eval(d: ReportData) -> str:
                 _drawn(own_bfcl + _arm_lines(d.arms, "bfcl_accuracy", False)),
                 title="BFCL overall accuracy per arm",
                 xlabel="iteration", ylabel="accuracy", ylim=(0, 1))))  # fmt: skip
+        if note := arms_from_elsewhere(h, d.arms):
+            parts.append(f'<p class="warning">Warning: {_esc(note)}.</p>')
         parts.append(table("arms", d.arms, "arms from compare/compare.csv (looptool compare)"))
     return "".join(parts)
 
