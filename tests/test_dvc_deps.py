@@ -128,7 +128,10 @@ def uncovered(module: str, deps: list[str]) -> list[str]:
     return sorted(f for f in files if must_cover(f, opens_engines) and not covered(f))
 
 
-@pytest.mark.parametrize(("stage", "module", "deps"), stages(), ids=[s[0] for s in stages()])
+STAGES = stages()
+
+
+@pytest.mark.parametrize(("stage", "module", "deps"), STAGES, ids=[s[0] for s in STAGES])
 def test_stage_deps_cover_the_code_it_runs(stage: str, module: str, deps: list[str]) -> None:
     missing = uncovered(module, deps)
     assert not missing, f"dvc.yaml stage {stage!r}: add to its deps: {', '.join(missing)}"

@@ -230,13 +230,14 @@ def format_table(table: pl.DataFrame, trainer: dict[str, str] | None = None) -> 
     return "\n".join(lines)
 
 
+def _last_per_arm(table: pl.DataFrame) -> pl.DataFrame:
+    """Each arm's row of its highest iteration, arms in table order."""
+    return table.group_by("arm", maintain_order=True).agg(pl.all().sort_by("iteration").last())
+
+
 def warm_lines(table: pl.DataFrame) -> list[str]:
     """Each arm's last iteration against the warm start, paired on the items both scored."""
-    last = (
-        table.filter(pl.col("warm_p").is_not_null())
-        .group_by("arm", maintain_order=True)
-        .agg(pl.all().sort_by("iteration").last())
-    )
+    last = _last_per_arm(table.filter(pl.col("warm_p").is_not_null()))
     if last.height == 0:
         return []
     cells = [
@@ -253,7 +254,7 @@ def kind_lines(table: pl.DataFrame) -> list[str]:
     arm (and the warm start) are named as such."""
     if table.height == 0:
         return []
-    last = table.group_by("arm", maintain_order=True).agg(pl.all().sort_by("iteration").last())
+    last = _last_per_arm(table)
     warm = table.filter(pl.col("iteration") == 0).head(1)
     out = ["per-kind held-out accuracy % (last iteration; warm start):"]
     zero = []
