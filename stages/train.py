@@ -22,7 +22,7 @@ from looptool.engines import EngineError, default_cache_dir
 from looptool.loop.guard import collapse_kind, guard_verdict, heldout_check
 from looptool.loop.train import train_grpo
 from looptool.loop.train_noop import train_noop
-from looptool.loop.train_rows import TrainError
+from looptool.loop.train_rows import TrainError, rows_too_long
 from looptool.loop.train_setup import is_main_process
 from looptool.loop.warmstart import train_sft
 from looptool.params import ParamsError, load_params
@@ -107,17 +107,16 @@ def main(argv: list[str] | None = None) -> None:
 
 def too_long_note(metrics: dict, table: str, limit: str) -> str | None:
     """What the length limit left out of training, per split of D_j (None: nothing)."""
-    n, fitting = metrics.get("samples"), metrics.get("samples_fitting")
-    if n is None or fitting is None or fitting >= n:
+    n, cut = metrics.get("samples"), rows_too_long(metrics)
+    if n is None or not cut:
         return None
     total = metrics.get("splits_dataset") or {}
     per_split = ", ".join(
         f"{split} {k} of {total.get(split, k)}"
         for split, k in (metrics.get("splits_too_long") or {}).items()
     )
-    return (
-        f"{n - fitting} of {n} rows of {table} are longer than {limit} and are not trained on"
-        + (f" ({per_split})" if per_split else "")
+    return f"{cut} of {n} rows of {table} are longer than {limit} and are not trained on" + (
+        f" ({per_split})" if per_split else ""
     )
 
 

@@ -169,7 +169,7 @@ def test_smoke_two_steps_writes_checkpoint_and_metrics(chain, tiny_model_dir):
     for key in ("reward", "loss", "grad_norm", "zero_variance_group_share", "match_rate"):
         assert all(key in r for r in res.steps), key
     assert 0.0 <= m["reward_mean"] <= 1.0
-    assert m["samples"] == 12 and m["samples_dropped_long_prompt"] == 0
+    assert m["samples"] == 12 and m["samples_too_long"] == 0
     assert m["optimizer"] == "fresh"
     assert sum(m["reward_reasons"].values()) > 0  # the reward scored every completion
     json.dumps(m)  # JSON-safe for the DVC metrics file

@@ -95,7 +95,7 @@ def test_row_selection_counts_too_long_and_trained_rows_per_split():
     assert r.metrics["splits_dataset"] == {"EE": 4, "ES": 4, "SEED": 4}
     assert r.metrics["splits_too_long"] == {"EE": 3, "ES": 3}
     assert r.metrics["splits_trained"] == {"EE": 1, "ES": 1, "SEED": 4}
-    assert r.metrics["samples"] - r.metrics["samples_fitting"] == 6
+    assert r.metrics["samples"] - r.metrics["samples_fitting"] == r.metrics["samples_too_long"] == 6
 
 
 def test_equal_budgets_whatever_the_no_call_share_of_d_j():

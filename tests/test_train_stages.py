@@ -214,7 +214,7 @@ def test_warmstart_reserves_only_the_samples_it_trained_on(workspace):
          str(data / "seed" / "samples.parquet"), "--out", str(data / "iter_0")]
     )  # fmt: skip
     ws = json.loads((data / "iter_0" / "warmstart_metrics.json").read_text())
-    assert (ws["samples"], ws["samples_trained"], ws["samples_dropped_too_long"]) == (8, 6, 2)
+    assert (ws["samples"], ws["samples_trained"], ws["samples_too_long"]) == (8, 6, 2)
     reserved = pl.read_parquet(data / "iter_0" / "warmstart_samples.parquet")
     assert ws["reserved_samples"] == reserved.height == 6
     assert set(reserved["sample_id"]) == {s.sample_id for s in short}
@@ -232,3 +232,10 @@ def test_train_warns_what_the_length_limit_left_out_per_split():
         "and are not trained on (EE 22 of 35, ES 13 of 21, HPPL 1 of 3, SEED_NEW 1 of 5)"
     )
     assert too_long_note({"samples": 8, "samples_fitting": 8}, "t", "l") is None
+    # metrics written since samples_too_long was recorded say it directly
+    recorded = {"samples": 64, "samples_too_long": 5, "samples_fitting": 59}
+    assert (
+        too_long_note(recorded, "t", "l")
+        == "5 of 64 rows of t are longer than l and are not trained on"
+    )
+    assert too_long_note({"samples": 8}, "t", "l") is None  # not recorded: no claim

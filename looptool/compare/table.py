@@ -24,6 +24,7 @@ import polars as pl
 
 from looptool.compare.experiments import ArmResult
 from looptool.eval.interval import mcnemar_exact, wilson_interval
+from looptool.loop.train_rows import rows_too_long
 from looptool.store.io import atomic_path
 
 KINDS = ("single", "parallel", "multi_step", "clarify", "irrelevant")
@@ -98,12 +99,11 @@ def train_columns(train: dict | None) -> dict:
     if not train:
         return {}
     steps = train.get("global_step", train.get("steps"))
-    n, fitting = train.get("samples"), train.get("samples_fitting")
     return {
         "steps": steps,
         "sequences": train.get("sequences_trained"),
         "rows_trained": train.get("samples_trained"),
-        "too_long": None if n is None or fitting is None else n - fitting,
+        "too_long": rows_too_long(train),
         "d_kinds": _counts(train.get("kinds_dataset")),
         "splits_trained": _counts(train.get("splits_trained")),
     }

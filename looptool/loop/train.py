@@ -203,7 +203,6 @@ def train_grpo(
             "optimizer": "fresh",  # weights-only load; no optimizer state crosses iterations
             "resumed_from_step": resumed,
             **rows.selection.metrics,
-            "samples_dropped_long_prompt": len(dropped),
             "reward": params.reward,
             "dynamic_sampling": params.dynamic_sampling,
             "dropped_long_prompt": dropped,

@@ -163,7 +163,6 @@ def train_sft(
         "loss_first": sum(losses[:w]) / w if losses else None,
         "loss_last": sum(losses[-w:]) / w if losses else None,
         **rows.selection.metrics,
-        "samples_dropped_too_long": len(rows.fits) - sum(rows.fits),
         # optimizer steps x sequences per step (what the budget is measured in)
         "sequences_trained": (trainer.state.global_step or 0) * params.batch_size,
         "resumed_from_step": resumed,

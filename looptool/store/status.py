@@ -11,6 +11,7 @@ from pathlib import Path
 import polars as pl
 import yaml
 
+from looptool.loop.train_rows import rows_too_long
 from looptool.store.dvc_lock import dvc_config_problem, dvc_error_line, running_dvc_pid
 from looptool.store.views import Layout, connect
 
@@ -150,12 +151,11 @@ def _train_facts(layout: Layout, j: int) -> dict:
     except (OSError, json.JSONDecodeError):
         obj = {}
     check = (obj.get("heldout") or {}) if j == 0 else (obj.get("guard") or {})
-    n, fitting = obj.get("samples"), obj.get("samples_fitting")
     return {
         "calls": check.get("tool_call_rate"),
         "guard_ok": None if j == 0 else check.get("ok"),
-        "rows": n,
-        "too_long": None if n is None or fitting is None else n - fitting,
+        "rows": obj.get("samples"),
+        "too_long": rows_too_long(obj),
     }
 
 
