@@ -153,6 +153,37 @@ def test_budget_pool_and_paired_columns() -> None:
     assert "loop 2: +8/-0 p 0.00781 (n 40); static 2: +14/-1 p 0.000977 (n 40)" in text
 
 
+def test_guard_columns_and_the_tool_call_floor_line() -> None:
+    from looptool.compare.experiments import ArmResult
+    from looptool.compare.table import floor_lines
+
+    evals = _synthetic()  # warm start's tool-call rate 0.9
+    evals["static"][1] = _eval(0.5, 40, 0.3, tool_call_rate=0.7)  # below 0.75 x 0.9
+    evals["static"][2] = _eval(0.4, 40, None, tool_call_rate=0.7)  # tie: the first is named
+    guard = {"tool_call_rate": 0.6, "warmstart_tool_call_rate": 1.0, "min_ratio": 0.75,
+             "ok": False}  # fmt: skip
+    details = {"loop": ArmResult(evals["loop"], "sft", {1: {"guard": guard}}),
+               "static": ArmResult(evals["static"], "sft")}  # fmt: skip
+    table = build_table(evals, details)
+    loop1 = table.filter((pl.col("arm") == "loop") & (pl.col("iteration") == 1)).row(0, named=True)
+    assert (loop1["guard_tool_call_rate"], loop1["guard_min_ratio"], loop1["guard_ok"]) == (
+        0.6,
+        0.75,
+        False,
+    )
+    assert floor_lines(table) == [
+        "lowest held-out tool-call % (iterations 1..J) vs the floor 0.75 x warm start's 90.0 = 67.5:",
+        "  loop 95.0 (iteration 1); static 70.0 (iteration 1)",
+    ]
+    evals["static"][1] = _eval(0.5, 40, 0.3, tool_call_rate=0.6)
+    lines = floor_lines(build_table(evals))  # no guard recorded: the guard's default 0.8
+    assert lines[0].endswith("0.8 x warm start's 90.0 = 72.0:")
+    assert lines[1] == "  loop 95.0 (iteration 1); static 60.0 (iteration 1) BELOW"
+    assert lines[1] in format_table(build_table(evals))
+    no_rates = {"a": {0: _eval(0.2, 10, None), 1: _eval(0.3, 10, None)}}
+    assert floor_lines(build_table(no_rates)) == []
+
+
 def test_warmstart_mismatch_names_the_arm() -> None:
     evals = _synthetic()
     evals["static"][0] = _eval(0.3, 40, 0.2)

@@ -3,7 +3,8 @@
 Columns (compare.csv, read by the HTML report): arm, iteration, n, heldout_exact,
 ci_low, ci_high, tool_call_rate, bfcl_accuracy; then what the arm trained on in that
 iteration (steps, sequences, rows_trained, too_long: D_j's rows over the length limit
-and so never trained on, d_kinds: D_j's kind mix, splits_trained: the trained rows per
+and so never trained on, guard_tool_call_rate / guard_min_ratio / guard_ok: train@j's
+collapse guard on its held-out check prompts, d_kinds: D_j's kind mix, splits_trained: the trained rows per
 split, ES / EE / HPPL / SEED ..., where the run recorded it), what D_1..D_j drew
 from the seed pool (pool_size, pool_unique_seen, pool_seen_mean), the paired exact
 McNemar test against the loop arm at the same iteration on the held-out items both
@@ -42,6 +43,9 @@ COLUMNS: dict[str, pl.DataType] = {
     "sequences": pl.Int64(),
     "rows_trained": pl.Int64(),
     "too_long": pl.Int64(),
+    "guard_tool_call_rate": pl.Float64(),
+    "guard_min_ratio": pl.Float64(),
+    "guard_ok": pl.Boolean(),
     "d_kinds": pl.String(),
     "splits_trained": pl.String(),
     "pool_size": pl.Int64(),
@@ -99,11 +103,15 @@ def train_columns(train: dict | None) -> dict:
     if not train:
         return {}
     steps = train.get("global_step", train.get("steps"))
+    guard = train.get("guard") or {}
     return {
         "steps": steps,
         "sequences": train.get("sequences_trained"),
         "rows_trained": train.get("samples_trained"),
         "too_long": rows_too_long(train),
+        "guard_tool_call_rate": guard.get("tool_call_rate"),
+        "guard_min_ratio": guard.get("min_ratio"),
+        "guard_ok": guard.get("ok"),
         "d_kinds": _counts(train.get("kinds_dataset")),
         "splits_trained": _counts(train.get("splits_trained")),
     }
@@ -226,6 +234,7 @@ def format_table(table: pl.DataFrame, trainer: dict[str, str] | None = None) -> 
         "loop wrong, c = the reverse"
     )
     lines.extend(warm_lines(table))
+    lines.extend(floor_lines(table))
     lines.extend(kind_lines(table))
     return "\n".join(lines)
 
@@ -247,6 +256,33 @@ def warm_lines(table: pl.DataFrame) -> list[str]:
     ]
     return ["vs warm start (last iteration, paired exact McNemar, items gained/lost):",
             "  " + "; ".join(cells)]  # fmt: skip
+
+
+def floor_lines(table: pl.DataFrame, default_ratio: float = 0.8) -> list[str]:
+    """Each arm's lowest held-out tool-call rate over iterations 1..J against the floor
+    ``min_ratio`` x the warm start's rate (train.guard.min_ratio as train@j recorded it,
+    else ``default_ratio``, the guard's default): where an arm's tool calls sank."""
+    warm = table.filter((pl.col("iteration") == 0) & pl.col("tool_call_rate").is_not_null())
+    trained = table.filter((pl.col("iteration") > 0) & pl.col("tool_call_rate").is_not_null())
+    if warm.height == 0 or trained.height == 0:
+        return []
+    base = warm["tool_call_rate"][0]
+    recorded = trained["guard_min_ratio"].drop_nulls()
+    ratio = recorded[0] if recorded.len() else default_ratio
+    floor = ratio * base
+    lowest = trained.group_by("arm", maintain_order=True).agg(
+        pl.all().sort_by(["tool_call_rate", "iteration"]).first()
+    )
+    cells = [
+        f"{r['arm']} {_pct(r['tool_call_rate'])} (iteration {r['iteration']})"
+        + (" BELOW" if r["tool_call_rate"] < floor else "")
+        for r in lowest.iter_rows(named=True)
+    ]
+    return [
+        f"lowest held-out tool-call % (iterations 1..J) vs the floor {ratio:g} x warm start's "
+        f"{_pct(base)} = {_pct(floor)}:",
+        "  " + "; ".join(cells),
+    ]
 
 
 def kind_lines(table: pl.DataFrame) -> list[str]:
