@@ -22,11 +22,12 @@ from looptool.engines import EngineError, default_cache_dir
 from looptool.loop.guard import collapse_kind, guard_verdict, heldout_check
 from looptool.loop.train import train_grpo
 from looptool.loop.train_noop import train_noop
-from looptool.loop.train_rows import TrainError, rows_too_long
+from looptool.loop.train_rows import TrainError
 from looptool.loop.train_setup import is_main_process
 from looptool.loop.warmstart import train_sft
 from looptool.params import ParamsError, load_params
 from looptool.store.io import write_json_atomic
+from looptool.store.train_record import rows_too_long
 
 
 def main(argv: list[str] | None = None) -> None:

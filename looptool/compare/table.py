@@ -25,8 +25,8 @@ import polars as pl
 
 from looptool.compare.experiments import ArmResult
 from looptool.eval.interval import mcnemar_exact, wilson_interval
-from looptool.loop.train_rows import rows_too_long
 from looptool.store.io import atomic_path
+from looptool.store.train_record import rows_too_long
 
 KINDS = ("single", "parallel", "multi_step", "clarify", "irrelevant")
 

@@ -145,13 +145,3 @@ def select_training_rows(
         metrics["splits_trained"] = counts(loaded.splits, rows)
         metrics["splits_too_long"] = counts(loaded.splits, too_long)
     return Selection(rows, metrics)
-
-
-def rows_too_long(metrics: dict) -> int | None:
-    """Rows of a training table over the length limit, never trained on, from its train or
-    warm-start metrics (None when not recorded). Metrics written before
-    ``samples_too_long`` existed give ``samples - samples_fitting``."""
-    if (recorded := metrics.get("samples_too_long")) is not None:
-        return recorded
-    n, fitting = metrics.get("samples"), metrics.get("samples_fitting")
-    return None if n is None or fitting is None else n - fitting

@@ -11,8 +11,8 @@ from pathlib import Path
 import polars as pl
 import yaml
 
-from looptool.loop.train_rows import rows_too_long
 from looptool.store.dvc_lock import dvc_config_problem, dvc_error_line, running_dvc_pid
+from looptool.store.train_record import rows_too_long
 from looptool.store.views import Layout, connect
 
 # Stage of iteration j -> what its output is (relative to data/iter_j unless noted).
