@@ -238,6 +238,17 @@ def test_export_refuses_its_own_input(in_project: Path, tmp_path: Path) -> None:
     assert src.read_bytes() == before
 
 
+def test_eval_bfcl_refuses_to_write_over_its_predictions(tmp_path: Path) -> None:
+    preds = tmp_path / "preds.jsonl"
+    preds.write_text('{"id": "simple_0", "result": "[f(a=1)]"}\n')
+    before = preds.read_bytes()
+    res = CliRunner().invoke(
+        main, ["eval", "bfcl", "--predictions", str(preds), "--out", str(preds), "--force"]
+    )
+    assert res.exit_code == 1 and "own input" in res.output, res.output
+    assert preds.read_bytes() == before
+
+
 # --- corrupt tables ----------------------------------------------------------------------
 
 

@@ -16,7 +16,13 @@ from looptool.eval.bfcl.report import evaluate_file
 from looptool.params.evaluation import MAX_ENGINE_FAILURE_SHARE
 from looptool.params.project import ProjectParams
 from looptool.store.io import write_text_atomic
-from looptool.store.output_guard import FORCE_OPTION, OutputDir, OutputFile
+from looptool.store.output_guard import (
+    FORCE_OPTION,
+    OutputDir,
+    OutputFile,
+    OutputPathError,
+    check_not_input,
+)
 
 RUN_FILES = ("predictions.jsonl", "verdicts.jsonl", "scores.json")
 
@@ -58,6 +64,11 @@ def bfcl_cmd(
     data_dir: Path, predictions: Path, dot_to_underscore: bool, out: Path | None, force: bool
 ) -> None:
     """Score BFCL predictions with the BFCL-mode ToolMatch."""
+    if out is not None:
+        try:  # --force replaces an existing file, never the predictions being scored
+            check_not_input(str(out), out, inputs=(predictions,))
+        except OutputPathError as exc:
+            raise click.ClickException(str(exc)) from None
     try:
         report = evaluate_file(data_dir, predictions, dot_to_underscore=dot_to_underscore)
     except (FileNotFoundError, BfclDataError) as exc:
