@@ -25,6 +25,7 @@ import polars as pl
 
 from looptool.compare.experiments import ArmResult
 from looptool.eval.interval import mcnemar_exact, wilson_interval
+from looptool.params.train import GuardParams
 from looptool.store.io import atomic_path
 from looptool.store.train_record import rows_too_long
 
@@ -258,17 +259,17 @@ def warm_lines(table: pl.DataFrame) -> list[str]:
             "  " + "; ".join(cells)]  # fmt: skip
 
 
-def floor_lines(table: pl.DataFrame, default_ratio: float = 0.8) -> list[str]:
+def floor_lines(table: pl.DataFrame) -> list[str]:
     """Each arm's lowest held-out tool-call rate over iterations 1..J against the floor
     ``min_ratio`` x the warm start's rate (train.guard.min_ratio as train@j recorded it,
-    else ``default_ratio``, the guard's default): where an arm's tool calls sank."""
+    else the guard's default): where an arm's tool calls sank."""
     warm = table.filter((pl.col("iteration") == 0) & pl.col("tool_call_rate").is_not_null())
     trained = table.filter((pl.col("iteration") > 0) & pl.col("tool_call_rate").is_not_null())
     if warm.height == 0 or trained.height == 0:
         return []
     base = warm["tool_call_rate"][0]
     recorded = trained["guard_min_ratio"].drop_nulls()
-    ratio = recorded[0] if recorded.len() else default_ratio
+    ratio = recorded[0] if recorded.len() else GuardParams().min_ratio
     floor = ratio * base
     lowest = trained.group_by("arm", maintain_order=True).agg(
         pl.all().sort_by(["tool_call_rate", "iteration"]).first()
